@@ -1,0 +1,323 @@
+//! The client registry: who may ask for tokens, how they authenticate, and what they may get.
+
+use diesel::Connection;
+use serde::Serialize;
+
+use crate::db::models::audit_events::{self, AuditEventRow};
+use crate::db::models::clients::{self as store, ClientRow};
+use crate::db::{DbConnection, StoreError};
+use crate::domain::{GrantType, RedirectUri, Scope};
+use crate::tokens::secret::{HashedToken, PlainToken};
+
+/// A registered client, parsed from its row.
+#[derive(Debug, Clone)]
+pub struct Client {
+    pub client_id: String,
+    pub name: String,
+    pub is_public: bool,
+    secret_hash: Option<HashedToken>,
+    pub redirect_uris: Vec<RedirectUri>,
+    pub grant_types: Vec<GrantType>,
+    pub scopes: Scope,
+    pub audience: String,
+    pub first_party: bool,
+    pub created_at: i64,
+}
+
+impl Client {
+    fn from_row(row: ClientRow) -> Result<Self, StoreError> {
+        let bad = |what: &str| {
+            StoreError::Other(anyhow::anyhow!(
+                "client {} has an invalid {what}",
+                row.client_id
+            ))
+        };
+        let redirect_uris = row
+            .redirect_uris
+            .split_whitespace()
+            .map(RedirectUri::parse)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|_| bad("redirect URI"))?;
+        let grant_types = row
+            .grant_types
+            .split_whitespace()
+            .map(|g| GrantType::parse(g).ok_or(()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|_| bad("grant type"))?;
+        let scopes = Scope::parse(&row.scopes).map_err(|_| bad("scope"))?;
+        Ok(Self {
+            client_id: row.client_id,
+            name: row.name,
+            is_public: row.is_public,
+            secret_hash: row.secret_hash.map(HashedToken::from_stored),
+            redirect_uris,
+            grant_types,
+            scopes,
+            audience: row.audience,
+            first_party: row.first_party,
+            created_at: row.created_at,
+        })
+    }
+
+    pub fn allows_grant(&self, grant: GrantType) -> bool {
+        self.grant_types.contains(&grant)
+    }
+
+    /// Constant-time check of a presented secret. Public clients have none to check.
+    pub fn secret_matches(&self, presented: &PlainToken) -> bool {
+        match &self.secret_hash {
+            Some(stored) => stored.matches(&presented.hash()),
+            None => false,
+        }
+    }
+
+    pub fn view(&self) -> ClientView {
+        ClientView {
+            client_id: self.client_id.clone(),
+            name: self.name.clone(),
+            public: self.is_public,
+            grant_types: self
+                .grant_types
+                .iter()
+                .map(|g| g.as_str().to_string())
+                .collect(),
+            scopes: self.scopes.iter().map(str::to_string).collect(),
+            redirect_uris: self.redirect_uris.iter().map(|r| r.to_string()).collect(),
+            audience: self.audience.clone(),
+            first_party: self.first_party,
+            created_at: self.created_at,
+        }
+    }
+}
+
+/// What `client list/show --json` prints.
+#[derive(Debug, Clone, Serialize)]
+pub struct ClientView {
+    pub client_id: String,
+    pub name: String,
+    pub public: bool,
+    pub grant_types: Vec<String>,
+    pub scopes: Vec<String>,
+    pub redirect_uris: Vec<String>,
+    pub audience: String,
+    pub first_party: bool,
+    pub created_at: i64,
+}
+
+/// A registration request, already parsed.
+#[derive(Debug, Clone)]
+pub struct NewClient {
+    pub client_id: Option<String>,
+    pub name: String,
+    pub public: bool,
+    /// Empty: `client_credentials` without redirect URIs, else `authorization_code refresh_token`.
+    pub grant_types: Vec<GrantType>,
+    pub scopes: Scope,
+    pub redirect_uris: Vec<RedirectUri>,
+    pub audience: Option<String>,
+    pub first_party: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<diesel::result::Error> for RegistryError {
+    fn from(e: diesel::result::Error) -> Self {
+        RegistryError::Store(e.into())
+    }
+}
+
+pub fn validate_client_id(id: &str) -> Result<(), RegistryError> {
+    let ok = (1..=128).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'));
+    if ok {
+        Ok(())
+    } else {
+        Err(RegistryError::Invalid(format!(
+            "client id `{id}` must be 1 to 128 characters of letters, digits and - . _ ~"
+        )))
+    }
+}
+
+/// The result of registration: the secret is shown here once and never again.
+#[derive(Debug)]
+pub struct CreatedClient {
+    pub client: Client,
+    pub client_secret: Option<PlainToken>,
+}
+
+impl CreatedClient {
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut v = serde_json::to_value(self.client.view()).unwrap_or_default();
+        if let Some(obj) = v.as_object_mut() {
+            obj.insert(
+                "client_secret".into(),
+                self.client_secret
+                    .as_ref()
+                    .map(|s| s.expose().to_string())
+                    .into(),
+            );
+        }
+        v
+    }
+}
+
+pub fn create(
+    conn: &mut DbConnection,
+    spec: NewClient,
+    now: i64,
+) -> Result<CreatedClient, RegistryError> {
+    let client_id = match spec.client_id {
+        Some(id) => id,
+        None => uuid::Uuid::new_v4().to_string(),
+    };
+    validate_client_id(&client_id)?;
+    if spec.name.trim().is_empty() || spec.name.chars().count() > 200 {
+        return Err(RegistryError::Invalid(
+            "client name must be 1 to 200 characters".into(),
+        ));
+    }
+    let mut grants = spec.grant_types.clone();
+    if grants.is_empty() {
+        grants = if spec.redirect_uris.is_empty() {
+            vec![GrantType::ClientCredentials]
+        } else {
+            vec![GrantType::AuthorizationCode, GrantType::RefreshToken]
+        };
+    }
+    grants.sort();
+    grants.dedup();
+    if spec.public && grants.contains(&GrantType::ClientCredentials) {
+        return Err(RegistryError::Invalid(
+            "a public client cannot use client_credentials: it has no secret to authenticate with"
+                .into(),
+        ));
+    }
+    if grants.contains(&GrantType::AuthorizationCode) && spec.redirect_uris.is_empty() {
+        return Err(RegistryError::Invalid(
+            "authorization_code needs at least one --redirect-uri".into(),
+        ));
+    }
+    if spec.scopes.is_empty() {
+        return Err(RegistryError::Invalid(
+            "a client needs at least one --scope".into(),
+        ));
+    }
+    let audience = spec.audience.unwrap_or_else(|| client_id.clone());
+    if audience.trim().is_empty() || audience.contains(char::is_whitespace) {
+        return Err(RegistryError::Invalid(
+            "audience must be one non-empty value without spaces".into(),
+        ));
+    }
+    let secret = if spec.public {
+        None
+    } else {
+        Some(
+            PlainToken::generate()
+                .map_err(|_| RegistryError::Invalid("no randomness available".into()))?,
+        )
+    };
+    let row = ClientRow {
+        client_id: client_id.clone(),
+        name: spec.name.trim().to_string(),
+        secret_hash: secret.as_ref().map(|s| s.hash().into_string()),
+        is_public: spec.public,
+        redirect_uris: spec
+            .redirect_uris
+            .iter()
+            .map(|r| r.as_str())
+            .collect::<Vec<_>>()
+            .join(" "),
+        grant_types: grants
+            .iter()
+            .map(|g| g.as_str())
+            .collect::<Vec<_>>()
+            .join(" "),
+        scopes: spec.scopes.to_string(),
+        audience,
+        first_party: spec.first_party,
+        created_at: now,
+    };
+    conn.transaction(|conn| {
+        if store::find(conn, &client_id)?.is_some() {
+            return Err(RegistryError::Conflict(format!(
+                "client `{client_id}` already exists"
+            )));
+        }
+        store::insert(conn, &row)?;
+        let mut event = AuditEventRow::new(
+            now,
+            "client_created",
+            format!("client {client_id} registered"),
+        );
+        event.client_id = Some(client_id.clone());
+        audit_events::insert(conn, &event)?;
+        Ok(())
+    })?;
+    Ok(CreatedClient {
+        client: Client::from_row(row)?,
+        client_secret: secret,
+    })
+}
+
+pub fn find(conn: &mut DbConnection, client_id: &str) -> Result<Option<Client>, StoreError> {
+    store::find(conn, client_id)?
+        .map(Client::from_row)
+        .transpose()
+}
+
+pub fn get(conn: &mut DbConnection, client_id: &str) -> Result<Client, RegistryError> {
+    find(conn, client_id)?
+        .ok_or_else(|| RegistryError::NotFound(format!("no client `{client_id}`")))
+}
+
+pub fn list(conn: &mut DbConnection) -> Result<Vec<Client>, StoreError> {
+    store::list(conn)?
+        .into_iter()
+        .map(Client::from_row)
+        .collect()
+}
+
+/// Replace a confidential client's secret (used by the demo so its secret is stable).
+pub fn set_secret(
+    conn: &mut DbConnection,
+    client_id: &str,
+    secret: &PlainToken,
+) -> Result<(), StoreError> {
+    store::set_secret_hash(conn, client_id, secret.hash().as_str())?;
+    Ok(())
+}
+
+/// Delete a client and end everything issued to it.
+pub fn delete(conn: &mut DbConnection, client_id: &str, now: i64) -> Result<(), RegistryError> {
+    conn.transaction(|conn| {
+        if store::delete(conn, client_id)? == 0 {
+            return Err(RegistryError::NotFound(format!("no client `{client_id}`")));
+        }
+        let mut event =
+            AuditEventRow::new(now, "client_deleted", format!("client {client_id} deleted"));
+        event.client_id = Some(client_id.to_string());
+        audit_events::insert(conn, &event)?;
+        Ok(())
+    })
+}
+
+/// Every scope some registered client may request (for discovery's `scopes_supported`).
+pub fn all_scopes(conn: &mut DbConnection) -> Result<Vec<String>, StoreError> {
+    let mut all = std::collections::BTreeSet::new();
+    for s in store::all_scopes(conn)? {
+        all.extend(s.split_whitespace().map(str::to_string));
+    }
+    Ok(all.into_iter().collect())
+}

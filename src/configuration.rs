@@ -1,0 +1,479 @@
+//! One `Settings` type, layered: defaults < `lineage.toml` < `LINEAGE_*` environment < flags.
+//! Clap reads the environment and the flags (flags win); the file sits underneath both.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use serde::Deserialize;
+
+use crate::db::DatabaseUrl;
+
+/// A configuration mistake: printed as one line, exit code 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+fn invalid(msg: impl Into<String>) -> ConfigError {
+    ConfigError(msg.into())
+}
+
+/// The secret that encrypts signing keys at rest and keys the refresh-token successor HMAC.
+#[derive(Clone, PartialEq, Eq)]
+pub struct KeySecret(String);
+
+impl KeySecret {
+    pub fn new(value: String) -> Self {
+        Self(value)
+    }
+    pub fn expose(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
+
+impl fmt::Debug for KeySecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("KeySecret([redacted])")
+    }
+}
+
+/// Where the key secret comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeySecretSource {
+    Configured(KeySecret),
+    /// Not configured: read or create this 0600 file.
+    File(PathBuf),
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub bind: SocketAddr,
+    /// None = `http://` + the bound address (known only after binding, e.g. port 0 in tests).
+    pub issuer: Option<String>,
+    pub database_url: DatabaseUrl,
+    pub access_token_ttl: i64,
+    pub refresh_idle_ttl: i64,
+    pub refresh_absolute_ttl: i64,
+    pub refresh_grace: i64,
+    pub refresh_max_rotations: Option<i64>,
+    pub key_secret: KeySecretSource,
+    /// How long a new signing key is published before it signs anything.
+    pub key_publish_lead: i64,
+    /// `Cache-Control: max-age` of the JWKS.
+    pub jwks_max_age: i64,
+    pub db_pool_size: u32,
+    pub workers: Option<usize>,
+}
+
+/// The settings every command accepts, as flags and `LINEAGE_*` variables.
+#[derive(Debug, Clone, Default, Args)]
+pub struct SettingsArgs {
+    /// Configuration file (TOML, the same keys as the flags with `_` for `-`).
+    #[arg(long, env = "LINEAGE_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+    /// Address to listen on.
+    #[arg(long, env = "LINEAGE_BIND", global = true)]
+    pub bind: Option<String>,
+    /// Public base URL of the server (the `iss` of every token), no trailing slash.
+    #[arg(long, env = "LINEAGE_ISSUER", global = true)]
+    pub issuer: Option<String>,
+    /// `sqlite://PATH` (default `sqlite://lineage.db`) or `postgres://…`.
+    #[arg(long, env = "LINEAGE_DATABASE_URL", global = true)]
+    pub database_url: Option<String>,
+    /// Access-token lifetime: seconds, or with a unit (`10m`).
+    #[arg(long, env = "LINEAGE_ACCESS_TOKEN_TTL", global = true)]
+    pub access_token_ttl: Option<String>,
+    /// Refresh-family idle timeout (`7d`).
+    #[arg(long, env = "LINEAGE_REFRESH_IDLE_TTL", global = true)]
+    pub refresh_idle_ttl: Option<String>,
+    /// Refresh-family absolute lifetime (`30d`), never extended by rotation.
+    #[arg(long, env = "LINEAGE_REFRESH_ABSOLUTE_TTL", global = true)]
+    pub refresh_absolute_ttl: Option<String>,
+    /// Retry grace for a just-rotated refresh token (`5s`; `0` disables).
+    #[arg(long, env = "LINEAGE_REFRESH_GRACE", global = true)]
+    pub refresh_grace: Option<String>,
+    /// Maximum rotations of one family (unset = unlimited).
+    #[arg(long, env = "LINEAGE_REFRESH_MAX_ROTATIONS", global = true)]
+    pub refresh_max_rotations: Option<String>,
+    /// Secret that encrypts signing keys at rest (default: generated into a 0600 file beside the database).
+    #[arg(
+        long,
+        env = "LINEAGE_KEY_SECRET",
+        global = true,
+        hide_env_values = true
+    )]
+    pub key_secret: Option<String>,
+    /// How long a rotated-in signing key is published before it signs (`10m`).
+    #[arg(long, env = "LINEAGE_KEY_PUBLISH_LEAD", global = true)]
+    pub key_publish_lead: Option<String>,
+    /// `Cache-Control: max-age` of /jwks.json (`5m`).
+    #[arg(long, env = "LINEAGE_JWKS_MAX_AGE", global = true)]
+    pub jwks_max_age: Option<String>,
+    /// Database connections in the pool.
+    #[arg(long, env = "LINEAGE_DB_POOL_SIZE", global = true)]
+    pub db_pool_size: Option<String>,
+    /// HTTP worker threads (default: one per core).
+    #[arg(long, env = "LINEAGE_WORKERS", global = true)]
+    pub workers: Option<String>,
+}
+
+/// `lineage.toml`: every key optional; durations as numbers (seconds) or strings (`"10m"`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSettings {
+    bind: Option<String>,
+    issuer: Option<String>,
+    database_url: Option<String>,
+    access_token_ttl: Option<toml::Value>,
+    refresh_idle_ttl: Option<toml::Value>,
+    refresh_absolute_ttl: Option<toml::Value>,
+    refresh_grace: Option<toml::Value>,
+    refresh_max_rotations: Option<toml::Value>,
+    key_secret: Option<String>,
+    key_publish_lead: Option<toml::Value>,
+    jwks_max_age: Option<toml::Value>,
+    db_pool_size: Option<toml::Value>,
+    workers: Option<toml::Value>,
+}
+
+fn value_to_string(v: toml::Value) -> String {
+    match v {
+        toml::Value::String(s) => s,
+        other => other.to_string(),
+    }
+}
+
+/// Parse `600`, `600s`, `10m`, `2h`, `7d` into seconds.
+pub fn parse_duration(name: &str, raw: &str) -> Result<i64, ConfigError> {
+    let s = raw.trim();
+    let (digits, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => s.split_at(i),
+        None => (s, ""),
+    };
+    let n: i64 = digits.parse().map_err(|_| {
+        invalid(format!(
+            "{name}: `{raw}` is not a duration (e.g. 600, 10m, 7d)"
+        ))
+    })?;
+    let factor = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => {
+            return Err(invalid(format!(
+                "{name}: unknown unit in `{raw}` (use s, m, h or d)"
+            )));
+        }
+    };
+    n.checked_mul(factor)
+        .ok_or_else(|| invalid(format!("{name}: `{raw}` is too large")))
+}
+
+fn parse_count(name: &str, raw: &str) -> Result<i64, ConfigError> {
+    raw.trim()
+        .parse::<i64>()
+        .map_err(|_| invalid(format!("{name}: `{raw}` is not a whole number")))
+}
+
+/// Validate a public base URL: absolute http(s), no query or fragment, no trailing slash.
+pub fn parse_issuer(raw: &str) -> Result<String, ConfigError> {
+    let u =
+        url::Url::parse(raw).map_err(|e| invalid(format!("issuer: `{raw}` is not a URL: {e}")))?;
+    if u.scheme() != "https" && u.scheme() != "http" {
+        return Err(invalid(format!(
+            "issuer: `{raw}` must be an http or https URL"
+        )));
+    }
+    if u.host_str().is_none() || u.query().is_some() || u.fragment().is_some() {
+        return Err(invalid(format!(
+            "issuer: `{raw}` must have a host and no query or fragment"
+        )));
+    }
+    Ok(raw.trim_end_matches('/').to_string())
+}
+
+impl SettingsArgs {
+    /// Layer defaults < file < environment/flags and validate the result.
+    pub fn resolve(&self) -> Result<Settings, ConfigError> {
+        let file = self.read_file()?;
+        let pick = |flag: &Option<String>, file: Option<String>| flag.clone().or(file);
+        let pick_v = |flag: &Option<String>, file: Option<toml::Value>| {
+            flag.clone().or(file.map(value_to_string))
+        };
+
+        let bind_raw = pick(&self.bind, file.bind).unwrap_or_else(|| "127.0.0.1:8080".into());
+        let bind: SocketAddr = bind_raw.parse().map_err(|_| {
+            invalid(format!(
+                "bind: `{bind_raw}` is not an address like 127.0.0.1:8080"
+            ))
+        })?;
+        let issuer = pick(&self.issuer, file.issuer)
+            .map(|s| parse_issuer(&s))
+            .transpose()?;
+        let db_raw = pick(&self.database_url, file.database_url)
+            .unwrap_or_else(|| "sqlite://lineage.db".into());
+        let database_url =
+            DatabaseUrl::parse(&db_raw).map_err(|e| invalid(format!("database-url: {e}")))?;
+
+        let duration =
+            |name: &str, flag: &Option<String>, f: Option<toml::Value>, default: &str| {
+                parse_duration(
+                    name,
+                    &pick_v(flag, f).unwrap_or_else(|| default.to_string()),
+                )
+            };
+        let access_token_ttl = duration(
+            "access-token-ttl",
+            &self.access_token_ttl,
+            file.access_token_ttl,
+            "600",
+        )?;
+        let refresh_idle_ttl = duration(
+            "refresh-idle-ttl",
+            &self.refresh_idle_ttl,
+            file.refresh_idle_ttl,
+            "7d",
+        )?;
+        let refresh_absolute_ttl = duration(
+            "refresh-absolute-ttl",
+            &self.refresh_absolute_ttl,
+            file.refresh_absolute_ttl,
+            "30d",
+        )?;
+        let refresh_grace = duration(
+            "refresh-grace",
+            &self.refresh_grace,
+            file.refresh_grace,
+            "5s",
+        )?;
+        let key_publish_lead = duration(
+            "key-publish-lead",
+            &self.key_publish_lead,
+            file.key_publish_lead,
+            "10m",
+        )?;
+        let jwks_max_age = duration("jwks-max-age", &self.jwks_max_age, file.jwks_max_age, "5m")?;
+        let refresh_max_rotations = pick_v(&self.refresh_max_rotations, file.refresh_max_rotations)
+            .map(|s| parse_count("refresh-max-rotations", &s))
+            .transpose()?;
+        let db_pool_size = pick_v(&self.db_pool_size, file.db_pool_size)
+            .map(|s| parse_count("db-pool-size", &s))
+            .transpose()?
+            .unwrap_or(8);
+        let workers = pick_v(&self.workers, file.workers)
+            .map(|s| parse_count("workers", &s))
+            .transpose()?;
+
+        for (name, v) in [
+            ("access-token-ttl", access_token_ttl),
+            ("refresh-idle-ttl", refresh_idle_ttl),
+            ("refresh-absolute-ttl", refresh_absolute_ttl),
+            ("jwks-max-age", jwks_max_age),
+        ] {
+            if v <= 0 {
+                return Err(invalid(format!("{name} must be greater than zero")));
+            }
+        }
+        if refresh_idle_ttl > refresh_absolute_ttl {
+            return Err(invalid(format!(
+                "refresh-idle-ttl ({refresh_idle_ttl}s) must not exceed refresh-absolute-ttl ({refresh_absolute_ttl}s)"
+            )));
+        }
+        if refresh_grace > 300 {
+            return Err(invalid("refresh-grace must be at most 5 minutes"));
+        }
+        if matches!(refresh_max_rotations, Some(n) if n < 1) {
+            return Err(invalid("refresh-max-rotations must be at least 1"));
+        }
+        if !(1..=256).contains(&db_pool_size) {
+            return Err(invalid("db-pool-size must be between 1 and 256"));
+        }
+        if matches!(workers, Some(n) if !(1..=256).contains(&n)) {
+            return Err(invalid("workers must be between 1 and 256"));
+        }
+
+        let key_secret = match pick(&self.key_secret, file.key_secret) {
+            Some(s) if s.len() < 16 => {
+                return Err(invalid("key-secret must be at least 16 characters"));
+            }
+            Some(s) => KeySecretSource::Configured(KeySecret::new(s)),
+            None => KeySecretSource::File(default_key_secret_path(&database_url)),
+        };
+
+        Ok(Settings {
+            bind,
+            issuer,
+            database_url,
+            access_token_ttl,
+            refresh_idle_ttl,
+            refresh_absolute_ttl,
+            refresh_grace,
+            refresh_max_rotations,
+            key_secret,
+            key_publish_lead,
+            jwks_max_age,
+            db_pool_size: db_pool_size as u32,
+            workers: workers.map(|n| n as usize),
+        })
+    }
+
+    fn read_file(&self) -> Result<FileSettings, ConfigError> {
+        let (path, required) = match &self.config {
+            Some(p) => (p.clone(), true),
+            None => (PathBuf::from("lineage.toml"), false),
+        };
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => {
+                return Ok(FileSettings::default());
+            }
+            Err(e) => return Err(invalid(format!("cannot read {}: {e}", path.display()))),
+        };
+        toml::from_str(&text).map_err(|e| {
+            let msg = e.message().replace('\n', " ");
+            invalid(format!("{}: {msg}", path.display()))
+        })
+    }
+}
+
+/// `lineage.db` → `lineage.db.key`; for PostgreSQL, `lineage.key` in the working directory.
+fn default_key_secret_path(url: &DatabaseUrl) -> PathBuf {
+    match url {
+        DatabaseUrl::Sqlite { path } => {
+            let p = Path::new(path);
+            let name = p
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            p.with_file_name(format!("{name}.key"))
+        }
+        DatabaseUrl::Postgres { .. } => PathBuf::from("lineage.key"),
+    }
+}
+
+impl Settings {
+    /// Settings for tests and embedding: defaults with the given database.
+    pub fn for_database(database_url: DatabaseUrl, key_secret: KeySecret) -> Self {
+        Self {
+            bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+            issuer: None,
+            database_url,
+            access_token_ttl: 600,
+            refresh_idle_ttl: 7 * 86_400,
+            refresh_absolute_ttl: 30 * 86_400,
+            refresh_grace: 5,
+            refresh_max_rotations: None,
+            key_secret: KeySecretSource::Configured(key_secret),
+            key_publish_lead: 600,
+            jwks_max_age: 300,
+            db_pool_size: 8,
+            workers: Some(2),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("x", "600").ok(), Some(600));
+        assert_eq!(parse_duration("x", "10m").ok(), Some(600));
+        assert_eq!(parse_duration("x", "7d").ok(), Some(604_800));
+        assert!(parse_duration("x", "10 minutes").is_err());
+        assert!(parse_duration("x", "").is_err());
+    }
+
+    #[test]
+    fn idle_longer_than_absolute_is_rejected() {
+        let args = SettingsArgs {
+            refresh_idle_ttl: Some("31d".into()),
+            config: Some(PathBuf::from("/nonexistent/lineage.toml")),
+            ..Default::default()
+        };
+        assert!(args.resolve().is_err());
+        let args = SettingsArgs {
+            refresh_idle_ttl: Some("31d".into()),
+            ..Default::default()
+        };
+        let err = args
+            .resolve()
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("refresh-idle-ttl"), "{err}");
+    }
+}
+
+impl KeySecretSource {
+    /// The configured secret, or the one in the key file — created (0600) on first use.
+    pub fn load(&self) -> anyhow::Result<KeySecret> {
+        use anyhow::Context;
+        let path = match self {
+            KeySecretSource::Configured(s) => return Ok(s.clone()),
+            KeySecretSource::File(p) => p,
+        };
+        match std::fs::read_to_string(path) {
+            Ok(text) => {
+                let secret = text.trim().to_string();
+                if secret.len() < 16 {
+                    anyhow::bail!("the key secret in {} is too short", path.display());
+                }
+                warn_if_readable_by_others(path);
+                return Ok(KeySecret::new(secret));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("cannot read the key secret {}", path.display()));
+            }
+        }
+        let mut bytes = [0u8; 32];
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes)
+            .map_err(|_| anyhow::anyhow!("no randomness available"))?;
+        use base64::Engine;
+        let secret = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+        write_private_file(path, &secret)
+            .with_context(|| format!("cannot create the key secret file {}", path.display()))?;
+        tracing::warn!(
+            path = %path.display(),
+            "no key secret configured: generated one into this file (mode 0600). Back it up with the \
+             database, or set LINEAGE_KEY_SECRET; without it the signing keys cannot be decrypted"
+        );
+        Ok(KeySecret::new(secret))
+    }
+}
+
+#[cfg(unix)]
+fn write_private_file(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(contents.as_bytes())?;
+    f.write_all(b"\n")?;
+    f.sync_all()
+}
+
+#[cfg(not(unix))]
+fn write_private_file(path: &Path, contents: &str) -> std::io::Result<()> {
+    std::fs::write(path, format!("{contents}\n"))
+}
+
+fn warn_if_readable_by_others(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = std::fs::metadata(path)
+            && meta.permissions().mode() & 0o077 != 0
+        {
+            tracing::warn!(path = %path.display(), "the key secret file is readable by other users; chmod 600 it");
+        }
+    }
+}

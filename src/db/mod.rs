@@ -1,0 +1,289 @@
+//! Storage: one diesel connection type over SQLite and PostgreSQL, chosen by URL, behind an r2d2 pool.
+
+pub mod models;
+pub mod schema;
+
+use std::fmt;
+use std::time::Duration;
+
+use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool, PooledConnection};
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+
+/// The migrations are portable SQL, so one folder serves both backends.
+pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
+
+#[derive(diesel::MultiConnection)]
+pub enum DbConnection {
+    Postgresql(diesel::PgConnection),
+    Sqlite(diesel::SqliteConnection),
+}
+
+pub type DbPool = Pool<ConnectionManager<DbConnection>>;
+pub type DbPooled = PooledConnection<ConnectionManager<DbConnection>>;
+
+/// Which backend a database URL names. `sqlite://path`, `sqlite:path` or a plain path is SQLite;
+/// `postgres://` / `postgresql://` is PostgreSQL.
+#[derive(Clone, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    Sqlite { path: String },
+    Postgres { url: String },
+}
+
+impl DatabaseUrl {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let raw = raw.trim();
+        if raw.is_empty() {
+            return Err("database URL is empty".into());
+        }
+        if raw.starts_with("postgres://") || raw.starts_with("postgresql://") {
+            url::Url::parse(raw).map_err(|e| format!("database URL is not a valid URL: {e}"))?;
+            return Ok(Self::Postgres {
+                url: raw.to_string(),
+            });
+        }
+        if let Some(path) = raw
+            .strip_prefix("sqlite://")
+            .or_else(|| raw.strip_prefix("sqlite:"))
+        {
+            if path.is_empty() {
+                return Err("sqlite URL has no path (use sqlite://lineage.db)".into());
+            }
+            return Ok(Self::Sqlite {
+                path: path.to_string(),
+            });
+        }
+        if let Some((scheme, _)) = raw.split_once("://") {
+            return Err(format!(
+                "unsupported database scheme `{scheme}` (use sqlite://PATH or postgres://...)"
+            ));
+        }
+        Ok(Self::Sqlite {
+            path: raw.to_string(),
+        })
+    }
+
+    pub fn is_sqlite(&self) -> bool {
+        matches!(self, Self::Sqlite { .. })
+    }
+
+    fn connection_string(&self) -> &str {
+        match self {
+            Self::Sqlite { path } => path,
+            Self::Postgres { url } => url,
+        }
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    // A PostgreSQL URL may carry a password: show only what is safe.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+impl DatabaseUrl {
+    pub fn redacted(&self) -> String {
+        match self {
+            Self::Sqlite { path } => format!("sqlite://{path}"),
+            Self::Postgres { url } => match url::Url::parse(url) {
+                Ok(mut u) => {
+                    if u.password().is_some() {
+                        let _ = u.set_password(Some("***"));
+                    }
+                    u.to_string()
+                }
+                Err(_) => "postgres://…".to_string(),
+            },
+        }
+    }
+}
+
+/// SQLite pragmas every pooled connection needs. WAL lets readers run beside the writer;
+/// `synchronous=NORMAL` keeps commits durable across a process crash (not a power cut) — see README.
+#[derive(Debug, Clone, Copy)]
+struct SqlitePragmas;
+
+impl CustomizeConnection<DbConnection, diesel::r2d2::Error> for SqlitePragmas {
+    fn on_acquire(&self, conn: &mut DbConnection) -> Result<(), diesel::r2d2::Error> {
+        if let DbConnection::Sqlite(c) = conn {
+            c.batch_execute(
+                "PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; \
+                 PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
+            )
+            .map_err(diesel::r2d2::Error::QueryError)?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct PoolOptions {
+    pub max_size: u32,
+    pub connection_timeout: Duration,
+}
+
+impl Default for PoolOptions {
+    fn default() -> Self {
+        Self {
+            max_size: 8,
+            connection_timeout: Duration::from_secs(3),
+        }
+    }
+}
+
+/// Open the pool and prove the database answers; an unreachable database is an error here,
+/// not a hang.
+pub fn connect(url: &DatabaseUrl, options: &PoolOptions) -> anyhow::Result<DbPool> {
+    use anyhow::Context;
+    if let DatabaseUrl::Sqlite { path } = url
+        && let Some(parent) = std::path::Path::new(path).parent()
+        && !parent.as_os_str().is_empty()
+        && !parent.exists()
+    {
+        anyhow::bail!(
+            "the directory for the SQLite database does not exist: {}",
+            parent.display()
+        );
+    }
+    let manager = ConnectionManager::<DbConnection>::new(url.connection_string());
+    let pool = Pool::builder()
+        .max_size(options.max_size)
+        .min_idle(Some(1))
+        .connection_timeout(options.connection_timeout)
+        .connection_customizer(Box::new(SqlitePragmas))
+        .build(manager)
+        .with_context(|| format!("cannot connect to the database at {}", url.redacted()))?;
+    let mut conn = pool
+        .get()
+        .with_context(|| format!("cannot connect to the database at {}", url.redacted()))?;
+    conn.batch_execute("SELECT 1")
+        .context("the database does not answer")?;
+    Ok(pool)
+}
+
+/// Apply every pending embedded migration; returns the versions applied.
+pub fn run_migrations(conn: &mut DbConnection) -> anyhow::Result<Vec<String>> {
+    let applied = match conn {
+        DbConnection::Postgresql(c) => c.run_pending_migrations(MIGRATIONS),
+        DbConnection::Sqlite(c) => c.run_pending_migrations(MIGRATIONS),
+    }
+    .map_err(|e| anyhow::anyhow!("database migration failed: {e}"))?;
+    Ok(applied.into_iter().map(|v| v.to_string()).collect())
+}
+
+/// Roll back the most recent migration (used by tests of the down migrations and by operators).
+pub fn revert_last_migration(conn: &mut DbConnection) -> anyhow::Result<String> {
+    let reverted = match conn {
+        DbConnection::Postgresql(c) => c.revert_last_migration(MIGRATIONS),
+        DbConnection::Sqlite(c) => c.revert_last_migration(MIGRATIONS),
+    }
+    .map_err(|e| anyhow::anyhow!("reverting the migration failed: {e}"))?;
+    Ok(reverted.to_string())
+}
+
+/// Errors of a storage call, split by what the caller can do about them.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database cannot be reached right now: answer 503 and let the pool recover.
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
+    #[error(transparent)]
+    Query(#[from] diesel::result::Error),
+    #[error("{0}")]
+    Other(#[from] anyhow::Error),
+}
+
+impl From<r2d2::Error> for StoreError {
+    fn from(e: r2d2::Error) -> Self {
+        StoreError::Unavailable(e.to_string())
+    }
+}
+
+impl StoreError {
+    /// A query error that means the connection died (server restarted, network cut).
+    pub fn is_unavailable(&self) -> bool {
+        use diesel::result::{DatabaseErrorKind, Error};
+        match self {
+            StoreError::Unavailable(_) => true,
+            StoreError::Query(Error::DatabaseError(DatabaseErrorKind::ClosedConnection, _)) => true,
+            StoreError::Query(Error::DatabaseError(DatabaseErrorKind::UnableToSendCommand, _)) => {
+                true
+            }
+            StoreError::Query(Error::DatabaseError(_, info)) => {
+                let m = info.message();
+                m.contains("server closed the connection")
+                    || m.contains("terminating connection")
+                    || m.contains("no connection to the server")
+                    || m.contains("database is locked")
+            }
+            _ => false,
+        }
+    }
+}
+
+/// The database handle the server and CLI share: a pool plus the knowledge of its backend.
+#[derive(Clone)]
+pub struct Database {
+    pool: DbPool,
+    url: DatabaseUrl,
+}
+
+impl fmt::Debug for Database {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Database")
+            .field("url", &self.url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Database {
+    pub fn open(url: &DatabaseUrl, options: &PoolOptions) -> anyhow::Result<Self> {
+        let pool = connect(url, options)?;
+        Ok(Self {
+            pool,
+            url: url.clone(),
+        })
+    }
+
+    pub fn url(&self) -> &DatabaseUrl {
+        &self.url
+    }
+
+    pub fn migrate(&self) -> anyhow::Result<Vec<String>> {
+        let mut conn = self.pool.get()?;
+        run_migrations(&mut conn)
+    }
+
+    /// Run synchronous diesel work on the blocking thread pool, never on an actix worker.
+    pub async fn run<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(&mut DbConnection) -> Result<T, StoreError> + Send + 'static,
+        T: Send + 'static,
+    {
+        let pool = self.pool.clone();
+        let span = tracing::Span::current();
+        tokio::task::spawn_blocking(move || {
+            let _entered = span.enter();
+            let mut conn = pool.get()?;
+            f(&mut conn)
+        })
+        .await
+        .map_err(|e| StoreError::Other(anyhow::anyhow!("database task failed: {e}")))?
+    }
+
+    /// The same, for callers that are already on a blocking thread (CLI, start-up).
+    pub fn run_sync<T>(
+        &self,
+        f: impl FnOnce(&mut DbConnection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut conn = self.pool.get()?;
+        f(&mut conn)
+    }
+
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.run(|c| c.batch_execute("SELECT 1").map_err(StoreError::from))
+            .await
+    }
+}

@@ -1,0 +1,62 @@
+use diesel::prelude::*;
+
+use crate::db::schema::audit_events;
+use crate::db::{DbConnection, StoreError};
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = audit_events)]
+pub struct AuditEventRow {
+    pub id: String,
+    pub at: i64,
+    pub kind: String,
+    pub user_id: Option<String>,
+    pub client_id: Option<String>,
+    pub family_id: Option<String>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub detail: String,
+}
+
+impl AuditEventRow {
+    pub fn new(at: i64, kind: &str, detail: impl Into<String>) -> Self {
+        Self {
+            id: uuid::Uuid::new_v4().to_string(),
+            at,
+            kind: kind.to_string(),
+            user_id: None,
+            client_id: None,
+            family_id: None,
+            ip: None,
+            user_agent: None,
+            detail: detail.into(),
+        }
+    }
+}
+
+pub fn insert(conn: &mut DbConnection, row: &AuditEventRow) -> Result<(), StoreError> {
+    diesel::insert_into(audit_events::table)
+        .values(row)
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn recent_for_user(
+    conn: &mut DbConnection,
+    user: &str,
+    limit: i64,
+) -> Result<Vec<AuditEventRow>, StoreError> {
+    Ok(audit_events::table
+        .filter(audit_events::user_id.eq(user))
+        .order(audit_events::at.desc())
+        .limit(limit)
+        .select(AuditEventRow::as_select())
+        .load(conn)?)
+}
+
+pub fn list_kind(conn: &mut DbConnection, kind: &str) -> Result<Vec<AuditEventRow>, StoreError> {
+    Ok(audit_events::table
+        .filter(audit_events::kind.eq(kind))
+        .order(audit_events::at.asc())
+        .select(AuditEventRow::as_select())
+        .load(conn)?)
+}

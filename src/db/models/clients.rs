@@ -1,0 +1,65 @@
+use diesel::prelude::*;
+
+use crate::db::schema::clients;
+use crate::db::{DbConnection, StoreError};
+
+#[derive(Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = clients)]
+pub struct ClientRow {
+    pub client_id: String,
+    pub name: String,
+    pub secret_hash: Option<String>,
+    pub is_public: bool,
+    pub redirect_uris: String,
+    pub grant_types: String,
+    pub scopes: String,
+    pub audience: String,
+    pub first_party: bool,
+    pub created_at: i64,
+}
+
+impl std::fmt::Debug for ClientRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientRow")
+            .field("client_id", &self.client_id)
+            .field("name", &self.name)
+            .field("is_public", &self.is_public)
+            .finish_non_exhaustive()
+    }
+}
+
+pub fn insert(conn: &mut DbConnection, row: &ClientRow) -> Result<(), StoreError> {
+    diesel::insert_into(clients::table)
+        .values(row)
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn find(conn: &mut DbConnection, id: &str) -> Result<Option<ClientRow>, StoreError> {
+    Ok(clients::table
+        .find(id)
+        .select(ClientRow::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+pub fn list(conn: &mut DbConnection) -> Result<Vec<ClientRow>, StoreError> {
+    Ok(clients::table
+        .order((clients::created_at.asc(), clients::client_id.asc()))
+        .select(ClientRow::as_select())
+        .load(conn)?)
+}
+
+pub fn all_scopes(conn: &mut DbConnection) -> Result<Vec<String>, StoreError> {
+    Ok(clients::table.select(clients::scopes).load(conn)?)
+}
+
+pub fn set_secret_hash(conn: &mut DbConnection, id: &str, hash: &str) -> Result<usize, StoreError> {
+    Ok(diesel::update(clients::table.find(id))
+        .set(clients::secret_hash.eq(hash))
+        .execute(conn)?)
+}
+
+pub fn delete(conn: &mut DbConnection, id: &str) -> Result<usize, StoreError> {
+    Ok(diesel::delete(clients::table.find(id)).execute(conn)?)
+}

@@ -1,0 +1,92 @@
+use diesel::prelude::*;
+
+use crate::db::schema::users;
+use crate::db::{DbConnection, StoreError};
+
+#[derive(Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = users)]
+pub struct UserRow {
+    pub id: String,
+    pub username: String,
+    pub password_hash: String,
+    pub security_version: i64,
+    pub disabled: bool,
+    pub not_before: Option<i64>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl std::fmt::Debug for UserRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserRow")
+            .field("id", &self.id)
+            .field("username", &self.username)
+            .field("security_version", &self.security_version)
+            .field("disabled", &self.disabled)
+            .finish_non_exhaustive()
+    }
+}
+
+pub fn insert(conn: &mut DbConnection, row: &UserRow) -> Result<(), StoreError> {
+    diesel::insert_into(users::table)
+        .values(row)
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn find_by_username(
+    conn: &mut DbConnection,
+    name: &str,
+) -> Result<Option<UserRow>, StoreError> {
+    Ok(users::table
+        .filter(users::username.eq(name))
+        .select(UserRow::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+pub fn find(conn: &mut DbConnection, id: &str) -> Result<Option<UserRow>, StoreError> {
+    Ok(users::table
+        .find(id)
+        .select(UserRow::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+pub fn list(conn: &mut DbConnection) -> Result<Vec<UserRow>, StoreError> {
+    Ok(users::table
+        .order(users::username.asc())
+        .select(UserRow::as_select())
+        .load(conn)?)
+}
+
+/// New password: bump the security version so sessions started before it end.
+pub fn set_password(
+    conn: &mut DbConnection,
+    id: &str,
+    hash: &str,
+    now: i64,
+) -> Result<usize, StoreError> {
+    Ok(diesel::update(users::table.find(id))
+        .set((
+            users::password_hash.eq(hash),
+            users::security_version.eq(users::security_version + 1),
+            users::updated_at.eq(now),
+        ))
+        .execute(conn)?)
+}
+
+pub fn set_disabled(
+    conn: &mut DbConnection,
+    id: &str,
+    disabled: bool,
+    now: i64,
+) -> Result<usize, StoreError> {
+    Ok(diesel::update(users::table.find(id))
+        .set((
+            users::disabled.eq(disabled),
+            users::security_version.eq(users::security_version + 1),
+            users::updated_at.eq(now),
+        ))
+        .execute(conn)?)
+}

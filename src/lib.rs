@@ -1,0 +1,14 @@
+pub mod cli;
+pub mod clients;
+pub mod clock;
+pub mod configuration;
+pub mod db;
+pub mod demo;
+pub mod domain;
+pub mod oauth;
+pub mod startup;
+pub mod state;
+pub mod telemetry;
+pub mod tokens;
+pub mod users;
+pub mod web;

@@ -1,0 +1,31 @@
+//! RFC 8414 authorization-server metadata, served at both well-known paths. It lists only what
+//! this server really supports.
+
+use actix_web::web::Data;
+use actix_web::{HttpResponse, http::header};
+use serde_json::json;
+
+use super::error::OAuthError;
+use super::token::SUPPORTED_GRANTS;
+use crate::clients;
+use crate::state::AppState;
+
+pub async fn metadata(state: Data<AppState>) -> Result<HttpResponse, OAuthError> {
+    let scopes = state.db.run(clients::all_scopes).await?;
+    let issuer = &state.issuer;
+    let grants: Vec<&str> = SUPPORTED_GRANTS.iter().map(|g| g.as_str()).collect();
+    let doc = json!({
+        "issuer": issuer,
+        "token_endpoint": format!("{issuer}/token"),
+        "jwks_uri": format!("{issuer}/jwks.json"),
+        // No authorization endpoint is served yet, so no response type is supported.
+        "response_types_supported": [],
+        "grant_types_supported": grants,
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "scopes_supported": scopes,
+        "service_documentation": format!("{issuer}/"),
+    });
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "public, max-age=60"))
+        .json(doc))
+}

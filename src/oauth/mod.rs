@@ -1,0 +1,9 @@
+//! The OAuth 2.0 endpoints lineage owns.
+
+pub mod client_auth;
+pub mod discovery;
+pub mod error;
+pub mod form;
+pub mod grants;
+pub mod jwks;
+pub mod token;

@@ -1,0 +1,122 @@
+//! `POST /token` (RFC 6749 §3.2): read the form, authenticate the client, dispatch on grant type.
+
+use actix_web::web::{Data, Payload};
+use actix_web::{HttpRequest, HttpResponse};
+use serde::Serialize;
+
+use super::client_auth;
+use super::error::{ErrorCode, OAuthError};
+use super::form::Form;
+use super::grants;
+use crate::clients::Client;
+use crate::domain::{GrantType, Scope};
+use crate::state::AppState;
+use crate::tokens::jwt::{self, AccessClaims};
+
+#[derive(Debug, Serialize)]
+pub struct TokenResponse {
+    pub access_token: String,
+    pub token_type: &'static str,
+    pub expires_in: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+    pub scope: String,
+}
+
+pub async fn token(
+    state: Data<AppState>,
+    req: HttpRequest,
+    payload: Payload,
+) -> Result<HttpResponse, OAuthError> {
+    let form = Form::read(&req, payload).await?;
+    let grant_name = form.require("grant_type")?;
+    let grant = GrantType::parse(grant_name)
+        .filter(|g| state.supports_grant(*g))
+        .ok_or_else(|| {
+            OAuthError::new(
+                ErrorCode::UnsupportedGrantType,
+                format!("grant_type `{grant_name}` is not supported"),
+            )
+        })?;
+    let client = client_auth::authenticate(&state.db, &req, &form).await?;
+    if !client.allows_grant(grant) {
+        return Err(OAuthError::unauthorized_client(format!(
+            "this client is not allowed to use the {grant} grant"
+        )));
+    }
+    let response = match grant {
+        GrantType::ClientCredentials => {
+            grants::client_credentials::grant(&state, &client, &form).await?
+        }
+        GrantType::AuthorizationCode | GrantType::RefreshToken => {
+            return Err(OAuthError::new(
+                ErrorCode::UnsupportedGrantType,
+                format!("grant_type `{grant}` is not supported"),
+            ));
+        }
+    };
+    Ok(HttpResponse::Ok().json(response))
+}
+
+impl AppState {
+    /// The grant types this server version serves at the token endpoint.
+    pub fn supports_grant(&self, grant: GrantType) -> bool {
+        SUPPORTED_GRANTS.contains(&grant)
+    }
+}
+
+pub const SUPPORTED_GRANTS: &[GrantType] = &[GrantType::ClientCredentials];
+
+/// `scope` parameter: absent → everything `allowed`; present → must be a subset of `allowed`.
+pub fn requested_scope(form: &Form, allowed: &Scope) -> Result<Scope, OAuthError> {
+    let Some(raw) = form.get("scope") else {
+        return Ok(allowed.clone());
+    };
+    let scope = Scope::parse(raw).map_err(OAuthError::invalid_scope)?;
+    if scope.is_empty() {
+        return Ok(allowed.clone());
+    }
+    if !scope.is_subset_of(allowed) {
+        return Err(OAuthError::invalid_scope(
+            "the requested scope exceeds what this client may ask for",
+        ));
+    }
+    Ok(scope)
+}
+
+/// Sign an access token for `subject`. `expires_no_later` caps its life (a refresh family's end).
+pub async fn issue_access_token(
+    state: &AppState,
+    client: &Client,
+    subject: &str,
+    scope: &Scope,
+    sid: Option<String>,
+    extra: serde_json::Map<String, serde_json::Value>,
+    expires_no_later: Option<i64>,
+) -> Result<(String, i64), OAuthError> {
+    let now = state.now();
+    let keys = state.keys.current(&state.db, now).await;
+    let key = keys.active(now).ok_or_else(|| {
+        OAuthError::server_error("no active signing key", &"the key set has no active key")
+    })?;
+    let mut exp = now + state.settings.access_token_ttl;
+    if let Some(limit) = expires_no_later {
+        exp = exp.min(limit);
+    }
+    let claims = AccessClaims {
+        iss: state.issuer.clone(),
+        sub: subject.to_string(),
+        aud: client.audience.clone(),
+        exp,
+        iat: now,
+        nbf: now,
+        jti: uuid::Uuid::new_v4().to_string(),
+        client_id: client.client_id.clone(),
+        scope: scope.to_string(),
+        sid,
+        extra,
+    };
+    let token = jwt::mint(key, &claims)
+        .map_err(|e| OAuthError::server_error("signing an access token failed", &e))?;
+    Ok((token, exp - now))
+}

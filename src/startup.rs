@@ -1,0 +1,168 @@
+//! `Application::build(settings)`: storage ready, keys loaded, listener bound (port 0 in tests).
+
+use std::net::TcpListener;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+
+use actix_web::dev::{Server, Service};
+use actix_web::http::header;
+use actix_web::middleware::{DefaultHeaders, Logger};
+use actix_web::web::{self, Data};
+use actix_web::{App, HttpServer};
+use anyhow::Context;
+use futures_util::FutureExt;
+
+use crate::clock::{SharedClock, SystemClock};
+use crate::configuration::{KeySecret, Settings};
+use crate::db::{Database, PoolOptions};
+use crate::oauth::error::OAuthError;
+use crate::oauth::{discovery, jwks, token};
+use crate::state::{AppState, KeyRing};
+use crate::tokens::{crypto, keys};
+use crate::web::health;
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    state: Data<AppState>,
+}
+
+/// Everything the server needs before it listens; also what the CLI opens.
+pub struct Backend {
+    pub db: Database,
+    pub key_secret: KeySecret,
+}
+
+/// Open the database, apply migrations and load the key secret. Blocking: call off the executor.
+pub fn open_backend(settings: &Settings) -> anyhow::Result<Backend> {
+    let key_secret = settings.key_secret.load()?;
+    let options = PoolOptions {
+        max_size: settings.db_pool_size,
+        ..PoolOptions::default()
+    };
+    let db = Database::open(&settings.database_url, &options)?;
+    db.migrate()?;
+    Ok(Backend { db, key_secret })
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        Self::build_with_clock(settings, Arc::new(SystemClock)).await
+    }
+
+    pub async fn build_with_clock(settings: Settings, clock: SharedClock) -> anyhow::Result<Self> {
+        crypto::install();
+        let now = clock.now();
+        let ttl = settings.access_token_ttl;
+        let (db, key_set, enc, key_secret) = {
+            let settings = settings.clone();
+            tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+                let backend = open_backend(&settings)?;
+                let enc = Arc::new(keys::KeyEncryption::new(&backend.key_secret));
+                let set = backend.db.run_sync(|c| {
+                    if let Some(kid) = keys::ensure_signing_key(c, &enc, now)? {
+                        tracing::info!(%kid, "generated the first signing key");
+                    }
+                    keys::check_secret(c, &enc)?;
+                    keys::KeySet::load(c, &enc, None, now, ttl)
+                })?;
+                Ok((backend.db, set, enc, backend.key_secret))
+            })
+            .await
+            .context("start-up task failed")??
+        };
+
+        let listener = TcpListener::bind(settings.bind)
+            .with_context(|| format!("cannot listen on {}", settings.bind))?;
+        let addr = listener.local_addr()?;
+        let issuer = settings
+            .issuer
+            .clone()
+            .unwrap_or_else(|| format!("http://{addr}"));
+        let state = Data::new(AppState {
+            keys: KeyRing::new(key_set, now, enc, ttl),
+            settings: settings.clone(),
+            key_secret,
+            issuer,
+            db,
+            clock,
+        });
+        let server = run(listener, state.clone(), settings.workers)?;
+        Ok(Self {
+            port: addr.port(),
+            server,
+            state,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn issuer(&self) -> &str {
+        &self.state.issuer
+    }
+
+    pub fn state(&self) -> Data<AppState> {
+        self.state.clone()
+    }
+
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}
+
+fn no_store() -> DefaultHeaders {
+    DefaultHeaders::new()
+        .add((header::CACHE_CONTROL, "no-store"))
+        .add((header::PRAGMA, "no-cache"))
+}
+
+fn run(
+    listener: TcpListener,
+    state: Data<AppState>,
+    workers: Option<usize>,
+) -> anyhow::Result<Server> {
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            // A panic in a handler becomes a logged 500 `server_error`, never a dropped connection.
+            .wrap_fn(|req, srv| {
+                let fut = srv.call(req);
+                async move {
+                    match AssertUnwindSafe(fut).catch_unwind().await {
+                        Ok(result) => result,
+                        Err(_) => Err(OAuthError::server_error(
+                            "request handler panicked",
+                            &"panic",
+                        )
+                        .into()),
+                    }
+                }
+            })
+            .wrap(
+                Logger::new(r#"%{method}xi "%U" %s %b %Dms"#)
+                    .custom_request_replace("method", |req| req.method().to_string()),
+            )
+            .route("/", web::get().to(health::index))
+            .route("/healthz", web::get().to(health::healthz))
+            .route(
+                "/.well-known/oauth-authorization-server",
+                web::get().to(discovery::metadata),
+            )
+            .route(
+                "/.well-known/openid-configuration",
+                web::get().to(discovery::metadata),
+            )
+            .route("/jwks.json", web::get().to(jwks::jwks))
+            .service(
+                web::resource("/token")
+                    .wrap(no_store())
+                    .route(web::post().to(token::token)),
+            )
+    })
+    .workers(workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())))
+    .listen(listener)?
+    .run();
+    Ok(server)
+}

@@ -1,0 +1,92 @@
+//! What every request handler shares.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use crate::clock::SharedClock;
+use crate::configuration::{KeySecret, Settings};
+use crate::db::{Database, StoreError};
+use crate::tokens::keys::{KeyEncryption, KeySet};
+
+/// How often a node re-reads the signing keys (to pick up `lineage keys rotate` from any node).
+pub const KEY_RELOAD_SECONDS: i64 = 30;
+
+pub struct AppState {
+    pub settings: Settings,
+    /// Public base URL, no trailing slash.
+    pub issuer: String,
+    pub db: Database,
+    pub clock: SharedClock,
+    pub keys: KeyRing,
+    /// Root of the server's derived secrets (demo client secret, refresh successor HMAC).
+    pub key_secret: KeySecret,
+}
+
+impl AppState {
+    pub fn now(&self) -> i64 {
+        self.clock.now()
+    }
+}
+
+/// The signing keys this node knows, re-read from the database every `KEY_RELOAD_SECONDS`.
+pub struct KeyRing {
+    set: RwLock<Arc<KeySet>>,
+    loaded_at: AtomicI64,
+    reloading: tokio::sync::Mutex<()>,
+    enc: Arc<KeyEncryption>,
+    max_token_ttl: i64,
+}
+
+impl KeyRing {
+    pub fn new(set: KeySet, loaded_at: i64, enc: Arc<KeyEncryption>, max_token_ttl: i64) -> Self {
+        Self {
+            set: RwLock::new(Arc::new(set)),
+            loaded_at: AtomicI64::new(loaded_at),
+            reloading: tokio::sync::Mutex::new(()),
+            enc,
+            max_token_ttl,
+        }
+    }
+
+    fn snapshot(&self) -> Arc<KeySet> {
+        match self.set.read() {
+            Ok(s) => Arc::clone(&s),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
+    /// The current key set, re-read first when it is older than the reload interval. If the
+    /// database cannot be read, the keys already known keep serving.
+    pub async fn current(&self, db: &Database, now: i64) -> Arc<KeySet> {
+        if now - self.loaded_at.load(Ordering::Acquire) < KEY_RELOAD_SECONDS {
+            return self.snapshot();
+        }
+        let _guard = self.reloading.lock().await;
+        if now - self.loaded_at.load(Ordering::Acquire) < KEY_RELOAD_SECONDS {
+            return self.snapshot();
+        }
+        match self.reload(db, now).await {
+            Ok(set) => set,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not re-read signing keys; serving the ones already loaded");
+                self.snapshot()
+            }
+        }
+    }
+
+    pub async fn reload(&self, db: &Database, now: i64) -> Result<Arc<KeySet>, StoreError> {
+        let previous = self.snapshot();
+        let enc = Arc::clone(&self.enc);
+        let ttl = self.max_token_ttl;
+        let set = db
+            .run(move |c| KeySet::load(c, &enc, Some(&previous), now, ttl))
+            .await?;
+        let set = Arc::new(set);
+        match self.set.write() {
+            Ok(mut s) => *s = Arc::clone(&set),
+            Err(poisoned) => *poisoned.into_inner() = Arc::clone(&set),
+        }
+        self.loaded_at.store(now, Ordering::Release);
+        Ok(set)
+    }
+}

@@ -1,0 +1,301 @@
+//! Ed25519 signing keys: generated with ring, encrypted at rest, published in the JWKS before they
+//! sign (lead time) and after they stop signing (until every token they signed has expired).
+//!
+//! Every node derives the active key from the same rows and the clock — the key with the latest
+//! `activates_at` that has been reached — so nodes sharing one PostgreSQL agree without talking.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use diesel::prelude::*;
+use jsonwebtoken::{DecodingKey, EncodingKey};
+use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+use ring::rand::{SecureRandom, SystemRandom};
+use ring::signature::{Ed25519KeyPair, KeyPair};
+use serde::Serialize;
+
+use crate::configuration::KeySecret;
+use crate::db::models::signing_keys::{self as store, SigningKeyRow};
+use crate::db::{DbConnection, StoreError};
+
+/// Extra time a retired key stays published beyond the longest token lifetime (clock skew).
+pub const RETIRED_KEY_SKEW: i64 = 60;
+
+/// The AEAD key that protects private signing keys at rest, derived from the key secret.
+pub struct KeyEncryption(LessSafeKey);
+
+impl fmt::Debug for KeyEncryption {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("KeyEncryption([redacted])")
+    }
+}
+
+struct Len(usize);
+impl ring::hkdf::KeyType for Len {
+    fn len(&self) -> usize {
+        self.0
+    }
+}
+
+/// HKDF-SHA256 of the key secret with a purpose label: independent keys from one secret.
+pub fn derive_key(secret: &KeySecret, purpose: &[u8]) -> [u8; 32] {
+    let salt = ring::hkdf::Salt::new(ring::hkdf::HKDF_SHA256, b"lineage key secret v1");
+    let prk = salt.extract(secret.expose());
+    let mut out = [0u8; 32];
+    let info = [purpose];
+    // 32 bytes is far below HKDF-SHA256's output limit, so expand/fill cannot fail.
+    if let Ok(okm) = prk.expand(&info, Len(32)) {
+        let _ = okm.fill(&mut out);
+    }
+    out
+}
+
+impl KeyEncryption {
+    pub fn new(secret: &KeySecret) -> Self {
+        let key = derive_key(secret, b"signing-key encryption");
+        // AES_256_GCM takes exactly 32 bytes; this cannot fail.
+        let unbound = UnboundKey::new(&AES_256_GCM, &key).unwrap_or_else(|_| unreachable!());
+        Self(LessSafeKey::new(unbound))
+    }
+
+    fn seal(&self, kid: &str, plaintext: &[u8]) -> anyhow::Result<String> {
+        let mut nonce = [0u8; NONCE_LEN];
+        SystemRandom::new()
+            .fill(&mut nonce)
+            .map_err(|_| anyhow::anyhow!("no randomness"))?;
+        let mut buf = plaintext.to_vec();
+        self.0
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(kid.as_bytes()),
+                &mut buf,
+            )
+            .map_err(|_| anyhow::anyhow!("encrypting the signing key failed"))?;
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&buf);
+        Ok(URL_SAFE_NO_PAD.encode(out))
+    }
+
+    fn open(&self, kid: &str, sealed: &str) -> anyhow::Result<Vec<u8>> {
+        let raw = URL_SAFE_NO_PAD.decode(sealed)?;
+        if raw.len() < NONCE_LEN {
+            anyhow::bail!("stored signing key {kid} is truncated");
+        }
+        let (nonce, ct) = raw.split_at(NONCE_LEN);
+        let nonce = Nonce::try_assume_unique_for_key(nonce)
+            .map_err(|_| anyhow::anyhow!("bad nonce on signing key {kid}"))?;
+        let mut buf = ct.to_vec();
+        let plain = self.0.open_in_place(nonce, Aad::from(kid.as_bytes()), &mut buf).map_err(|_| {
+            anyhow::anyhow!(
+                "cannot decrypt signing key {kid}: the key secret differs from the one it was stored with"
+            )
+        })?;
+        Ok(plain.to_vec())
+    }
+}
+
+/// RFC 7638 thumbprint of an Ed25519 public key: SHA-256 over the canonical required members.
+pub fn thumbprint(public_key: &[u8]) -> String {
+    let x = URL_SAFE_NO_PAD.encode(public_key);
+    let canonical = format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{x}"}}"#);
+    URL_SAFE_NO_PAD.encode(ring::digest::digest(
+        &ring::digest::SHA256,
+        canonical.as_bytes(),
+    ))
+}
+
+/// One usable key. `Debug` shows the kid and times, never key material.
+pub struct SigningKey {
+    pub kid: String,
+    /// base64url raw public key, the JWK `x`.
+    pub x: String,
+    pub created_at: i64,
+    pub activates_at: i64,
+    pub retired_at: Option<i64>,
+    pub encoding: EncodingKey,
+    pub decoding: DecodingKey,
+}
+
+impl fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SigningKey")
+            .field("kid", &self.kid)
+            .field("activates_at", &self.activates_at)
+            .field("retired_at", &self.retired_at)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SigningKey {
+    fn from_row(row: &SigningKeyRow, enc: &KeyEncryption) -> anyhow::Result<Self> {
+        let pkcs8 = enc.open(&row.kid, &row.private_key_encrypted)?;
+        let pair = Ed25519KeyPair::from_pkcs8_maybe_unchecked(&pkcs8)
+            .map_err(|_| anyhow::anyhow!("stored signing key {} is not Ed25519", row.kid))?;
+        let public = pair.public_key().as_ref();
+        if thumbprint(public) != row.kid {
+            anyhow::bail!("stored signing key {} does not match its kid", row.kid);
+        }
+        Ok(Self {
+            kid: row.kid.clone(),
+            x: URL_SAFE_NO_PAD.encode(public),
+            created_at: row.created_at,
+            activates_at: row.activates_at,
+            retired_at: row.retired_at,
+            encoding: EncodingKey::from_ed_der(&pkcs8),
+            decoding: DecodingKey::from_ed_der(public),
+        })
+    }
+
+    /// Published while pending, active, or retired less than `max_token_ttl` (+ skew) ago.
+    pub fn is_published(&self, now: i64, max_token_ttl: i64) -> bool {
+        match self.retired_at {
+            None => true,
+            Some(r) => now < r + max_token_ttl + RETIRED_KEY_SKEW,
+        }
+    }
+
+    pub fn state(&self, now: i64, max_token_ttl: i64) -> KeyState {
+        key_state(self.activates_at, self.retired_at, now, max_token_ttl)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyState {
+    /// Published, not yet signing.
+    Pending,
+    Active,
+    /// No longer signs; still published so tokens it signed keep validating.
+    Retired,
+    /// Every token it signed has expired; no longer published.
+    Expired,
+}
+
+pub fn key_state(activates_at: i64, retired_at: Option<i64>, now: i64, max_ttl: i64) -> KeyState {
+    match retired_at {
+        Some(r) if now >= r + max_ttl + RETIRED_KEY_SKEW => KeyState::Expired,
+        Some(r) if now >= r => KeyState::Retired,
+        _ if now < activates_at => KeyState::Pending,
+        _ => KeyState::Active,
+    }
+}
+
+/// The keys one node currently knows.
+#[derive(Debug, Default)]
+pub struct KeySet {
+    keys: Vec<Arc<SigningKey>>,
+}
+
+impl KeySet {
+    /// The key that signs at `now`: the latest activation already reached and not retired.
+    pub fn active(&self, now: i64) -> Option<&Arc<SigningKey>> {
+        self.keys
+            .iter()
+            .filter(|k| k.activates_at <= now && k.retired_at.is_none_or(|r| now < r))
+            .max_by(|a, b| (a.activates_at, &a.kid).cmp(&(b.activates_at, &b.kid)))
+    }
+
+    pub fn published(
+        &self,
+        now: i64,
+        max_token_ttl: i64,
+    ) -> impl Iterator<Item = &Arc<SigningKey>> {
+        self.keys
+            .iter()
+            .filter(move |k| k.is_published(now, max_token_ttl))
+    }
+
+    pub fn get(&self, kid: &str) -> Option<&Arc<SigningKey>> {
+        self.keys.iter().find(|k| k.kid == kid)
+    }
+
+    /// Load every key still published, reusing already-decrypted ones from `previous`.
+    pub fn load(
+        conn: &mut DbConnection,
+        enc: &KeyEncryption,
+        previous: Option<&KeySet>,
+        now: i64,
+        max_token_ttl: i64,
+    ) -> Result<KeySet, StoreError> {
+        let rows = store::list_published(conn, now - max_token_ttl - RETIRED_KEY_SKEW)?;
+        let known: HashMap<&str, &Arc<SigningKey>> = previous
+            .map(|p| p.keys.iter().map(|k| (k.kid.as_str(), k)).collect())
+            .unwrap_or_default();
+        let mut keys = Vec::with_capacity(rows.len());
+        for row in rows {
+            match known.get(row.kid.as_str()) {
+                Some(k) if k.retired_at == row.retired_at => keys.push(Arc::clone(k)),
+                _ => keys.push(Arc::new(SigningKey::from_row(&row, enc)?)),
+            }
+        }
+        Ok(KeySet { keys })
+    }
+}
+
+/// A fresh key pair as a row ready to insert.
+pub fn generate(enc: &KeyEncryption, now: i64, activates_at: i64) -> anyhow::Result<SigningKeyRow> {
+    let rng = SystemRandom::new();
+    let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng)
+        .map_err(|_| anyhow::anyhow!("generating an Ed25519 key failed"))?;
+    let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref())
+        .map_err(|_| anyhow::anyhow!("generated key does not parse"))?;
+    let kid = thumbprint(pair.public_key().as_ref());
+    Ok(SigningKeyRow {
+        private_key_encrypted: enc.seal(&kid, pkcs8.as_ref())?,
+        public_key: URL_SAFE_NO_PAD.encode(pair.public_key().as_ref()),
+        kid,
+        algorithm: "EdDSA".into(),
+        created_at: now,
+        activates_at,
+        retired_at: None,
+    })
+}
+
+/// On first start there is no key: make one that signs at once. Serialised across nodes so two
+/// nodes starting together on one PostgreSQL still end up with one active key.
+pub fn ensure_signing_key(
+    conn: &mut DbConnection,
+    enc: &KeyEncryption,
+    now: i64,
+) -> Result<Option<String>, StoreError> {
+    conn.transaction(|conn| {
+        store::lock_for_rotation(conn)?;
+        if store::count_unretired(conn)? > 0 {
+            return Ok(None);
+        }
+        let row = generate(enc, now, now)?;
+        let kid = row.kid.clone();
+        store::insert(conn, &row)?;
+        Ok(Some(kid))
+    })
+}
+
+/// Add a new key that starts signing after `lead` seconds; every older key retires at that moment.
+pub fn rotate(
+    conn: &mut DbConnection,
+    enc: &KeyEncryption,
+    now: i64,
+    lead: i64,
+) -> Result<SigningKeyRow, StoreError> {
+    conn.transaction(|conn| {
+        store::lock_for_rotation(conn)?;
+        let row = generate(enc, now, now + lead.max(0))?;
+        store::retire_all_unretired(conn, row.activates_at)?;
+        store::insert(conn, &row)?;
+        Ok(row)
+    })
+}
+
+/// Verify an encryption round trip at start-up, so a wrong key secret fails loudly and early.
+pub fn check_secret(conn: &mut DbConnection, enc: &KeyEncryption) -> Result<(), StoreError> {
+    for row in store::list_published(conn, i64::MIN)?
+        .iter()
+        .filter(|r| r.retired_at.is_none())
+    {
+        SigningKey::from_row(row, enc)?;
+    }
+    Ok(())
+}

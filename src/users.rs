@@ -1,0 +1,181 @@
+//! Users: argon2id password hashes, a security version, and a disabled flag.
+
+use std::sync::LazyLock;
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
+use diesel::Connection;
+use serde::Serialize;
+
+use crate::clients::RegistryError;
+use crate::db::models::audit_events::{self, AuditEventRow};
+use crate::db::models::users::{self as store, UserRow};
+use crate::db::{DbConnection, StoreError};
+use crate::domain::{Password, Username};
+
+/// argon2id with OWASP's recommended parameters (19 MiB, 2 passes, 1 lane).
+fn argon2() -> Argon2<'static> {
+    let params = Params::new(19 * 1024, 2, 1, None).unwrap_or_default();
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+}
+
+/// CPU-heavy: call from a blocking thread, never from an async worker.
+pub fn hash_password(password: &Password) -> anyhow::Result<String> {
+    let mut salt_bytes = [0u8; 16];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut salt_bytes)
+        .map_err(|_| anyhow::anyhow!("no randomness available"))?;
+    let salt = SaltString::encode_b64(&salt_bytes).map_err(|e| anyhow::anyhow!("salt: {e}"))?;
+    Ok(argon2()
+        .hash_password(password.expose().as_bytes(), &salt)
+        .map_err(|e| anyhow::anyhow!("hashing the password failed: {e}"))?
+        .to_string())
+}
+
+/// A hash of a random password, checked against when the user does not exist, so an unknown
+/// username costs the same time as a wrong password.
+static DUMMY_HASH: LazyLock<String> = LazyLock::new(|| {
+    hash_password(&Password::attempt("lineage-timing-equaliser".into())).unwrap_or_default()
+});
+
+/// CPU-heavy: call from a blocking thread.
+pub fn verify_password(hash: Option<&str>, password: &Password) -> bool {
+    let (hash, real) = match hash {
+        Some(h) => (h, true),
+        None => (DUMMY_HASH.as_str(), false),
+    };
+    let Ok(parsed) = PasswordHash::new(hash) else {
+        return false;
+    };
+    argon2()
+        .verify_password(password.expose().as_bytes(), &parsed)
+        .is_ok()
+        && real
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct UserView {
+    pub id: String,
+    pub username: String,
+    pub disabled: bool,
+    pub security_version: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl From<&UserRow> for UserView {
+    fn from(u: &UserRow) -> Self {
+        Self {
+            id: u.id.clone(),
+            username: u.username.clone(),
+            disabled: u.disabled,
+            security_version: u.security_version,
+            created_at: u.created_at,
+            updated_at: u.updated_at,
+        }
+    }
+}
+
+fn audit(
+    conn: &mut DbConnection,
+    now: i64,
+    kind: &str,
+    user: &UserRow,
+    detail: String,
+) -> Result<(), StoreError> {
+    let mut event = AuditEventRow::new(now, kind, detail);
+    event.user_id = Some(user.id.clone());
+    audit_events::insert(conn, &event)
+}
+
+/// Create a user. The argon2 hash is computed by the caller's thread (blocking).
+pub fn create(
+    conn: &mut DbConnection,
+    name: &Username,
+    password: &Password,
+    now: i64,
+) -> Result<UserView, RegistryError> {
+    if store::find_by_username(conn, name.as_str())?.is_some() {
+        return Err(RegistryError::Conflict(format!(
+            "user `{name}` already exists"
+        )));
+    }
+    let hash = hash_password(password).map_err(StoreError::from)?;
+    let row = UserRow {
+        id: uuid::Uuid::new_v4().to_string(),
+        username: name.as_str().to_string(),
+        password_hash: hash,
+        security_version: 1,
+        disabled: false,
+        not_before: None,
+        created_at: now,
+        updated_at: now,
+    };
+    conn.transaction(|conn| {
+        if store::find_by_username(conn, name.as_str())?.is_some() {
+            return Err(RegistryError::Conflict(format!(
+                "user `{name}` already exists"
+            )));
+        }
+        store::insert(conn, &row)?;
+        audit(
+            conn,
+            now,
+            "user_created",
+            &row,
+            format!("user {name} created"),
+        )?;
+        Ok(())
+    })?;
+    Ok(UserView::from(&row))
+}
+
+pub fn get(conn: &mut DbConnection, name: &str) -> Result<UserRow, RegistryError> {
+    store::find_by_username(conn, name)?
+        .ok_or_else(|| RegistryError::NotFound(format!("no user `{name}`")))
+}
+
+pub fn list(conn: &mut DbConnection) -> Result<Vec<UserView>, StoreError> {
+    Ok(store::list(conn)?.iter().map(UserView::from).collect())
+}
+
+pub fn set_password(
+    conn: &mut DbConnection,
+    name: &str,
+    password: &Password,
+    now: i64,
+) -> Result<UserView, RegistryError> {
+    let user = get(conn, name)?;
+    let hash = hash_password(password).map_err(StoreError::from)?;
+    conn.transaction(|conn| {
+        store::set_password(conn, &user.id, &hash, now)?;
+        audit(
+            conn,
+            now,
+            "password_changed",
+            &user,
+            format!("password of {name} changed by an administrator"),
+        )?;
+        Ok::<_, RegistryError>(())
+    })?;
+    Ok(UserView::from(&get(conn, name)?))
+}
+
+pub fn set_disabled(
+    conn: &mut DbConnection,
+    name: &str,
+    disabled: bool,
+    now: i64,
+) -> Result<UserView, RegistryError> {
+    let user = get(conn, name)?;
+    conn.transaction(|conn| {
+        store::set_disabled(conn, &user.id, disabled, now)?;
+        let (kind, verb) = if disabled {
+            ("user_disabled", "disabled")
+        } else {
+            ("user_enabled", "enabled")
+        };
+        audit(conn, now, kind, &user, format!("user {name} {verb}"))?;
+        Ok::<_, RegistryError>(())
+    })?;
+    Ok(UserView::from(&get(conn, name)?))
+}

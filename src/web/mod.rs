@@ -1,0 +1,3 @@
+//! Non-OAuth endpoints.
+
+pub mod health;

@@ -5,6 +5,7 @@ use serde::Serialize;
 
 use crate::db::models::audit_events::{self, AuditEventRow};
 use crate::db::models::clients::{self as store, ClientRow};
+use crate::db::models::refresh_families;
 use crate::db::{DbConnection, StoreError};
 use crate::domain::{GrantType, RedirectUri, Scope};
 use crate::tokens::secret::{HashedToken, PlainToken};
@@ -305,6 +306,13 @@ pub fn delete(conn: &mut DbConnection, client_id: &str, now: i64) -> Result<(), 
         if store::delete(conn, client_id)? == 0 {
             return Err(RegistryError::NotFound(format!("no client `{client_id}`")));
         }
+        let ended =
+            refresh_families::revoke_all_where(conn, None, Some(client_id), "client_deleted", now)?;
+        tracing::info!(
+            client_id,
+            families = ended.len(),
+            "client deleted; its sessions were revoked"
+        );
         let mut event =
             AuditEventRow::new(now, "client_deleted", format!("client {client_id} deleted"));
         event.client_id = Some(client_id.to_string());

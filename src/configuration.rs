@@ -64,6 +64,8 @@ pub struct Settings {
     pub jwks_max_age: i64,
     pub db_pool_size: u32,
     pub workers: Option<usize>,
+    /// Seconds between housekeeping passes; 0 turns the background collector off.
+    pub gc_interval: i64,
 }
 
 /// The settings every command accepts, as flags and `LINEAGE_*` variables.
@@ -116,6 +118,9 @@ pub struct SettingsArgs {
     /// HTTP worker threads (default: one per core).
     #[arg(long, env = "LINEAGE_WORKERS", global = true)]
     pub workers: Option<String>,
+    /// Interval of the background housekeeping (`60s`; `0` turns it off).
+    #[arg(long, env = "LINEAGE_GC_INTERVAL", global = true)]
+    pub gc_interval: Option<String>,
 }
 
 /// `lineage.toml`: every key optional; durations as numbers (seconds) or strings (`"10m"`).
@@ -135,6 +140,7 @@ struct FileSettings {
     jwks_max_age: Option<toml::Value>,
     db_pool_size: Option<toml::Value>,
     workers: Option<toml::Value>,
+    gc_interval: Option<toml::Value>,
 }
 
 fn value_to_string(v: toml::Value) -> String {
@@ -254,6 +260,7 @@ impl SettingsArgs {
             file.key_publish_lead,
             "10m",
         )?;
+        let gc_interval = duration("gc-interval", &self.gc_interval, file.gc_interval, "60s")?;
         let jwks_max_age = duration("jwks-max-age", &self.jwks_max_age, file.jwks_max_age, "5m")?;
         let refresh_max_rotations = pick_v(&self.refresh_max_rotations, file.refresh_max_rotations)
             .map(|s| parse_count("refresh-max-rotations", &s))
@@ -316,6 +323,7 @@ impl SettingsArgs {
             jwks_max_age,
             db_pool_size: db_pool_size as u32,
             workers: workers.map(|n| n as usize),
+            gc_interval,
         })
     }
 
@@ -370,6 +378,7 @@ impl Settings {
             jwks_max_age: 300,
             db_pool_size: 8,
             workers: Some(2),
+            gc_interval: 0,
         }
     }
 }

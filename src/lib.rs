@@ -5,6 +5,7 @@ pub mod configuration;
 pub mod db;
 pub mod demo;
 pub mod domain;
+pub mod housekeeping;
 pub mod oauth;
 pub mod startup;
 pub mod state;

@@ -16,8 +16,9 @@ use crate::clock::{SharedClock, SystemClock};
 use crate::configuration::{KeySecret, Settings};
 use crate::db::{Database, PoolOptions};
 use crate::oauth::error::OAuthError;
-use crate::oauth::{discovery, jwks, token};
+use crate::oauth::{discovery, introspect, jwks, revocations, revoke, token};
 use crate::state::{AppState, KeyRing};
+use crate::tokens::refresh::{RefreshPolicy, SuccessorKey};
 use crate::tokens::{crypto, keys};
 use crate::web::health;
 
@@ -82,11 +83,24 @@ impl Application {
         let state = Data::new(AppState {
             keys: KeyRing::new(key_set, now, enc, ttl),
             settings: settings.clone(),
+            successor_key: SuccessorKey::new(&key_secret),
+            refresh_policy: RefreshPolicy::from_settings(&settings),
             key_secret,
             issuer,
             db,
             clock,
         });
+        if let Err(e) = state.db.start_background_checkpoints() {
+            tracing::warn!(error = %e, "could not start background WAL checkpoints; SQLite will checkpoint inside commits");
+        }
+        if settings.gc_interval > 0 {
+            tokio::spawn(crate::housekeeping::run_periodically(
+                state.db.clone(),
+                state.clock.clone(),
+                settings.access_token_ttl,
+                std::time::Duration::from_secs(settings.gc_interval as u64),
+            ));
+        }
         let server = run(listener, state.clone(), settings.workers)?;
         Ok(Self {
             port: addr.port(),
@@ -155,10 +169,21 @@ fn run(
                 web::get().to(discovery::metadata),
             )
             .route("/jwks.json", web::get().to(jwks::jwks))
+            .route("/revocations", web::get().to(revocations::feed))
             .service(
                 web::resource("/token")
                     .wrap(no_store())
                     .route(web::post().to(token::token)),
+            )
+            .service(
+                web::resource("/revoke")
+                    .wrap(no_store())
+                    .route(web::post().to(revoke::revoke)),
+            )
+            .service(
+                web::resource("/introspect")
+                    .wrap(no_store())
+                    .route(web::post().to(introspect::introspect)),
             )
     })
     .workers(workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())))

@@ -7,6 +7,7 @@ use crate::clock::SharedClock;
 use crate::configuration::{KeySecret, Settings};
 use crate::db::{Database, StoreError};
 use crate::tokens::keys::{KeyEncryption, KeySet};
+use crate::tokens::refresh::{RefreshPolicy, SuccessorKey};
 
 /// How often a node re-reads the signing keys (to pick up `lineage keys rotate` from any node).
 pub const KEY_RELOAD_SECONDS: i64 = 30;
@@ -20,6 +21,8 @@ pub struct AppState {
     pub keys: KeyRing,
     /// Root of the server's derived secrets (demo client secret, refresh successor HMAC).
     pub key_secret: KeySecret,
+    pub successor_key: SuccessorKey,
+    pub refresh_policy: RefreshPolicy,
 }
 
 impl AppState {

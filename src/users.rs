@@ -12,6 +12,7 @@ use crate::db::models::audit_events::{self, AuditEventRow};
 use crate::db::models::users::{self as store, UserRow};
 use crate::db::{DbConnection, StoreError};
 use crate::domain::{Password, Username};
+use crate::tokens::refresh;
 
 /// argon2id with OWASP's recommended parameters (19 MiB, 2 passes, 1 lane).
 fn argon2() -> Argon2<'static> {
@@ -148,6 +149,7 @@ pub fn set_password(
     let hash = hash_password(password).map_err(StoreError::from)?;
     conn.transaction(|conn| {
         store::set_password(conn, &user.id, &hash, now)?;
+        refresh::revoke_all_for_user(conn, &user.id, "password_changed", now)?;
         audit(
             conn,
             now,
@@ -169,6 +171,9 @@ pub fn set_disabled(
     let user = get(conn, name)?;
     conn.transaction(|conn| {
         store::set_disabled(conn, &user.id, disabled, now)?;
+        if disabled {
+            refresh::revoke_all_for_user(conn, &user.id, "user_disabled", now)?;
+        }
         let (kind, verb) = if disabled {
             ("user_disabled", "disabled")
         } else {

@@ -227,7 +227,12 @@ impl StoreError {
 #[derive(Clone)]
 pub struct Database {
     pool: DbPool,
+    /// SQLite allows one writer at a time and makes contending connections back off by sleeping;
+    /// so writes queue for this single connection instead. PostgreSQL writes use `pool`.
+    writer: Option<DbPool>,
     url: DatabaseUrl,
+    /// Background helpers hold a weak reference and stop when every handle is gone.
+    alive: std::sync::Arc<()>,
 }
 
 impl fmt::Debug for Database {
@@ -241,10 +246,56 @@ impl fmt::Debug for Database {
 impl Database {
     pub fn open(url: &DatabaseUrl, options: &PoolOptions) -> anyhow::Result<Self> {
         let pool = connect(url, options)?;
+        let writer = if url.is_sqlite() {
+            Some(connect(
+                url,
+                &PoolOptions {
+                    max_size: 1,
+                    ..options.clone()
+                },
+            )?)
+        } else {
+            None
+        };
         Ok(Self {
             pool,
+            writer,
             url: url.clone(),
+            alive: std::sync::Arc::new(()),
         })
+    }
+
+    /// For a long-running SQLite server: turn off checkpoints inside commits (each one stalls the
+    /// writer for milliseconds) and checkpoint from a background thread instead. The thread ends
+    /// when the last handle to this database is dropped.
+    pub fn start_background_checkpoints(&self) -> anyhow::Result<()> {
+        let Some(writer) = &self.writer else {
+            return Ok(());
+        };
+        writer
+            .get()?
+            .batch_execute("PRAGMA wal_autocheckpoint = 0")?;
+        let checkpointer = connect(
+            &self.url,
+            &PoolOptions {
+                max_size: 1,
+                ..PoolOptions::default()
+            },
+        )?;
+        let alive = std::sync::Arc::downgrade(&self.alive);
+        std::thread::Builder::new()
+            .name("sqlite-checkpoint".into())
+            .spawn(move || {
+                while alive.upgrade().is_some() {
+                    std::thread::sleep(Duration::from_millis(50));
+                    if let Ok(mut c) = checkpointer.get()
+                        && let Err(e) = c.batch_execute("PRAGMA wal_checkpoint(PASSIVE)")
+                    {
+                        tracing::debug!(error = %e, "WAL checkpoint failed; retrying");
+                    }
+                }
+            })?;
+        Ok(())
     }
 
     pub fn url(&self) -> &DatabaseUrl {
@@ -279,6 +330,31 @@ impl Database {
         f: impl FnOnce(&mut DbConnection) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let mut conn = self.pool.get()?;
+        f(&mut conn)
+    }
+
+    /// Like `run`, for work that writes (goes through the single SQLite writer).
+    pub async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(&mut DbConnection) -> Result<T, StoreError> + Send + 'static,
+        T: Send + 'static,
+    {
+        let pool = self.writer.clone().unwrap_or_else(|| self.pool.clone());
+        let span = tracing::Span::current();
+        tokio::task::spawn_blocking(move || {
+            let _entered = span.enter();
+            let mut conn = pool.get()?;
+            f(&mut conn)
+        })
+        .await
+        .map_err(|e| StoreError::Other(anyhow::anyhow!("database task failed: {e}")))?
+    }
+
+    pub fn write_sync<T>(
+        &self,
+        f: impl FnOnce(&mut DbConnection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut conn = self.writer.as_ref().unwrap_or(&self.pool).get()?;
         f(&mut conn)
     }
 

@@ -21,7 +21,11 @@ pub async fn metadata(state: Data<AppState>) -> Result<HttpResponse, OAuthError>
         // No authorization endpoint is served yet, so no response type is supported.
         "response_types_supported": [],
         "grant_types_supported": grants,
-        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+        "revocation_endpoint": format!("{issuer}/revoke"),
+        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+        "introspection_endpoint": format!("{issuer}/introspect"),
+        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
         "scopes_supported": scopes,
         "service_documentation": format!("{issuer}/"),
     });

@@ -5,5 +5,8 @@ pub mod discovery;
 pub mod error;
 pub mod form;
 pub mod grants;
+pub mod introspect;
 pub mod jwks;
+pub mod revocations;
+pub mod revoke;
 pub mod token;

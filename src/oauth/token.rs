@@ -12,6 +12,7 @@ use crate::clients::Client;
 use crate::domain::{GrantType, Scope};
 use crate::state::AppState;
 use crate::tokens::jwt::{self, AccessClaims};
+use crate::tokens::refresh::Origin;
 
 #[derive(Debug, Serialize)]
 pub struct TokenResponse {
@@ -48,7 +49,10 @@ pub async fn token(
         GrantType::ClientCredentials => {
             grants::client_credentials::grant(&state, &client, &form).await?
         }
-        GrantType::AuthorizationCode | GrantType::RefreshToken => {
+        GrantType::RefreshToken => {
+            grants::refresh_token::grant(&state, &client, &form, Origin::of(&req)).await?
+        }
+        GrantType::AuthorizationCode => {
             return Err(OAuthError::new(
                 ErrorCode::UnsupportedGrantType,
                 format!("grant_type `{grant}` is not supported"),
@@ -65,7 +69,7 @@ impl AppState {
     }
 }
 
-pub const SUPPORTED_GRANTS: &[GrantType] = &[GrantType::ClientCredentials];
+pub const SUPPORTED_GRANTS: &[GrantType] = &[GrantType::RefreshToken, GrantType::ClientCredentials];
 
 /// `scope` parameter: absent → everything `allowed`; present → must be a subset of `allowed`.
 pub fn requested_scope(form: &Form, allowed: &Scope) -> Result<Scope, OAuthError> {
@@ -99,24 +103,31 @@ pub async fn issue_access_token(
     let key = keys.active(now).ok_or_else(|| {
         OAuthError::server_error("no active signing key", &"the key set has no active key")
     })?;
-    let mut exp = now + state.settings.access_token_ttl;
-    if let Some(limit) = expires_no_later {
-        exp = exp.min(limit);
-    }
-    let claims = AccessClaims {
-        iss: state.issuer.clone(),
-        sub: subject.to_string(),
-        aud: client.audience.clone(),
-        exp,
-        iat: now,
-        nbf: now,
-        jti: uuid::Uuid::new_v4().to_string(),
-        client_id: client.client_id.clone(),
-        scope: scope.to_string(),
-        sid,
-        extra,
-    };
+    let claims = AccessClaims::new(
+        &state.issuer,
+        client,
+        subject,
+        scope,
+        now,
+        state.settings.access_token_ttl,
+    )
+    .in_family(sid)
+    .with_claims(extra)
+    .capped_at(expires_no_later);
     let token = jwt::mint(key, &claims)
         .map_err(|e| OAuthError::server_error("signing an access token failed", &e))?;
-    Ok((token, exp - now))
+    Ok((token, claims.exp - now))
+}
+
+impl Origin {
+    /// The peer address (proxies' forwarding headers are not trusted) and the user agent, trimmed.
+    pub fn of(req: &HttpRequest) -> Origin {
+        let ip = req.peer_addr().map(|a| a.ip().to_string());
+        let user_agent = req
+            .headers()
+            .get(actix_web::http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|s| s.chars().take(256).collect());
+        Origin { ip, user_agent }
+    }
 }

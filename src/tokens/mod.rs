@@ -3,4 +3,5 @@
 pub mod crypto;
 pub mod jwt;
 pub mod keys;
+pub mod refresh;
 pub mod secret;

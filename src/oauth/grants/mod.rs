@@ -1,3 +1,4 @@
 //! One file per grant type.
 
 pub mod client_credentials;
+pub mod refresh_token;

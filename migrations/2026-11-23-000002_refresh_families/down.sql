@@ -1,0 +1,10 @@
+DROP INDEX users_not_before;
+DROP INDEX revoked_access_tokens_expires_at;
+DROP TABLE revoked_access_tokens;
+DROP INDEX refresh_tokens_family;
+DROP TABLE refresh_tokens;
+DROP INDEX refresh_families_absolute_expires_at;
+DROP INDEX refresh_families_revoked_at;
+DROP INDEX refresh_families_client;
+DROP INDEX refresh_families_user;
+DROP TABLE refresh_families;

@@ -1,0 +1,159 @@
+use diesel::prelude::*;
+
+use crate::db::schema::refresh_families;
+use crate::db::{DbConnection, StoreError};
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, serde::Serialize)]
+#[diesel(table_name = refresh_families)]
+pub struct FamilyRow {
+    pub id: String,
+    pub user_id: String,
+    pub client_id: String,
+    pub scope: String,
+    pub device_name: Option<String>,
+    pub user_agent: Option<String>,
+    pub ip: Option<String>,
+    pub created_at: i64,
+    pub last_used_at: i64,
+    pub idle_expires_at: i64,
+    pub absolute_expires_at: i64,
+    pub rotation_count: i64,
+    pub revoked_at: Option<i64>,
+    pub revoked_reason: Option<String>,
+}
+
+pub fn insert(conn: &mut DbConnection, row: &FamilyRow) -> Result<(), StoreError> {
+    diesel::insert_into(refresh_families::table)
+        .values(row)
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn find(conn: &mut DbConnection, id: &str) -> Result<Option<FamilyRow>, StoreError> {
+    Ok(refresh_families::table
+        .find(id)
+        .select(FamilyRow::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+pub fn list_for_user(conn: &mut DbConnection, user: &str) -> Result<Vec<FamilyRow>, StoreError> {
+    Ok(refresh_families::table
+        .filter(refresh_families::user_id.eq(user))
+        .order(refresh_families::created_at.desc())
+        .select(FamilyRow::as_select())
+        .load(conn)?)
+}
+
+/// Record a rotation: last use, idle expiry, count, and where it came from.
+pub fn touch(
+    conn: &mut DbConnection,
+    id: &str,
+    now: i64,
+    idle_expires_at: i64,
+    ip: Option<&str>,
+    user_agent: Option<&str>,
+) -> Result<(), StoreError> {
+    use refresh_families::dsl as f;
+    diesel::update(f::refresh_families.find(id))
+        .set((
+            f::last_used_at.eq(now),
+            f::idle_expires_at.eq(idle_expires_at),
+            f::rotation_count.eq(f::rotation_count + 1),
+            f::ip.eq(ip),
+            f::user_agent.eq(user_agent),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Revoke if still live; returns whether this call did it.
+pub fn revoke(
+    conn: &mut DbConnection,
+    id: &str,
+    reason: &str,
+    now: i64,
+) -> Result<bool, StoreError> {
+    use refresh_families::dsl as f;
+    let n = diesel::update(
+        f::refresh_families
+            .filter(f::id.eq(id))
+            .filter(f::revoked_at.is_null()),
+    )
+    .set((f::revoked_at.eq(now), f::revoked_reason.eq(reason)))
+    .execute(conn)?;
+    Ok(n == 1)
+}
+
+/// Revoke every live family of a user (or of a client); returns the ids revoked.
+pub fn revoke_all_where(
+    conn: &mut DbConnection,
+    user: Option<&str>,
+    client: Option<&str>,
+    reason: &str,
+    now: i64,
+) -> Result<Vec<String>, StoreError> {
+    use refresh_families::dsl as f;
+    let mut q = f::refresh_families
+        .filter(f::revoked_at.is_null())
+        .select(f::id)
+        .into_boxed();
+    if let Some(u) = user {
+        q = q.filter(f::user_id.eq(u.to_string()));
+    }
+    if let Some(c) = client {
+        q = q.filter(f::client_id.eq(c.to_string()));
+    }
+    let ids: Vec<String> = q.load(conn)?;
+    for chunk in ids.chunks(500) {
+        diesel::update(
+            f::refresh_families
+                .filter(f::id.eq_any(chunk))
+                .filter(f::revoked_at.is_null()),
+        )
+        .set((f::revoked_at.eq(now), f::revoked_reason.eq(reason)))
+        .execute(conn)?;
+    }
+    Ok(ids)
+}
+
+/// Families revoked at or after `since` (and not before `kept_from`), for the revocation feed.
+pub fn revoked_since(
+    conn: &mut DbConnection,
+    since: i64,
+) -> Result<Vec<(String, i64)>, StoreError> {
+    use refresh_families::dsl as f;
+    let rows: Vec<(String, Option<i64>)> = f::refresh_families
+        .filter(f::revoked_at.ge(since))
+        .order(f::revoked_at.asc())
+        .select((f::id, f::revoked_at))
+        .load(conn)?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(id, at)| at.map(|a| (id, a)))
+        .collect())
+}
+
+/// Ids of families that ended (revoked, or expired) before `before`, at most `limit`.
+pub fn ended_before(
+    conn: &mut DbConnection,
+    before: i64,
+    limit: i64,
+) -> Result<Vec<String>, StoreError> {
+    use refresh_families::dsl as f;
+    Ok(f::refresh_families
+        .filter(
+            f::revoked_at
+                .lt(before)
+                .or(f::absolute_expires_at.lt(before))
+                .or(f::idle_expires_at.lt(before)),
+        )
+        .select(f::id)
+        .limit(limit)
+        .load(conn)?)
+}
+
+pub fn delete_many(conn: &mut DbConnection, ids: &[String]) -> Result<usize, StoreError> {
+    use refresh_families::dsl as f;
+    Ok(diesel::delete(f::refresh_families.filter(f::id.eq_any(ids))).execute(conn)?)
+}

@@ -1,0 +1,76 @@
+use diesel::prelude::*;
+
+use crate::db::schema::refresh_tokens;
+use crate::db::{DbConnection, StoreError};
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = refresh_tokens)]
+pub struct RefreshTokenRow {
+    /// SHA-256 of the token; the token itself is never stored.
+    pub token_hash: String,
+    pub family_id: String,
+    pub generation: i64,
+    pub parent_hash: Option<String>,
+    pub created_at: i64,
+    pub used_at: Option<i64>,
+}
+
+pub fn insert(conn: &mut DbConnection, row: &RefreshTokenRow) -> Result<(), StoreError> {
+    diesel::insert_into(refresh_tokens::table)
+        .values(row)
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn find(conn: &mut DbConnection, hash: &str) -> Result<Option<RefreshTokenRow>, StoreError> {
+    Ok(refresh_tokens::table
+        .find(hash)
+        .select(RefreshTokenRow::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+/// The atomic primitive of rotation: mark the token used only if nobody has. Exactly one caller
+/// can get 1 back, on SQLite or PostgreSQL, across processes.
+pub fn mark_used(conn: &mut DbConnection, hash: &str, now: i64) -> Result<bool, StoreError> {
+    use refresh_tokens::dsl as t;
+    let n = diesel::update(
+        t::refresh_tokens
+            .filter(t::token_hash.eq(hash))
+            .filter(t::used_at.is_null()),
+    )
+    .set(t::used_at.eq(now))
+    .execute(conn)?;
+    Ok(n == 1)
+}
+
+/// The family's current token: the one not yet used (at most one exists).
+pub fn current_of(
+    conn: &mut DbConnection,
+    family: &str,
+) -> Result<Option<RefreshTokenRow>, StoreError> {
+    use refresh_tokens::dsl as t;
+    Ok(t::refresh_tokens
+        .filter(t::family_id.eq(family))
+        .filter(t::used_at.is_null())
+        .select(RefreshTokenRow::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+pub fn count_unused_of(conn: &mut DbConnection, family: &str) -> Result<i64, StoreError> {
+    use refresh_tokens::dsl as t;
+    Ok(t::refresh_tokens
+        .filter(t::family_id.eq(family))
+        .filter(t::used_at.is_null())
+        .count()
+        .get_result(conn)?)
+}
+
+pub fn delete_of_families(
+    conn: &mut DbConnection,
+    families: &[String],
+) -> Result<usize, StoreError> {
+    use refresh_tokens::dsl as t;
+    Ok(diesel::delete(t::refresh_tokens.filter(t::family_id.eq_any(families))).execute(conn)?)
+}

@@ -1,0 +1,48 @@
+use diesel::prelude::*;
+
+use crate::db::schema::revoked_access_tokens;
+use crate::db::{DbConnection, StoreError};
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = revoked_access_tokens)]
+pub struct RevokedAccessTokenRow {
+    pub jti: String,
+    pub client_id: String,
+    pub revoked_at: i64,
+    pub expires_at: i64,
+}
+
+/// Add to the denylist; revoking twice is not an error.
+pub fn insert(conn: &mut DbConnection, row: &RevokedAccessTokenRow) -> Result<(), StoreError> {
+    use revoked_access_tokens::dsl as r;
+    let exists: i64 = r::revoked_access_tokens
+        .filter(r::jti.eq(&row.jti))
+        .count()
+        .get_result(conn)?;
+    if exists == 0 {
+        diesel::insert_into(r::revoked_access_tokens)
+            .values(row)
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+pub fn is_revoked(conn: &mut DbConnection, jti: &str) -> Result<bool, StoreError> {
+    use revoked_access_tokens::dsl as r;
+    let n: i64 = r::revoked_access_tokens
+        .filter(r::jti.eq(jti))
+        .count()
+        .get_result(conn)?;
+    Ok(n > 0)
+}
+
+/// Delete up to `limit` entries whose token has expired anyway.
+pub fn delete_expired(conn: &mut DbConnection, now: i64, limit: i64) -> Result<usize, StoreError> {
+    use revoked_access_tokens::dsl as r;
+    let ids: Vec<String> = r::revoked_access_tokens
+        .filter(r::expires_at.lt(now))
+        .select(r::jti)
+        .limit(limit)
+        .load(conn)?;
+    Ok(diesel::delete(r::revoked_access_tokens.filter(r::jti.eq_any(&ids))).execute(conn)?)
+}

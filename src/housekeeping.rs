@@ -1,0 +1,113 @@
+//! Garbage collection: ended refresh families (and their tokens), expired denylist entries and old
+//! audit events are deleted in bounded batches, so tables stay proportional to live sessions.
+
+use diesel::Connection;
+use serde::Serialize;
+
+use crate::db::models::{refresh_families, refresh_tokens, revoked_access_tokens};
+use crate::db::schema::audit_events;
+use crate::db::{Database, DbConnection, StoreError};
+use crate::tokens::keys::RETIRED_KEY_SKEW;
+
+/// Rows deleted per statement: keeps each transaction short next to live traffic.
+pub const BATCH: i64 = 1000;
+/// Security events are kept this long for the account page and investigations.
+pub const AUDIT_RETENTION: i64 = 90 * 86_400;
+
+#[derive(Debug, Default, Clone, Copy, Serialize, PartialEq, Eq)]
+pub struct GcReport {
+    pub families: usize,
+    pub refresh_tokens: usize,
+    pub revoked_access_tokens: usize,
+    pub audit_events: usize,
+}
+
+impl GcReport {
+    fn total(&self) -> usize {
+        self.families + self.refresh_tokens + self.revoked_access_tokens + self.audit_events
+    }
+    fn add(&mut self, o: GcReport) {
+        self.families += o.families;
+        self.refresh_tokens += o.refresh_tokens;
+        self.revoked_access_tokens += o.revoked_access_tokens;
+        self.audit_events += o.audit_events;
+    }
+}
+
+/// One bounded batch. A family is kept until no access token it issued can still be alive
+/// (it ended more than the access-token lifetime ago), so the revocation feed can still name it.
+pub fn collect_batch(
+    conn: &mut DbConnection,
+    now: i64,
+    access_token_ttl: i64,
+) -> Result<GcReport, StoreError> {
+    let before = now - access_token_ttl - RETIRED_KEY_SKEW;
+    conn.transaction(|c| {
+        let ids = refresh_families::ended_before(c, before, BATCH)?;
+        let refresh_tokens = refresh_tokens::delete_of_families(c, &ids)?;
+        let families = refresh_families::delete_many(c, &ids)?;
+        let revoked_access_tokens = revoked_access_tokens::delete_expired(c, now, BATCH)?;
+        let old: Vec<String> = {
+            use diesel::prelude::*;
+            audit_events::table
+                .filter(audit_events::at.lt(now - AUDIT_RETENTION))
+                .select(audit_events::id)
+                .limit(BATCH)
+                .load(c)?
+        };
+        let audit = {
+            use diesel::prelude::*;
+            diesel::delete(audit_events::table.filter(audit_events::id.eq_any(&old))).execute(c)?
+        };
+        Ok(GcReport {
+            families,
+            refresh_tokens,
+            revoked_access_tokens,
+            audit_events: audit,
+        })
+    })
+}
+
+/// Batches until nothing is left to collect.
+pub fn collect_all(
+    conn: &mut DbConnection,
+    now: i64,
+    access_token_ttl: i64,
+) -> Result<GcReport, StoreError> {
+    let mut total = GcReport::default();
+    loop {
+        let batch = collect_batch(conn, now, access_token_ttl)?;
+        total.add(batch);
+        if batch.total() == 0 {
+            return Ok(total);
+        }
+    }
+}
+
+/// The server's background collector: one pass per interval, each batch its own transaction.
+pub async fn run_periodically(
+    db: Database,
+    clock: crate::clock::SharedClock,
+    access_token_ttl: i64,
+    interval: std::time::Duration,
+) {
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let now = clock.now();
+        loop {
+            match db
+                .write(move |c| collect_batch(c, now, access_token_ttl))
+                .await
+            {
+                Ok(r) if r.total() == 0 => break,
+                Ok(r) => tracing::debug!(?r, "housekeeping batch"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "housekeeping failed; will retry");
+                    break;
+                }
+            }
+        }
+    }
+}

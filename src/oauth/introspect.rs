@@ -1,0 +1,119 @@
+//! `POST /introspect` (RFC 7662), for confidential clients (resource servers).
+//! A refresh token is active while it is its family's current token and the family is live; it is
+//! only described to the client it was issued to. An access token is active while its signature,
+//! `exp`, `nbf`, its family, its user's not-before and the denylist all say so.
+//! Inactive is `{"active":false}` and nothing else.
+
+use actix_web::web::{Data, Payload};
+use actix_web::{HttpRequest, HttpResponse};
+use serde_json::{Value, json};
+
+use super::client_auth;
+use super::error::OAuthError;
+use super::form::Form;
+use crate::clients;
+use crate::db::models::{refresh_families, revoked_access_tokens, users};
+use crate::state::AppState;
+use crate::tokens::jwt::{self, AccessClaims};
+use crate::tokens::refresh;
+
+pub async fn introspect(
+    state: Data<AppState>,
+    req: HttpRequest,
+    payload: Payload,
+) -> Result<HttpResponse, OAuthError> {
+    let form = Form::read(&req, payload).await?;
+    let client = client_auth::authenticate(&state.db, &req, &form).await?;
+    if client.is_public {
+        return Err(OAuthError::invalid_client(
+            "public clients cannot use introspection",
+        ));
+    }
+    let token = form.require("token")?.to_string();
+    let answer = if let Some(presented) = refresh::parse_presented(&token) {
+        let (policy, now, issuer, client_id) = (
+            state.refresh_policy,
+            state.now(),
+            state.issuer.clone(),
+            client.client_id.clone(),
+        );
+        state
+            .db
+            .run(move |c| {
+                let Some((family, token)) = refresh::inspect(c, &presented, &policy, now)? else {
+                    return Ok(None);
+                };
+                if family.client_id != client_id {
+                    return Ok(None);
+                }
+                let username = users::find(c, &family.user_id)?.map(|u| u.username);
+                Ok(Some(json!({
+                    "active": true,
+                    "token_type": "refresh_token",
+                    "scope": family.scope,
+                    "client_id": family.client_id,
+                    "sub": family.user_id,
+                    "username": username,
+                    "iat": token.created_at,
+                    "exp": family.idle_expires_at.min(family.absolute_expires_at),
+                    "iss": issuer,
+                    "sid": family.id,
+                })))
+            })
+            .await?
+    } else {
+        inspect_access(&state, &token).await?
+    };
+    Ok(HttpResponse::Ok().json(answer.unwrap_or_else(|| json!({"active": false}))))
+}
+
+async fn inspect_access(state: &AppState, token: &str) -> Result<Option<Value>, OAuthError> {
+    let now = state.now();
+    let mut keys = state.keys.current(&state.db, now).await;
+    // A key rotated in by another node may not be loaded here yet.
+    if jwt::kid_of(token).is_some_and(|kid| keys.get(&kid).is_none()) {
+        keys = state.keys.reload(&state.db, now).await?;
+    }
+    let Ok(claims) = jwt::verify(&keys, token, &state.issuer, now) else {
+        return Ok(None);
+    };
+    let checked = claims.clone();
+    let live = state
+        .db
+        .run(move |c| access_token_is_live(c, &checked))
+        .await?;
+    Ok(live.then(|| {
+        let mut v = serde_json::to_value(&claims).unwrap_or_else(|_| json!({}));
+        if let Some(o) = v.as_object_mut() {
+            o.insert("active".into(), true.into());
+            o.insert("token_type".into(), "Bearer".into());
+            if let Some(name) = claims.extra.get("preferred_username") {
+                o.insert("username".into(), name.clone());
+            }
+        }
+        v
+    }))
+}
+
+fn access_token_is_live(
+    c: &mut crate::db::DbConnection,
+    claims: &AccessClaims,
+) -> Result<bool, crate::db::StoreError> {
+    if revoked_access_tokens::is_revoked(c, &claims.jti)? {
+        return Ok(false);
+    }
+    if clients::find(c, &claims.client_id)?.is_none() {
+        return Ok(false);
+    }
+    if let Some(sid) = &claims.sid {
+        match refresh_families::find(c, sid)? {
+            Some(f) if f.revoked_at.is_none() => {}
+            _ => return Ok(false),
+        }
+        match users::find(c, &claims.sub)? {
+            Some(u) if !u.disabled && u.not_before.is_none_or(|nb| claims.iat >= nb) => {}
+            _ => return Ok(false),
+        }
+    }
+    Ok(true)
+}

@@ -279,7 +279,7 @@ fn print(json_out: bool, value: serde_json::Value, human: impl FnOnce() -> Strin
 fn dispatch(command: Command, settings: Settings) -> Result<(), Failure> {
     let now = SystemClock.now();
     match command {
-        Command::Serve { demo } => serve(settings, demo),
+        Command::Serve { demo } => serve(Settings { demo, ..settings }, demo),
         Command::Migrate { revert } => {
             let db = crate::db::Database::open(&settings.database_url, &Default::default())?;
             if revert {

@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use crate::db::models::audit_events::{self, AuditEventRow};
 use crate::db::models::clients::{self as store, ClientRow};
-use crate::db::models::refresh_families;
+use crate::db::models::{consents, refresh_families};
 use crate::db::{DbConnection, StoreError};
 use crate::domain::{GrantType, RedirectUri, Scope};
 use crate::tokens::secret::{HashedToken, PlainToken};
@@ -306,6 +306,7 @@ pub fn delete(conn: &mut DbConnection, client_id: &str, now: i64) -> Result<(), 
         if store::delete(conn, client_id)? == 0 {
             return Err(RegistryError::NotFound(format!("no client `{client_id}`")));
         }
+        consents::delete_for_client(conn, client_id)?;
         let ended =
             refresh_families::revoke_all_where(conn, None, Some(client_id), "client_deleted", now)?;
         tracing::info!(

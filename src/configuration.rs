@@ -66,6 +66,8 @@ pub struct Settings {
     pub workers: Option<usize>,
     /// Seconds between housekeeping passes; 0 turns the background collector off.
     pub gc_interval: i64,
+    /// `serve --demo`: demo clients, a demo user and the /demo walk-through.
+    pub demo: bool,
 }
 
 /// The settings every command accepts, as flags and `LINEAGE_*` variables.
@@ -324,6 +326,7 @@ impl SettingsArgs {
             db_pool_size: db_pool_size as u32,
             workers: workers.map(|n| n as usize),
             gc_interval,
+            demo: false,
         })
     }
 
@@ -379,6 +382,7 @@ impl Settings {
             db_pool_size: 8,
             workers: Some(2),
             gc_interval: 0,
+            demo: false,
         }
     }
 }

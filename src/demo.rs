@@ -1,31 +1,55 @@
-//! `serve --demo`: a ready-to-use client so a new user can get a token in one paste.
+//! `serve --demo`: ready-made clients and a user, so a new user can try every flow at once.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 use crate::clients::{self, NewClient, RegistryError};
-use crate::domain::{GrantType, Scope};
+use crate::db::DbConnection;
+use crate::db::StoreError;
+use crate::domain::{GrantType, Password, RedirectUri, Scope, Username};
 use crate::state::AppState;
 use crate::tokens::keys::derive_key;
 use crate::tokens::secret::PlainToken;
+use crate::users;
 
 pub const DEMO_SERVICE_CLIENT: &str = "demo-service";
 pub const DEMO_SERVICE_SCOPE: &str = "demo:read demo:write";
 pub const DEMO_AUDIENCE: &str = "demo-api";
+pub const DEMO_APP_CLIENT: &str = "demo-app";
+pub const DEMO_APP_SCOPE: &str = "notes:read notes:write";
+pub const DEMO_APP_AUDIENCE: &str = "notes-api";
+pub const DEMO_USER: &str = "demo";
 
-/// Create the demo client once; its secret is derived from the key secret, so every start prints
-/// the same working secret without storing it in clear.
+fn derived(state: &AppState, purpose: &[u8], len: usize) -> String {
+    URL_SAFE_NO_PAD.encode(derive_key(&state.key_secret, purpose))[..len].to_string()
+}
+
+fn ensure_client(c: &mut DbConnection, spec: NewClient, now: i64) -> Result<(), StoreError> {
+    let id = spec.client_id.clone().unwrap_or_default();
+    if clients::find(c, &id)?.is_some() {
+        return Ok(());
+    }
+    match clients::create(c, spec, now) {
+        Ok(_) | Err(RegistryError::Conflict(_)) => Ok(()),
+        Err(e) => Err(StoreError::Other(anyhow::anyhow!(e.to_string()))),
+    }
+}
+
+/// Create the demo clients and user once. Secrets are derived from the key secret, so every start
+/// prints the same working credentials without storing them in clear.
 pub async fn prepare(state: &AppState) -> anyhow::Result<()> {
-    let secret = PlainToken::new(
-        URL_SAFE_NO_PAD.encode(derive_key(&state.key_secret, b"demo client secret")),
-    );
+    let secret = PlainToken::new(derived(state, b"demo client secret", 43));
+    let password = derived(state, b"demo user password", 12);
     let now = state.now();
-    let stored = secret.clone();
+    let redirect = RedirectUri::parse(&format!("{}/demo/callback", state.issuer))
+        .map_err(anyhow::Error::msg)?;
+    let (stored, user_password) = (secret.clone(), password.clone());
     state
         .db
-        .run(move |c| {
-            if clients::find(c, DEMO_SERVICE_CLIENT)?.is_none() {
-                let spec = NewClient {
+        .write(move |c| {
+            ensure_client(
+                c,
+                NewClient {
                     client_id: Some(DEMO_SERVICE_CLIENT.into()),
                     name: "Demo service (client_credentials)".into(),
                     public: false,
@@ -34,27 +58,48 @@ pub async fn prepare(state: &AppState) -> anyhow::Result<()> {
                     redirect_uris: vec![],
                     audience: Some(DEMO_AUDIENCE.into()),
                     first_party: true,
-                };
-                match clients::create(c, spec, now) {
+                },
+                now,
+            )?;
+            clients::set_secret(c, DEMO_SERVICE_CLIENT, &stored)?;
+            ensure_client(
+                c,
+                NewClient {
+                    client_id: Some(DEMO_APP_CLIENT.into()),
+                    name: "Demo notes app".into(),
+                    public: true,
+                    grant_types: vec![GrantType::AuthorizationCode, GrantType::RefreshToken],
+                    scopes: Scope::parse(DEMO_APP_SCOPE).unwrap_or_default(),
+                    redirect_uris: vec![redirect],
+                    audience: Some(DEMO_APP_AUDIENCE.into()),
+                    first_party: false,
+                },
+                now,
+            )?;
+            if crate::db::models::users::find_by_username(c, DEMO_USER)?.is_none() {
+                let name = Username::parse(DEMO_USER).map_err(anyhow::Error::msg)?;
+                let pw = Password::new(user_password).map_err(anyhow::Error::msg)?;
+                match users::create(c, &name, &pw, now) {
                     Ok(_) | Err(RegistryError::Conflict(_)) => {}
-                    Err(e) => return Err(anyhow::anyhow!(e.to_string()).into()),
+                    Err(e) => return Err(StoreError::Other(anyhow::anyhow!(e.to_string()))),
                 }
             }
-            clients::set_secret(c, DEMO_SERVICE_CLIENT, &stored)
+            Ok(())
         })
         .await?;
     let issuer = &state.issuer;
+    let s = secret.expose();
     println!(
         "\nlineage demo is ready at {issuer}\n\n\
-         Demo service client (client_credentials):\n  \
-         client_id:     {DEMO_SERVICE_CLIENT}\n  \
-         client_secret: {}\n\n\
-         Get an access token:\n  \
-         curl -s -u '{DEMO_SERVICE_CLIENT}:{}' -d grant_type=client_credentials -d scope=demo:read {issuer}/token\n\n\
-         Public keys:  {issuer}/jwks.json\n\
-         Metadata:     {issuer}/.well-known/oauth-authorization-server\n",
-        secret.expose(),
-        secret.expose(),
+         1. In a browser: {issuer}/demo\n   \
+            sign in as `{DEMO_USER}` with password `{password}` (if you have not changed it),\n   \
+            allow the Demo notes app, refresh, replay an old refresh token, then see {issuer}/account\n\n\
+         2. A service token with curl (client_credentials):\n   \
+            client_id:     {DEMO_SERVICE_CLIENT}\n   \
+            client_secret: {s}\n   \
+            curl -s -u '{DEMO_SERVICE_CLIENT}:{s}' -d grant_type=client_credentials -d scope=demo:read {issuer}/token\n\n\
+         Public keys: {issuer}/jwks.json\n\
+         Metadata:    {issuer}/.well-known/oauth-authorization-server\n"
     );
     Ok(())
 }

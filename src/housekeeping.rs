@@ -4,7 +4,9 @@
 use diesel::Connection;
 use serde::Serialize;
 
-use crate::db::models::{refresh_families, refresh_tokens, revoked_access_tokens};
+use crate::db::models::{
+    auth_codes, browser_sessions, refresh_families, refresh_tokens, revoked_access_tokens,
+};
 use crate::db::schema::audit_events;
 use crate::db::{Database, DbConnection, StoreError};
 use crate::tokens::keys::RETIRED_KEY_SKEW;
@@ -20,17 +22,26 @@ pub struct GcReport {
     pub refresh_tokens: usize,
     pub revoked_access_tokens: usize,
     pub audit_events: usize,
+    pub browser_sessions: usize,
+    pub auth_codes: usize,
 }
 
 impl GcReport {
     fn total(&self) -> usize {
-        self.families + self.refresh_tokens + self.revoked_access_tokens + self.audit_events
+        self.families
+            + self.refresh_tokens
+            + self.revoked_access_tokens
+            + self.audit_events
+            + self.browser_sessions
+            + self.auth_codes
     }
     fn add(&mut self, o: GcReport) {
         self.families += o.families;
         self.refresh_tokens += o.refresh_tokens;
         self.revoked_access_tokens += o.revoked_access_tokens;
         self.audit_events += o.audit_events;
+        self.browser_sessions += o.browser_sessions;
+        self.auth_codes += o.auth_codes;
     }
 }
 
@@ -47,6 +58,9 @@ pub fn collect_batch(
         let refresh_tokens = refresh_tokens::delete_of_families(c, &ids)?;
         let families = refresh_families::delete_many(c, &ids)?;
         let revoked_access_tokens = revoked_access_tokens::delete_expired(c, now, BATCH)?;
+        let sessions = browser_sessions::delete_expired(c, now, BATCH)?;
+        // Kept a day past expiry so a replayed code still revokes the family it started.
+        let codes = auth_codes::delete_expired(c, now - 86_400, BATCH)?;
         let old: Vec<String> = {
             use diesel::prelude::*;
             audit_events::table
@@ -64,6 +78,8 @@ pub fn collect_batch(
             refresh_tokens,
             revoked_access_tokens,
             audit_events: audit,
+            browser_sessions: sessions,
+            auth_codes: codes,
         })
     })
 }

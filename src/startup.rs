@@ -16,11 +16,13 @@ use crate::clock::{SharedClock, SystemClock};
 use crate::configuration::{KeySecret, Settings};
 use crate::db::{Database, PoolOptions};
 use crate::oauth::error::OAuthError;
-use crate::oauth::{discovery, introspect, jwks, revocations, revoke, token};
+use crate::oauth::{authorize, discovery, introspect, jwks, revocations, revoke, token};
 use crate::state::{AppState, KeyRing};
 use crate::tokens::refresh::{RefreshPolicy, SuccessorKey};
 use crate::tokens::{crypto, keys};
-use crate::web::health;
+use crate::web::csrf::FormSigner;
+use crate::web::session::CookieNames;
+use crate::web::{account, consent, demo, health, html_headers, login};
 
 pub struct Application {
     port: u16,
@@ -84,6 +86,8 @@ impl Application {
             keys: KeyRing::new(key_set, now, enc, ttl),
             settings: settings.clone(),
             successor_key: SuccessorKey::new(&key_secret),
+            form_signer: FormSigner::new(&key_secret),
+            cookies: CookieNames::for_issuer(&issuer),
             refresh_policy: RefreshPolicy::from_settings(&settings),
             key_secret,
             issuer,
@@ -138,6 +142,7 @@ fn run(
     workers: Option<usize>,
 ) -> anyhow::Result<Server> {
     let server = HttpServer::new(move || {
+        let demo = state.settings.demo;
         App::new()
             .app_data(state.clone())
             // A panic in a handler becomes a logged 500 `server_error`, never a dropped connection.
@@ -158,36 +163,75 @@ fn run(
                 Logger::new(r#"%{method}xi "%U" %s %b %Dms"#)
                     .custom_request_replace("method", |req| req.method().to_string()),
             )
-            .route("/", web::get().to(health::index))
-            .route("/healthz", web::get().to(health::healthz))
-            .route(
-                "/.well-known/oauth-authorization-server",
-                web::get().to(discovery::metadata),
-            )
-            .route(
-                "/.well-known/openid-configuration",
-                web::get().to(discovery::metadata),
-            )
-            .route("/jwks.json", web::get().to(jwks::jwks))
-            .route("/revocations", web::get().to(revocations::feed))
-            .service(
-                web::resource("/token")
-                    .wrap(no_store())
-                    .route(web::post().to(token::token)),
-            )
-            .service(
-                web::resource("/revoke")
-                    .wrap(no_store())
-                    .route(web::post().to(revoke::revoke)),
-            )
-            .service(
-                web::resource("/introspect")
-                    .wrap(no_store())
-                    .route(web::post().to(introspect::introspect)),
-            )
+            .configure(|cfg| routes(cfg, demo))
     })
     .workers(workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())))
     .listen(listener)?
     .run();
     Ok(server)
+}
+
+/// The HTTP contract of DESIGN.md.
+fn routes(cfg: &mut web::ServiceConfig, demo: bool) {
+    cfg.route("/", web::get().to(health::index))
+        .route("/healthz", web::get().to(health::healthz))
+        .route(
+            "/.well-known/oauth-authorization-server",
+            web::get().to(discovery::metadata),
+        )
+        .route(
+            "/.well-known/openid-configuration",
+            web::get().to(discovery::metadata),
+        )
+        .route("/jwks.json", web::get().to(jwks::jwks))
+        .route("/revocations", web::get().to(revocations::feed))
+        .route("/static/lineage.css", web::get().to(stylesheet))
+        .service(
+            web::resource("/token")
+                .wrap(no_store())
+                .route(web::post().to(token::token)),
+        )
+        .service(
+            web::resource("/revoke")
+                .wrap(no_store())
+                .route(web::post().to(revoke::revoke)),
+        )
+        .service(
+            web::resource("/introspect")
+                .wrap(no_store())
+                .route(web::post().to(introspect::introspect)),
+        );
+    let html = |path: &str| web::resource(path.to_string()).wrap(html_headers());
+    cfg.service(html("/authorize").route(web::get().to(authorize::authorize)))
+        .service(
+            html("/login")
+                .route(web::get().to(login::login_page))
+                .route(web::post().to(login::login)),
+        )
+        .service(html("/logout").route(web::post().to(login::logout)))
+        .service(html("/consent").route(web::post().to(consent::decide)))
+        .service(html("/account").route(web::get().to(account::page)))
+        .service(
+            html("/account/families/{family_id}/revoke")
+                .route(web::post().to(account::revoke_family)),
+        )
+        .service(
+            html("/account/sign-out-everywhere")
+                .route(web::post().to(account::sign_out_everywhere)),
+        )
+        .service(html("/account/password").route(web::post().to(account::change_password)));
+    if demo {
+        cfg.service(html("/demo").route(web::get().to(demo::index)))
+            .service(html("/demo/start").route(web::get().to(demo::start)))
+            .service(html("/demo/callback").route(web::get().to(demo::callback)))
+            .service(html("/demo/refresh").route(web::post().to(demo::refresh)))
+            .service(html("/demo/replay").route(web::post().to(demo::replay)));
+    }
+}
+
+async fn stylesheet() -> actix_web::HttpResponse {
+    actix_web::HttpResponse::Ok()
+        .content_type("text/css; charset=utf-8")
+        .insert_header((header::CACHE_CONTROL, "public, max-age=3600"))
+        .body(include_str!("../static/lineage.css"))
 }

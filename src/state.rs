@@ -8,6 +8,8 @@ use crate::configuration::{KeySecret, Settings};
 use crate::db::{Database, StoreError};
 use crate::tokens::keys::{KeyEncryption, KeySet};
 use crate::tokens::refresh::{RefreshPolicy, SuccessorKey};
+use crate::web::csrf::FormSigner;
+use crate::web::session::CookieNames;
 
 /// How often a node re-reads the signing keys (to pick up `lineage keys rotate` from any node).
 pub const KEY_RELOAD_SECONDS: i64 = 30;
@@ -23,6 +25,9 @@ pub struct AppState {
     pub key_secret: KeySecret,
     pub successor_key: SuccessorKey,
     pub refresh_policy: RefreshPolicy,
+    /// Signs CSRF tokens and the consent page's request handle.
+    pub form_signer: FormSigner,
+    pub cookies: CookieNames,
 }
 
 impl AppState {

@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use crate::clients::RegistryError;
 use crate::db::models::audit_events::{self, AuditEventRow};
+use crate::db::models::browser_sessions;
 use crate::db::models::users::{self as store, UserRow};
 use crate::db::{DbConnection, StoreError};
 use crate::domain::{Password, Username};
@@ -150,6 +151,7 @@ pub fn set_password(
     conn.transaction(|conn| {
         store::set_password(conn, &user.id, &hash, now)?;
         refresh::revoke_all_for_user(conn, &user.id, "password_changed", now)?;
+        browser_sessions::delete_for_user(conn, &user.id, None)?;
         audit(
             conn,
             now,
@@ -173,6 +175,7 @@ pub fn set_disabled(
         store::set_disabled(conn, &user.id, disabled, now)?;
         if disabled {
             refresh::revoke_all_for_user(conn, &user.id, "user_disabled", now)?;
+            browser_sessions::delete_for_user(conn, &user.id, None)?;
         }
         let (kind, verb) = if disabled {
             ("user_disabled", "disabled")
@@ -183,4 +186,31 @@ pub fn set_disabled(
         Ok::<_, RegistryError>(())
     })?;
     Ok(UserView::from(&get(conn, name)?))
+}
+
+/// A user changes their own password: every refresh family and every other browser session
+/// ends; `keep_session` (the browser doing it) stays signed in.
+pub fn change_own_password(
+    conn: &mut DbConnection,
+    user_id: &str,
+    new_hash: &str,
+    keep_session: &str,
+    now: i64,
+) -> Result<(), StoreError> {
+    conn.transaction(|conn| {
+        store::set_password(conn, user_id, new_hash, now)?;
+        refresh::revoke_all_for_user(conn, user_id, "password_changed", now)?;
+        browser_sessions::delete_for_user(conn, user_id, Some(keep_session))?;
+        let user = store::find(conn, user_id)?
+            .ok_or_else(|| StoreError::Other(anyhow::anyhow!("user vanished")))?;
+        browser_sessions::set_security_version(conn, keep_session, user.security_version)?;
+        audit(
+            conn,
+            now,
+            "password_changed",
+            &user,
+            "password changed on the account page; every other session was signed out".into(),
+        )?;
+        Ok(())
+    })
 }

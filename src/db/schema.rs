@@ -93,6 +93,46 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    browser_sessions (id_hash) {
+        id_hash -> Text,
+        user_id -> Text,
+        security_version -> BigInt,
+        user_agent -> Nullable<Text>,
+        ip -> Nullable<Text>,
+        created_at -> BigInt,
+        last_seen_at -> BigInt,
+        expires_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    auth_codes (code_hash) {
+        code_hash -> Text,
+        client_id -> Text,
+        user_id -> Text,
+        redirect_uri -> Text,
+        scope -> Text,
+        pkce_challenge -> Nullable<Text>,
+        device_name -> Nullable<Text>,
+        session_hash -> Nullable<Text>,
+        created_at -> BigInt,
+        expires_at -> BigInt,
+        used_at -> Nullable<BigInt>,
+        family_id -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    consents (user_id, client_id) {
+        user_id -> Text,
+        client_id -> Text,
+        scope -> Text,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
 diesel::joinable!(refresh_tokens -> refresh_families (family_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
@@ -103,4 +143,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     refresh_families,
     refresh_tokens,
     revoked_access_tokens,
+    browser_sessions,
+    auth_codes,
+    consents,
 );

@@ -53,10 +53,7 @@ pub async fn token(
             grants::refresh_token::grant(&state, &client, &form, Origin::of(&req)).await?
         }
         GrantType::AuthorizationCode => {
-            return Err(OAuthError::new(
-                ErrorCode::UnsupportedGrantType,
-                format!("grant_type `{grant}` is not supported"),
-            ));
+            grants::authorization_code::grant(&state, &client, &form, Origin::of(&req)).await?
         }
     };
     Ok(HttpResponse::Ok().json(response))
@@ -69,7 +66,11 @@ impl AppState {
     }
 }
 
-pub const SUPPORTED_GRANTS: &[GrantType] = &[GrantType::RefreshToken, GrantType::ClientCredentials];
+pub const SUPPORTED_GRANTS: &[GrantType] = &[
+    GrantType::AuthorizationCode,
+    GrantType::RefreshToken,
+    GrantType::ClientCredentials,
+];
 
 /// `scope` parameter: absent → everything `allowed`; present → must be a subset of `allowed`.
 pub fn requested_scope(form: &Form, allowed: &Scope) -> Result<Scope, OAuthError> {

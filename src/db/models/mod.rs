@@ -1,7 +1,10 @@
 //! One file per table: the row types and the queries on that table.
 
 pub mod audit_events;
+pub mod auth_codes;
+pub mod browser_sessions;
 pub mod clients;
+pub mod consents;
 pub mod refresh_families;
 pub mod refresh_tokens;
 pub mod revoked_access_tokens;

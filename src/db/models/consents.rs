@@ -1,0 +1,48 @@
+use diesel::prelude::*;
+
+use crate::db::schema::consents;
+use crate::db::{DbConnection, StoreError};
+
+pub fn find_scope(
+    conn: &mut DbConnection,
+    user: &str,
+    client: &str,
+) -> Result<Option<String>, StoreError> {
+    use consents::dsl as c;
+    Ok(c::consents
+        .find((user, client))
+        .select(c::scope)
+        .first(conn)
+        .optional()?)
+}
+
+/// Store the consented scope (the caller passes the union with what was consented before).
+pub fn upsert(
+    conn: &mut DbConnection,
+    user: &str,
+    client: &str,
+    scope: &str,
+    now: i64,
+) -> Result<(), StoreError> {
+    use consents::dsl as c;
+    let n = diesel::update(c::consents.find((user, client)))
+        .set((c::scope.eq(scope), c::updated_at.eq(now)))
+        .execute(conn)?;
+    if n == 0 {
+        diesel::insert_into(c::consents)
+            .values((
+                c::user_id.eq(user),
+                c::client_id.eq(client),
+                c::scope.eq(scope),
+                c::created_at.eq(now),
+                c::updated_at.eq(now),
+            ))
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+pub fn delete_for_client(conn: &mut DbConnection, client: &str) -> Result<usize, StoreError> {
+    use consents::dsl as c;
+    Ok(diesel::delete(c::consents.filter(c::client_id.eq(client))).execute(conn)?)
+}

@@ -1,0 +1,369 @@
+//! `GET /authorize` (RFC 6749 §4.1.1 with PKCE and RFC 9207 `iss`).
+//!
+//! The client and redirect URI are checked first: until both are trusted, errors are an HTML page
+//! and never a redirect. After that, errors go back to the client as `error=…&state=…&iss=…`.
+
+use actix_web::http::{StatusCode, header};
+use actix_web::web::Data;
+use actix_web::{HttpRequest, HttpResponse};
+use serde::{Deserialize, Serialize};
+
+use super::form::Form;
+use super::pkce;
+use crate::clients::{self, Client};
+use crate::db::models::auth_codes::{self, AuthCodeRow};
+use crate::db::models::consents;
+use crate::domain::{GrantType, Scope};
+use crate::state::AppState;
+use crate::tokens::refresh::Origin;
+use crate::tokens::secret::PlainToken;
+use crate::web::pages::{ConsentPage, ScopeLine, describe_scope, device_name_from_user_agent};
+use crate::web::session::{self, SignedIn};
+use crate::web::{PageError, render};
+
+/// Authorization codes live this long (RFC 6749 §4.1.2 recommends at most 10 minutes).
+pub const CODE_TTL: i64 = 60;
+/// The consent page's request handle is good for this long.
+pub const CONSENT_TTL: i64 = 600;
+
+/// A validated authorization request.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AuthorizationRequest {
+    pub client_id: String,
+    pub redirect_uri: String,
+    pub scope: String,
+    pub state: Option<String>,
+    /// The PKCE challenge as stored with the code.
+    pub pkce: Option<String>,
+}
+
+/// A redirect back to the client (RFC 6749 §4.1.2 / §4.1.2.1, RFC 9207).
+pub fn redirect_to_client(
+    state: &AppState,
+    redirect_uri: &str,
+    params: &[(&str, &str)],
+    client_state: Option<&str>,
+) -> HttpResponse {
+    let mut url = match url::Url::parse(redirect_uri) {
+        Ok(u) => u,
+        Err(_) => {
+            return PageError::bad_request(
+                "Invalid redirect URI",
+                "The app's redirect URI is not valid.",
+            )
+            .into();
+        }
+    };
+    {
+        let mut q = url.query_pairs_mut();
+        for (k, v) in params {
+            q.append_pair(k, v);
+        }
+        if let Some(s) = client_state {
+            q.append_pair("state", s);
+        }
+        q.append_pair("iss", &state.issuer);
+    }
+    HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, url.to_string()))
+        .finish()
+}
+
+impl From<PageError> for HttpResponse {
+    fn from(e: PageError) -> Self {
+        actix_web::ResponseError::error_response(&e)
+    }
+}
+
+fn error_redirect(
+    state: &AppState,
+    areq_uri: &str,
+    client_state: Option<&str>,
+    code: &str,
+    description: &str,
+) -> HttpResponse {
+    redirect_to_client(
+        state,
+        areq_uri,
+        &[("error", code), ("error_description", description)],
+        client_state,
+    )
+}
+
+/// RFC 8252 §7.3: a native app's loopback redirect URI may use any port.
+fn loopback_without_port(u: &url::Url) -> Option<String> {
+    let loopback = match u.host()? {
+        url::Host::Ipv4(ip) => ip.is_loopback(),
+        url::Host::Ipv6(ip) => ip.is_loopback(),
+        url::Host::Domain(_) => false,
+    };
+    if !loopback || u.scheme() != "http" {
+        return None;
+    }
+    let mut v = u.clone();
+    v.set_port(None).ok()?;
+    Some(v.to_string())
+}
+
+/// The registered redirect URI this request may use: an exact match, or a loopback URI that
+/// differs only in port. (oxide-auth's `IgnoreLocalPortUrl` ignores ports only for the name
+/// `localhost`, which RFC 8252 §8.3 advises against; loopback IP literals need this rule.)
+pub fn match_redirect_uri(client: &Client, requested: Option<&str>) -> Option<String> {
+    let Some(requested) = requested else {
+        // Optional only when exactly one is registered (RFC 6749 §3.1.2.3).
+        return match client.redirect_uris.as_slice() {
+            [only] => Some(only.as_str().to_string()),
+            _ => None,
+        };
+    };
+    if client.redirect_uris.iter().any(|r| r.as_str() == requested) {
+        return Some(requested.to_string());
+    }
+    let req_url = url::Url::parse(requested).ok()?;
+    let wanted = loopback_without_port(&req_url)?;
+    client
+        .redirect_uris
+        .iter()
+        .filter_map(|r| url::Url::parse(r.as_str()).ok())
+        .any(|r| loopback_without_port(&r).as_deref() == Some(wanted.as_str()))
+        .then(|| requested.to_string())
+}
+
+enum Rejection {
+    Page(PageError),
+    Redirect(HttpResponse),
+}
+
+/// Validate the query of `/authorize`.
+async fn validate(
+    state: &AppState,
+    query: &str,
+) -> Result<(AuthorizationRequest, Client), Rejection> {
+    let form = Form::parse(query.as_bytes()).map_err(|e| {
+        Rejection::Page(PageError::bad_request(
+            "Invalid authorization request",
+            e.description.unwrap_or_default(),
+        ))
+    })?;
+    let Some(client_id) = form.get("client_id").map(str::to_string) else {
+        return Err(Rejection::Page(PageError::bad_request(
+            "Invalid authorization request",
+            "The request does not name an app (client_id is missing).",
+        )));
+    };
+    let lookup = client_id.clone();
+    let client = state
+        .db
+        .run(move |c| clients::find(c, &lookup))
+        .await
+        .map_err(|e| Rejection::Page(e.into()))?
+        .ok_or_else(|| {
+            Rejection::Page(PageError::bad_request(
+                "Unknown app",
+                "The app that sent you here is not registered with this server.",
+            ))
+        })?;
+    let redirect_uri = match_redirect_uri(&client, form.get("redirect_uri")).ok_or_else(|| {
+        Rejection::Page(PageError::bad_request(
+            "Invalid redirect URI",
+            "The app asked to send you to an address it has not registered, so this request was stopped.",
+        ))
+    })?;
+    // From here on the redirect URI is trusted: errors go back to the client.
+    let client_state = form.get("state").map(str::to_string);
+    let fail = |code: &str, description: &str| {
+        Rejection::Redirect(error_redirect(
+            state,
+            &redirect_uri,
+            client_state.as_deref(),
+            code,
+            description,
+        ))
+    };
+    match form.get("response_type") {
+        Some("code") => {}
+        None => return Err(fail("invalid_request", "response_type is required")),
+        Some(_) => {
+            return Err(fail(
+                "unsupported_response_type",
+                "only response_type=code is supported",
+            ));
+        }
+    }
+    if !client.allows_grant(GrantType::AuthorizationCode) {
+        return Err(fail(
+            "unauthorized_client",
+            "this client may not use the authorization code flow",
+        ));
+    }
+    let scope = match form.get("scope") {
+        None => client.scopes.clone(),
+        Some(raw) => Scope::parse(raw).map_err(|e| fail("invalid_scope", &e))?,
+    };
+    if scope.is_empty() || !scope.is_subset_of(&client.scopes) {
+        return Err(fail(
+            "invalid_scope",
+            "the requested scope exceeds what this client may ask for",
+        ));
+    }
+    let pkce = pkce::challenge(
+        client.is_public,
+        form.get("code_challenge_method"),
+        form.get("code_challenge"),
+    )
+    .map_err(|e| fail("invalid_request", &e))?;
+    Ok((
+        AuthorizationRequest {
+            client_id,
+            redirect_uri,
+            scope: scope.to_string(),
+            state: client_state,
+            pkce,
+        },
+        client,
+    ))
+}
+
+pub async fn authorize(state: Data<AppState>, req: HttpRequest) -> Result<HttpResponse, PageError> {
+    let (areq, client) = match validate(&state, req.query_string()).await {
+        Ok(v) => v,
+        Err(Rejection::Page(p)) => return Err(p),
+        Err(Rejection::Redirect(r)) => return Ok(r),
+    };
+    let Some(signed_in) = session::current(&state, &req).await? else {
+        let return_to = format!("/authorize?{}", req.query_string());
+        let location = format!(
+            "/login?{}",
+            url::form_urlencoded::Serializer::new(String::new())
+                .append_pair("return_to", &return_to)
+                .finish()
+        );
+        return Ok(HttpResponse::SeeOther()
+            .insert_header((header::LOCATION, location))
+            .finish());
+    };
+    let origin = Origin::of(&req);
+    if client.first_party || has_consent(&state, &signed_in, &areq).await? {
+        let device = device_name_from_user_agent(origin.user_agent.as_deref());
+        return issue_code(&state, &signed_in, &areq, Some(device)).await;
+    }
+    consent_page(&state, &signed_in, &areq, &client, &origin)
+}
+
+async fn has_consent(
+    state: &AppState,
+    signed_in: &SignedIn,
+    areq: &AuthorizationRequest,
+) -> Result<bool, PageError> {
+    let (user, client) = (signed_in.user.id.clone(), areq.client_id.clone());
+    let granted = state
+        .db
+        .run(move |c| consents::find_scope(c, &user, &client))
+        .await?;
+    let requested = Scope::parse(&areq.scope).unwrap_or_default();
+    Ok(granted
+        .and_then(|g| Scope::parse(&g).ok())
+        .is_some_and(|g| requested.is_subset_of(&g)))
+}
+
+/// The sealed form of a pending request, bound to the browser session that saw the consent page.
+#[derive(Serialize, Deserialize)]
+pub struct PendingConsent {
+    pub request: AuthorizationRequest,
+    pub session: String,
+    pub expires_at: i64,
+}
+
+fn consent_page(
+    state: &AppState,
+    signed_in: &SignedIn,
+    areq: &AuthorizationRequest,
+    client: &Client,
+    origin: &Origin,
+) -> Result<HttpResponse, PageError> {
+    let pending = PendingConsent {
+        request: areq.clone(),
+        session: signed_in.id_hash.clone(),
+        expires_at: state.now() + CONSENT_TTL,
+    };
+    let payload = serde_json::to_vec(&pending).map_err(|_| PageError::internal())?;
+    let page = ConsentPage {
+        username: signed_in.user.username.clone(),
+        client_name: client.name.clone(),
+        scopes: Scope::parse(&areq.scope)
+            .unwrap_or_default()
+            .iter()
+            .map(|s| ScopeLine {
+                name: s.to_string(),
+                title: describe_scope(s),
+            })
+            .collect(),
+        csrf_token: state.form_signer.csrf_token(&signed_in.cookie_value),
+        request_handle: state.form_signer.seal("consent", &payload),
+        device_name: device_name_from_user_agent(origin.user_agent.as_deref()),
+        redirect_host: url::Url::parse(&areq.redirect_uri)
+            .ok()
+            .map(|u| format!("{}://{}", u.scheme(), u.host_str().unwrap_or("")))
+            .unwrap_or_else(|| areq.redirect_uri.clone()),
+    };
+    Ok(render(StatusCode::OK, &page))
+}
+
+/// Issue a code for an approved request and send the browser back to the client.
+pub async fn issue_code(
+    state: &AppState,
+    signed_in: &SignedIn,
+    areq: &AuthorizationRequest,
+    device_name: Option<String>,
+) -> Result<HttpResponse, PageError> {
+    let code = PlainToken::generate().map_err(|_| PageError::internal())?;
+    let now = state.now();
+    let row = AuthCodeRow {
+        code_hash: code.hash().into_string(),
+        client_id: areq.client_id.clone(),
+        user_id: signed_in.user.id.clone(),
+        redirect_uri: areq.redirect_uri.clone(),
+        scope: areq.scope.clone(),
+        pkce_challenge: areq.pkce.clone(),
+        device_name,
+        session_hash: Some(signed_in.id_hash.clone()),
+        created_at: now,
+        expires_at: now + CODE_TTL,
+        used_at: None,
+        family_id: None,
+    };
+    state.db.write(move |c| auth_codes::insert(c, &row)).await?;
+    Ok(redirect_to_client(
+        state,
+        &areq.redirect_uri,
+        &[("code", code.expose())],
+        areq.state.as_deref(),
+    ))
+}
+
+/// Remember that the user allowed these scopes for this client (union with earlier consent).
+pub async fn remember_consent(
+    state: &AppState,
+    user_id: &str,
+    areq: &AuthorizationRequest,
+) -> Result<(), PageError> {
+    let (user, client, scope, now) = (
+        user_id.to_string(),
+        areq.client_id.clone(),
+        areq.scope.clone(),
+        state.now(),
+    );
+    state
+        .db
+        .write(move |c| {
+            let mut all = Scope::parse(&scope).unwrap_or_default();
+            if let Some(previous) =
+                consents::find_scope(c, &user, &client)?.and_then(|p| Scope::parse(&p).ok())
+            {
+                all = Scope::parse(&format!("{previous} {all}")).unwrap_or(all);
+            }
+            consents::upsert(c, &user, &client, &all.to_string(), now)
+        })
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,168 @@
+//! `grant_type=authorization_code` (RFC 6749 §4.1.3): redeem a code once, check the redirect URI
+//! and the PKCE verifier, start a refresh family. A code presented again revokes the family it
+//! started (§4.1.2).
+
+use diesel::Connection;
+
+use super::super::error::OAuthError;
+use super::super::form::Form;
+use super::super::pkce;
+use super::super::token::{TokenResponse, issue_access_token};
+use crate::clients::Client;
+use crate::db::models::audit_events::{self, AuditEventRow};
+use crate::db::models::{auth_codes, users};
+use crate::db::{DbConnection, StoreError};
+use crate::domain::Scope;
+use crate::state::AppState;
+use crate::tokens::jwt::user_claims;
+use crate::tokens::refresh::{self, NewFamily, Origin, RefreshPolicy};
+use crate::tokens::secret::PlainToken;
+
+enum Exchange {
+    Started {
+        family: Box<crate::db::models::refresh_families::FamilyRow>,
+        token: PlainToken,
+        user: Box<users::UserRow>,
+        scope: Scope,
+    },
+    Rejected(String),
+}
+
+pub async fn grant(
+    state: &AppState,
+    client: &Client,
+    form: &Form,
+    origin: Origin,
+) -> Result<TokenResponse, OAuthError> {
+    let code = PlainToken::new(form.require("code")?);
+    let redirect_uri = form.require("redirect_uri")?.to_string();
+    let verifier = form.get("code_verifier").map(str::to_string);
+    let (client_id, policy, now) = (client.client_id.clone(), state.refresh_policy, state.now());
+    let outcome = state
+        .db
+        .write(move |c| {
+            exchange(
+                c,
+                &code,
+                &client_id,
+                &redirect_uri,
+                verifier.as_deref(),
+                origin,
+                &policy,
+                now,
+            )
+        })
+        .await?;
+    let (family, token, user, scope) = match outcome {
+        Exchange::Started {
+            family,
+            token,
+            user,
+            scope,
+        } => (family, token, user, scope),
+        Exchange::Rejected(why) => return Err(OAuthError::invalid_grant(why)),
+    };
+    let (access_token, expires_in) = issue_access_token(
+        state,
+        client,
+        &user.id,
+        &scope,
+        Some(family.id.clone()),
+        user_claims(&user),
+        Some(family.absolute_expires_at),
+    )
+    .await?;
+    Ok(TokenResponse {
+        access_token,
+        token_type: "Bearer",
+        expires_in,
+        refresh_token: Some(token.expose().to_string()),
+        scope: scope.to_string(),
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn exchange(
+    c: &mut DbConnection,
+    code: &PlainToken,
+    client_id: &str,
+    redirect_uri: &str,
+    verifier: Option<&str>,
+    origin: Origin,
+    policy: &RefreshPolicy,
+    now: i64,
+) -> Result<Exchange, StoreError> {
+    let hash = code.hash();
+    // Every outcome commits: a failed attempt still spends the code, so it cannot be retried
+    // with other verifiers.
+    c.transaction(|c| {
+        let won = auth_codes::mark_used(c, hash.as_str(), now)?;
+        let Some(row) = auth_codes::find(c, hash.as_str())? else {
+            return Ok(Exchange::Rejected(
+                "the authorization code is invalid".into(),
+            ));
+        };
+        if !won {
+            if let Some(family) = &row.family_id
+                && refresh::revoke_family(c, family, "code_replayed", &origin, now)?
+            {
+                let mut event = AuditEventRow::new(
+                    now,
+                    "code_replayed",
+                    "an authorization code was used twice; the session it started was revoked",
+                );
+                event.user_id = Some(row.user_id.clone());
+                event.client_id = Some(row.client_id.clone());
+                event.family_id = Some(family.clone());
+                event.ip = origin.ip.clone();
+                event.user_agent = origin.user_agent.clone();
+                audit_events::insert(c, &event)?;
+            }
+            return Ok(Exchange::Rejected(
+                "the authorization code was already used".into(),
+            ));
+        }
+        if row.client_id != client_id {
+            return Ok(Exchange::Rejected(
+                "the authorization code was issued to another client".into(),
+            ));
+        }
+        if now >= row.expires_at {
+            return Ok(Exchange::Rejected(
+                "the authorization code has expired".into(),
+            ));
+        }
+        if row.redirect_uri != redirect_uri {
+            return Ok(Exchange::Rejected(
+                "redirect_uri does not match the authorization request".into(),
+            ));
+        }
+        if let Err(why) = pkce::verify(row.pkce_challenge.as_deref(), verifier) {
+            return Ok(Exchange::Rejected(why));
+        }
+        let user = match users::find(c, &row.user_id)? {
+            Some(u) if !u.disabled => u,
+            _ => return Ok(Exchange::Rejected("the user is no longer active".into())),
+        };
+        let scope = Scope::parse(&row.scope).unwrap_or_default();
+        let (family, token) = refresh::start_family(
+            c,
+            NewFamily {
+                user_id: user.id.clone(),
+                client_id: client_id.to_string(),
+                scope: scope.clone(),
+                device_name: row.device_name.clone(),
+                origin,
+            },
+            policy,
+            now,
+        )?;
+        auth_codes::set_family(c, hash.as_str(), &family.id)?;
+        Ok(Exchange::Started {
+            family: Box::new(family),
+            token,
+            user: Box::new(user),
+            scope,
+        })
+    })
+}

@@ -1,0 +1,290 @@
+//! `/demo` (only with `serve --demo`): a tiny public client living inside the server that walks a
+//! person through the authorization-code flow with PKCE, shows the tokens, rotates the refresh
+//! token, and replays an old one to show reuse detection. It calls the same grant code as
+//! `POST /token`.
+
+use actix_web::cookie::Cookie;
+use actix_web::http::{StatusCode, header};
+use actix_web::web::{Data, Payload};
+use actix_web::{HttpRequest, HttpResponse};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::{Deserialize, Serialize};
+
+use super::login::read_form;
+use super::pages::{DemoOutcome, DemoPage, DemoTokens};
+use super::{PageError, render};
+use crate::clients::{self, Client};
+use crate::demo::{DEMO_APP_CLIENT, DEMO_APP_SCOPE, DEMO_USER};
+use crate::oauth::error::OAuthError;
+use crate::oauth::form::Form;
+use crate::oauth::grants;
+use crate::oauth::token::TokenResponse;
+use crate::state::AppState;
+use crate::tokens::refresh::Origin;
+use crate::tokens::secret::PlainToken;
+
+const COOKIE: &str = "lineage_demo";
+
+#[derive(Serialize, Deserialize)]
+struct DemoState {
+    verifier: String,
+    state: String,
+}
+
+fn redirect_uri(state: &AppState) -> String {
+    format!("{}/demo/callback", state.issuer)
+}
+
+async fn demo_client(state: &AppState) -> Result<Client, PageError> {
+    state
+        .db
+        .run(|c| clients::find(c, DEMO_APP_CLIENT))
+        .await?
+        .ok_or_else(|| {
+            PageError::new(
+                StatusCode::NOT_FOUND,
+                "Demo not set up",
+                "Start the server with --demo.",
+            )
+        })
+}
+
+fn page(state: &AppState, binding: &str) -> DemoPage {
+    DemoPage {
+        heading: "Try the sign-in flow".into(),
+        lead: "This page plays a third-party app that signs you in with lineage using the authorization-code flow with PKCE.".into(),
+        demo_user: DEMO_USER.into(),
+        csrf_token: state.form_signer.csrf_token(binding),
+        tokens: None,
+        outcomes: Vec::new(),
+        notice: None,
+        error: None,
+    }
+}
+
+fn binding(req: &HttpRequest) -> Option<String> {
+    req.cookie(COOKIE)
+        .map(|c| c.value().to_string())
+        .filter(|v| !v.is_empty())
+}
+
+pub async fn index(state: Data<AppState>, req: HttpRequest) -> Result<HttpResponse, PageError> {
+    demo_client(&state).await?;
+    Ok(render(
+        StatusCode::OK,
+        &page(&state, &binding(&req).unwrap_or_default()),
+    ))
+}
+
+/// Make a PKCE verifier and a state, keep them in a cookie, and send the browser to /authorize.
+pub async fn start(state: Data<AppState>) -> Result<HttpResponse, PageError> {
+    demo_client(&state).await?;
+    let verifier = PlainToken::generate()
+        .map_err(|_| PageError::internal())?
+        .expose()
+        .to_string();
+    let client_state = PlainToken::generate()
+        .map_err(|_| PageError::internal())?
+        .expose()[..16]
+        .to_string();
+    let challenge = URL_SAFE_NO_PAD.encode(ring::digest::digest(
+        &ring::digest::SHA256,
+        verifier.as_bytes(),
+    ));
+    let sealed = state.form_signer.seal(
+        "demo",
+        &serde_json::to_vec(&DemoState {
+            verifier,
+            state: client_state.clone(),
+        })
+        .map_err(|_| PageError::internal())?,
+    );
+    let query = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("response_type", "code")
+        .append_pair("client_id", DEMO_APP_CLIENT)
+        .append_pair("redirect_uri", &redirect_uri(&state))
+        .append_pair("scope", DEMO_APP_SCOPE)
+        .append_pair("state", &client_state)
+        .append_pair("code_challenge", &challenge)
+        .append_pair("code_challenge_method", "S256")
+        .finish();
+    let cookie = state.cookies.cookie(COOKIE, sealed, Some(600));
+    let mut resp = HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, format!("/authorize?{query}")))
+        .finish();
+    let _ = resp.add_cookie(&Cookie::from(cookie));
+    Ok(resp)
+}
+
+fn decode_part(jwt: &str, index: usize) -> String {
+    jwt.split('.')
+        .nth(index)
+        .and_then(|p| URL_SAFE_NO_PAD.decode(p).ok())
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|v| serde_json::to_string_pretty(&v).ok())
+        .unwrap_or_default()
+}
+
+fn tokens_view(t: &TokenResponse, previous: Option<String>, generation: u32) -> DemoTokens {
+    DemoTokens {
+        header: decode_part(&t.access_token, 0),
+        claims: decode_part(&t.access_token, 1),
+        expires_in: t.expires_in,
+        refresh_token: t.refresh_token.clone().unwrap_or_default(),
+        previous_refresh_token: previous,
+        generation,
+    }
+}
+
+fn outcome(what: &str, result: &Result<TokenResponse, OAuthError>) -> DemoOutcome {
+    match result {
+        Ok(t) => DemoOutcome {
+            what: what.into(),
+            answer: format!(
+                "200 OK — new refresh token {}",
+                t.refresh_token.as_deref().unwrap_or("")
+            ),
+            ok: true,
+        },
+        Err(e) => DemoOutcome {
+            what: what.into(),
+            answer: format!("{} — {}", e, e.description.as_deref().unwrap_or("")),
+            ok: false,
+        },
+    }
+}
+
+fn form_of(pairs: &[(&str, &str)]) -> Result<Form, PageError> {
+    let mut s = url::form_urlencoded::Serializer::new(String::new());
+    for (k, v) in pairs {
+        s.append_pair(k, v);
+    }
+    Form::parse(s.finish().as_bytes()).map_err(|_| PageError::internal())
+}
+
+pub async fn callback(state: Data<AppState>, req: HttpRequest) -> Result<HttpResponse, PageError> {
+    let client = demo_client(&state).await?;
+    let query = Form::parse(req.query_string().as_bytes()).unwrap_or_default();
+    let bind = binding(&req).unwrap_or_default();
+    let mut view = page(&state, &bind);
+    let saved: Option<DemoState> = state
+        .form_signer
+        .open("demo", &bind)
+        .and_then(|raw| serde_json::from_slice(&raw).ok());
+    let Some(saved) = saved.filter(|s| query.get("state") == Some(s.state.as_str())) else {
+        view.error = Some("The state does not match the one this app sent (or the demo cookie expired). Start again.".into());
+        return Ok(render(StatusCode::BAD_REQUEST, &view));
+    };
+    if query.get("iss") != Some(state.issuer.as_str()) {
+        view.error =
+            Some("The response's iss does not name this server (RFC 9207); refusing it.".into());
+        return Ok(render(StatusCode::BAD_REQUEST, &view));
+    }
+    if let Some(error) = query.get("error") {
+        view.heading = "The request was not approved".into();
+        view.error = Some(format!(
+            "{error}: {}",
+            query.get("error_description").unwrap_or("")
+        ));
+        return Ok(render(StatusCode::OK, &view));
+    }
+    let code = query.get("code").unwrap_or("");
+    let form = form_of(&[
+        ("code", code),
+        ("redirect_uri", &redirect_uri(&state)),
+        ("code_verifier", &saved.verifier),
+    ])?;
+    let result = grants::authorization_code::grant(&state, &client, &form, Origin::of(&req)).await;
+    view.outcomes
+        .push(outcome("grant_type=authorization_code", &result));
+    match result {
+        Ok(t) => {
+            view.heading = "Signed in: the app has its tokens".into();
+            view.lead = "The code was exchanged with its PKCE verifier. A new refresh-token family started for this device.".into();
+            view.tokens = Some(tokens_view(&t, None, 0));
+        }
+        Err(_) => view.heading = "The code exchange failed".into(),
+    }
+    Ok(render(StatusCode::OK, &view))
+}
+
+fn check(state: &AppState, req: &HttpRequest, form: &Form) -> Result<String, PageError> {
+    let bind = binding(req).ok_or_else(PageError::csrf)?;
+    match form.get("csrf_token") {
+        Some(t) if state.form_signer.csrf_ok(&bind, t) => Ok(bind),
+        _ => Err(PageError::csrf()),
+    }
+}
+
+async fn rotate(
+    state: &AppState,
+    client: &Client,
+    req: &HttpRequest,
+    token: &str,
+) -> Result<TokenResponse, OAuthError> {
+    let form = Form::parse(
+        url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("refresh_token", token)
+            .finish()
+            .as_bytes(),
+    )?;
+    grants::refresh_token::grant(state, client, &form, Origin::of(req)).await
+}
+
+pub async fn refresh(
+    state: Data<AppState>,
+    req: HttpRequest,
+    payload: Payload,
+) -> Result<HttpResponse, PageError> {
+    let form = read_form(&req, payload).await?;
+    let bind = check(&state, &req, &form)?;
+    let client = demo_client(&state).await?;
+    let current = form.get("refresh_token").unwrap_or("").to_string();
+    let generation = form
+        .get("generation")
+        .and_then(|g| g.parse::<u32>().ok())
+        .unwrap_or(0);
+    let result = rotate(&state, &client, &req, &current).await;
+    let mut view = page(&state, &bind);
+    view.outcomes
+        .push(outcome("grant_type=refresh_token", &result));
+    match result {
+        Ok(t) => {
+            view.heading = "Rotated".into();
+            view.lead = "The old refresh token is now used up; the new one replaces it. Try replaying the old one.".into();
+            view.tokens = Some(tokens_view(&t, Some(current), generation + 1));
+        }
+        Err(_) => {
+            view.heading = "The refresh failed".into();
+            view.lead = "This session has ended. Sign in again to start a new one.".into();
+        }
+    }
+    Ok(render(StatusCode::OK, &view))
+}
+
+pub async fn replay(
+    state: Data<AppState>,
+    req: HttpRequest,
+    payload: Payload,
+) -> Result<HttpResponse, PageError> {
+    let form = read_form(&req, payload).await?;
+    let bind = check(&state, &req, &form)?;
+    let client = demo_client(&state).await?;
+    let old = form.get("old_refresh_token").unwrap_or("").to_string();
+    let current = form.get("refresh_token").unwrap_or("").to_string();
+    let mut view = page(&state, &bind);
+    let replayed = rotate(&state, &client, &req, &old).await;
+    view.outcomes
+        .push(outcome("replay of the old refresh token", &replayed));
+    let after = rotate(&state, &client, &req, &current).await;
+    view.outcomes
+        .push(outcome("the newest refresh token, right after", &after));
+    view.heading = "Reuse detected: the whole family was revoked".into();
+    view.lead = "A used refresh token came back, which means it was copied. lineage revoked every token of this device's session — the newest one too — and recorded a security event on the account page.".into();
+    if replayed.is_ok() {
+        view.heading = "The old token was accepted within the retry grace".into();
+        view.lead = "Within a few seconds of a rotation, the same parent gets the same successor back (a retry after a lost response). Wait a few seconds and replay again.".into();
+    }
+    Ok(render(StatusCode::OK, &view))
+}

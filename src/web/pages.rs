@@ -1,0 +1,162 @@
+//! The askama templates and the data each one shows.
+
+use askama::Template;
+
+#[derive(Template)]
+#[template(path = "error.html")]
+pub struct ErrorPage<'a> {
+    pub status: u16,
+    pub title: &'a str,
+    pub message: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "login.html")]
+pub struct LoginPage {
+    pub csrf_token: String,
+    pub return_to: String,
+    pub username: String,
+    pub error: Option<String>,
+    pub app_name: Option<String>,
+}
+
+pub struct ScopeLine {
+    pub name: String,
+    pub title: String,
+}
+
+#[derive(Template)]
+#[template(path = "consent.html")]
+pub struct ConsentPage {
+    pub username: String,
+    pub client_name: String,
+    pub scopes: Vec<ScopeLine>,
+    pub csrf_token: String,
+    pub request_handle: String,
+    pub device_name: String,
+    pub redirect_host: String,
+}
+
+pub struct FamilyLine {
+    pub id: String,
+    pub client_name: String,
+    pub device_name: String,
+    pub user_agent: String,
+    pub created: String,
+    pub last_used: String,
+    pub ip: String,
+    pub expires: String,
+}
+
+pub struct EventLine {
+    pub at: String,
+    pub text: String,
+    pub alarming: bool,
+}
+
+#[derive(Template)]
+#[template(path = "account.html")]
+pub struct AccountPage {
+    pub username: String,
+    pub csrf_token: String,
+    pub families: Vec<FamilyLine>,
+    pub events: Vec<EventLine>,
+    pub notice: Option<String>,
+    pub error: Option<String>,
+}
+
+/// A scope in words for the consent page: `notes:read` → "Read your notes".
+pub fn describe_scope(scope: &str) -> String {
+    let (resource, action) = match scope.split_once(':') {
+        Some((r, a)) => (r.replace(['_', '-'], " "), a),
+        None => {
+            return match scope {
+                "openid" => "Confirm who you are".into(),
+                "profile" => "See your username".into(),
+                "offline_access" => "Stay signed in when you are not using it".into(),
+                other => format!("Use “{other}” on your behalf"),
+            };
+        }
+    };
+    match action {
+        "read" => format!("Read your {resource}"),
+        "write" => format!("Create and change your {resource}"),
+        "delete" => format!("Delete your {resource}"),
+        "admin" => format!("Administer your {resource}"),
+        other => format!("{} your {resource}", capitalise(other)),
+    }
+}
+
+fn capitalise(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_uppercase().chain(c).collect(),
+        None => String::new(),
+    }
+}
+
+/// A friendly default device name from a user agent: "Firefox on Linux".
+pub fn device_name_from_user_agent(ua: Option<&str>) -> String {
+    let Some(ua) = ua else {
+        return "Unnamed device".into();
+    };
+    let browser = if ua.contains("Edg/") {
+        "Edge"
+    } else if ua.contains("Firefox/") {
+        "Firefox"
+    } else if ua.contains("Chrome/") || ua.contains("Chromium/") {
+        "Chrome"
+    } else if ua.contains("Safari/") {
+        "Safari"
+    } else if ua.starts_with("curl/") {
+        "curl"
+    } else {
+        "Browser"
+    };
+    let os = if ua.contains("Android") {
+        "Android"
+    } else if ua.contains("iPhone") || ua.contains("iPad") {
+        "iOS"
+    } else if ua.contains("Windows") {
+        "Windows"
+    } else if ua.contains("Mac OS X") || ua.contains("Macintosh") {
+        "macOS"
+    } else if ua.contains("Linux") || ua.contains("X11") {
+        "Linux"
+    } else {
+        ""
+    };
+    if os.is_empty() {
+        browser.to_string()
+    } else {
+        format!("{browser} on {os}")
+    }
+}
+
+pub struct DemoTokens {
+    pub header: String,
+    pub claims: String,
+    pub expires_in: i64,
+    pub refresh_token: String,
+    pub previous_refresh_token: Option<String>,
+    pub generation: u32,
+}
+
+pub struct DemoOutcome {
+    pub what: String,
+    pub answer: String,
+    pub ok: bool,
+}
+
+#[derive(Template)]
+#[template(path = "demo.html")]
+pub struct DemoPage {
+    pub heading: String,
+    pub lead: String,
+    pub demo_user: String,
+    pub csrf_token: String,
+    pub tokens: Option<DemoTokens>,
+    pub outcomes: Vec<DemoOutcome>,
+    pub notice: Option<String>,
+    pub error: Option<String>,
+}

@@ -6,6 +6,7 @@ pub mod db;
 pub mod demo;
 pub mod domain;
 pub mod housekeeping;
+pub mod metrics;
 pub mod oauth;
 pub mod startup;
 pub mod state;

@@ -87,6 +87,7 @@ impl Application {
             settings: settings.clone(),
             successor_key: SuccessorKey::new(&key_secret),
             form_signer: FormSigner::new(&key_secret),
+            metrics: Default::default(),
             cookies: CookieNames::for_issuer(&issuer),
             refresh_policy: RefreshPolicy::from_settings(&settings),
             key_secret,
@@ -175,6 +176,7 @@ fn run(
 fn routes(cfg: &mut web::ServiceConfig, demo: bool) {
     cfg.route("/", web::get().to(health::index))
         .route("/healthz", web::get().to(health::healthz))
+        .route("/metrics", web::get().to(crate::metrics::endpoint))
         .route(
             "/.well-known/oauth-authorization-server",
             web::get().to(discovery::metadata),

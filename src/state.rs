@@ -6,6 +6,7 @@ use std::sync::{Arc, RwLock};
 use crate::clock::SharedClock;
 use crate::configuration::{KeySecret, Settings};
 use crate::db::{Database, StoreError};
+use crate::metrics::Metrics;
 use crate::tokens::keys::{KeyEncryption, KeySet};
 use crate::tokens::refresh::{RefreshPolicy, SuccessorKey};
 use crate::web::csrf::FormSigner;
@@ -28,6 +29,7 @@ pub struct AppState {
     /// Signs CSRF tokens and the consent page's request handle.
     pub form_signer: FormSigner,
     pub cookies: CookieNames,
+    pub metrics: Metrics,
 }
 
 impl AppState {

@@ -30,6 +30,34 @@ pub async fn token(
     payload: Payload,
 ) -> Result<HttpResponse, OAuthError> {
     let form = Form::read(&req, payload).await?;
+    let grant_label = form
+        .get("grant_type")
+        .unwrap_or("none")
+        .chars()
+        .take(40)
+        .collect::<String>();
+    match dispatch(&state, &req, &form).await {
+        Ok(response) => {
+            state.metrics.issued(&grant_label);
+            Ok(HttpResponse::Ok().json(response))
+        }
+        Err(e) => {
+            let label = if GrantType::parse(&grant_label).is_some() {
+                grant_label.as_str()
+            } else {
+                "other"
+            };
+            state.metrics.error(label, e.code.as_str());
+            Err(e)
+        }
+    }
+}
+
+async fn dispatch(
+    state: &AppState,
+    req: &HttpRequest,
+    form: &Form,
+) -> Result<TokenResponse, OAuthError> {
     let grant_name = form.require("grant_type")?;
     let grant = GrantType::parse(grant_name)
         .filter(|g| state.supports_grant(*g))
@@ -39,24 +67,23 @@ pub async fn token(
                 format!("grant_type `{grant_name}` is not supported"),
             )
         })?;
-    let client = client_auth::authenticate(&state.db, &req, &form).await?;
+    let client = client_auth::authenticate(&state.db, req, form).await?;
     if !client.allows_grant(grant) {
         return Err(OAuthError::unauthorized_client(format!(
             "this client is not allowed to use the {grant} grant"
         )));
     }
-    let response = match grant {
+    match grant {
         GrantType::ClientCredentials => {
-            grants::client_credentials::grant(&state, &client, &form).await?
+            grants::client_credentials::grant(state, &client, form).await
         }
         GrantType::RefreshToken => {
-            grants::refresh_token::grant(&state, &client, &form, Origin::of(&req)).await?
+            grants::refresh_token::grant(state, &client, form, Origin::of(req)).await
         }
         GrantType::AuthorizationCode => {
-            grants::authorization_code::grant(&state, &client, &form, Origin::of(&req)).await?
+            grants::authorization_code::grant(state, &client, form, Origin::of(req)).await
         }
-    };
-    Ok(HttpResponse::Ok().json(response))
+    }
 }
 
 impl AppState {

@@ -203,6 +203,9 @@ pub fn start_family(
 pub enum RefreshError {
     #[error("{0}")]
     InvalidGrant(String),
+    /// A used token came back: the family was revoked (an `invalid_grant` on the wire).
+    #[error("the refresh token was already used; the session has been revoked")]
+    ReuseDetected,
     #[error("{0}")]
     InvalidScope(String),
     #[error(transparent)]
@@ -339,9 +342,7 @@ pub fn rotate(
     })?;
     match outcome {
         Outcome::Issued(r) => Ok(*r),
-        Outcome::ReuseDetected => Err(RefreshError::InvalidGrant(
-            "the refresh token was already used; the session has been revoked".into(),
-        )),
+        Outcome::ReuseDetected => Err(RefreshError::ReuseDetected),
     }
 }
 

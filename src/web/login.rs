@@ -126,6 +126,9 @@ pub async fn login(
             .await
             .map_err(|_| PageError::internal())?;
     let origin = Origin::of(&req);
+    state
+        .metrics
+        .sign_in(ok && user.as_ref().is_some_and(|u| !u.disabled));
     let user = match user {
         Some(u) if ok && !u.disabled => u,
         other => {

@@ -39,6 +39,10 @@ pub async fn grant(
         .await?
         .map_err(|e| match e {
             RefreshError::InvalidGrant(d) => OAuthError::invalid_grant(d),
+            RefreshError::ReuseDetected => {
+                state.metrics.refresh_reuse_detected.inc();
+                OAuthError::invalid_grant(RefreshError::ReuseDetected.to_string())
+            }
             RefreshError::InvalidScope(d) => OAuthError::invalid_scope(d),
             RefreshError::Store(s) => s.into(),
         })?;

@@ -152,6 +152,10 @@ pub fn connect(url: &DatabaseUrl, options: &PoolOptions) -> anyhow::Result<DbPoo
         .max_size(options.max_size)
         .min_idle(Some(1))
         .connection_timeout(options.connection_timeout)
+        // PostgreSQL connections can die under us (server restart, network cut) and diesel only
+        // reports a connection broken inside a failed transaction, so check them at checkout: a
+        // dead one is replaced and the server recovers by itself. A SQLite file handle cannot die.
+        .test_on_check_out(!url.is_sqlite())
         .connection_customizer(Box::new(SqlitePragmas))
         .build(manager)
         .with_context(|| format!("cannot connect to the database at {}", url.redacted()))?;

@@ -1,0 +1,157 @@
+//! `lineage client …`
+
+use clap::Subcommand;
+use serde_json::json;
+
+use super::{Failure, print, registry_to_store, usage};
+use crate::clients::{self, NewClient};
+use crate::domain::{GrantType, RedirectUri, Scope};
+use crate::startup::Backend;
+
+#[derive(Debug, Subcommand)]
+pub enum ClientCommand {
+    /// Register a client; a confidential client's secret is printed once.
+    Create {
+        #[arg(long)]
+        name: String,
+        /// Client id (default: a random UUID).
+        #[arg(long)]
+        client_id: Option<String>,
+        /// A public client (native or browser app): no secret, PKCE required.
+        #[arg(long)]
+        public: bool,
+        /// Allowed grant type; repeat or comma-separate (authorization_code, refresh_token, client_credentials).
+        #[arg(long = "grant", value_delimiter = ',')]
+        grants: Vec<String>,
+        /// Allowed scopes; repeat or space-separate.
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+        /// Exact redirect URI; repeat for several.
+        #[arg(long = "redirect-uri")]
+        redirect_uris: Vec<String>,
+        /// `aud` of the access tokens this client gets (default: the client id).
+        #[arg(long)]
+        audience: Option<String>,
+        /// A first-party client: users are not asked for consent.
+        #[arg(long)]
+        first_party: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    Show {
+        client_id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a client and end everything issued to it.
+    Delete {
+        client_id: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub fn run(cmd: ClientCommand, backend: &Backend, now: i64) -> Result<(), Failure> {
+    let db = &backend.db;
+    match cmd {
+        ClientCommand::Create {
+            name,
+            client_id,
+            public,
+            grants,
+            scopes,
+            redirect_uris,
+            audience,
+            first_party,
+            json,
+        } => {
+            let grant_types = grants
+                .iter()
+                .map(|g| g.trim())
+                .filter(|g| !g.is_empty())
+                .map(|g| {
+                    GrantType::parse(g).ok_or_else(|| usage(format!("unknown grant type `{g}`")))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let scopes = Scope::parse(&scopes.join(" ")).map_err(usage)?;
+            let redirect_uris = redirect_uris
+                .iter()
+                .map(|u| RedirectUri::parse(u))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(usage)?;
+            let spec = NewClient {
+                client_id,
+                name,
+                public,
+                grant_types,
+                scopes,
+                redirect_uris,
+                audience,
+                first_party,
+            };
+            let created =
+                db.run_sync(|c| clients::create(c, spec, now).map_err(registry_to_store))?;
+            let secret = created
+                .client_secret
+                .as_ref()
+                .map(|s| s.expose().to_string());
+            print(json, created.to_json(), || {
+                let c = &created.client;
+                let mut out = format!("client_id:     {}\n", c.client_id);
+                match &secret {
+                    Some(s) => {
+                        out.push_str(&format!("client_secret: {s}\n(shown once: store it now)"))
+                    }
+                    None => out.push_str("public client: no secret"),
+                }
+                out
+            });
+            Ok(())
+        }
+        ClientCommand::List { json } => {
+            let list = db.run_sync(clients::list)?;
+            let views: Vec<_> = list.iter().map(|c| c.view()).collect();
+            print(json, json!(views), || {
+                if views.is_empty() {
+                    return "no clients".into();
+                }
+                views
+                    .iter()
+                    .map(|v| {
+                        format!(
+                            "{}  {}  [{}]  scopes: {}",
+                            v.client_id,
+                            v.name,
+                            v.grant_types.join(","),
+                            v.scopes.join(" ")
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
+            Ok(())
+        }
+        ClientCommand::Show { client_id, json } => {
+            let c =
+                db.run_sync(|conn| clients::get(conn, &client_id).map_err(registry_to_store))?;
+            let v = c.view();
+            print(json, json!(v), || {
+                serde_json::to_string_pretty(&v).unwrap_or_default()
+            });
+            Ok(())
+        }
+        ClientCommand::Delete { client_id, json } => {
+            db.run_sync(|c| clients::delete(c, &client_id, now).map_err(registry_to_store))?;
+            print(
+                json,
+                json!({"client_id": client_id, "deleted": true}),
+                || format!("deleted client {client_id}"),
+            );
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,253 @@
+//! `lineage token mint …` and `lineage family …`: refresh-token families from the command line.
+
+use clap::Subcommand;
+use serde_json::json;
+
+use super::{Failure, print, registry_to_store, usage};
+use crate::clients;
+use crate::configuration::Settings;
+use crate::db::StoreError;
+use crate::db::models::{refresh_families, users as user_rows};
+use crate::domain::{GrantType, Scope};
+use crate::startup::Backend;
+use crate::tokens::jwt::{self, AccessClaims};
+use crate::tokens::keys::{self, KeyEncryption};
+use crate::tokens::refresh::{self, NewFamily, Origin, RefreshPolicy};
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Start refresh families for a user without a browser sign-in (tests, benchmarks, support).
+    /// Prints one refresh token per line, or with --json one object per line.
+    Mint {
+        /// Username (or user id).
+        #[arg(long)]
+        user: String,
+        #[arg(long)]
+        client: String,
+        /// Scope of the families (default: everything the client may ask for).
+        #[arg(long)]
+        scope: Option<String>,
+        #[arg(long)]
+        device_name: Option<String>,
+        /// How many families to start.
+        #[arg(long, default_value_t = 1)]
+        count: u32,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FamilyCommand {
+    /// A user's families, newest first.
+    List {
+        /// Username (or user id).
+        #[arg(long)]
+        user: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke one family: every refresh token of it stops working.
+    Revoke {
+        family_id: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// A user by name, or by id when no user has that name.
+pub(super) fn find_user(
+    c: &mut crate::db::DbConnection,
+    name_or_id: &str,
+) -> Result<user_rows::UserRow, StoreError> {
+    if let Some(u) = user_rows::find_by_username(c, name_or_id)? {
+        return Ok(u);
+    }
+    user_rows::find(c, name_or_id)?
+        .ok_or_else(|| StoreError::Other(anyhow::anyhow!("no user `{name_or_id}`")))
+}
+
+pub fn mint(
+    cmd: TokenCommand,
+    settings: &Settings,
+    backend: &Backend,
+    now: i64,
+) -> Result<(), Failure> {
+    let TokenCommand::Mint {
+        user,
+        client,
+        scope,
+        device_name,
+        count,
+        json,
+    } = cmd;
+    let db = &backend.db;
+    let (user, client) = db.run_sync(|c| {
+        let u = find_user(c, &user)?;
+        let cl = clients::get(c, &client).map_err(registry_to_store)?;
+        Ok((u, cl))
+    })?;
+    if user.disabled {
+        return Err(Failure {
+            message: format!("user `{}` is disabled", user.username),
+            code: 1,
+        });
+    }
+    if !client.allows_grant(GrantType::RefreshToken) {
+        return Err(Failure {
+            message: format!(
+                "client `{}` is not allowed the refresh_token grant",
+                client.client_id
+            ),
+            code: 1,
+        });
+    }
+    let scope = match scope {
+        Some(raw) => Scope::parse(&raw).map_err(usage)?,
+        None => client.scopes.clone(),
+    };
+    if !scope.is_subset_of(&client.scopes) {
+        return Err(usage(format!(
+            "scope `{scope}` exceeds what client `{}` may ask for",
+            client.client_id
+        )));
+    }
+    // Access tokens only with --json: they need the signing keys and the issuer.
+    let signer = if json {
+        crate::tokens::crypto::install();
+        let enc = KeyEncryption::new(&backend.key_secret);
+        let set = db.run_sync(|c| {
+            keys::ensure_signing_key(c, &enc, now)?;
+            keys::KeySet::load(c, &enc, None, now, settings.access_token_ttl)
+        })?;
+        let issuer = settings
+            .issuer
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", settings.bind));
+        Some((set, issuer))
+    } else {
+        None
+    };
+    let policy = RefreshPolicy::from_settings(settings);
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    for _ in 0..count {
+        let spec = NewFamily {
+            user_id: user.id.clone(),
+            client_id: client.client_id.clone(),
+            scope: scope.clone(),
+            device_name: device_name.clone(),
+            origin: Origin {
+                ip: None,
+                user_agent: Some("lineage token mint".into()),
+            },
+        };
+        let (family, token) = db.write_sync(|c| refresh::start_family(c, spec, &policy, now))?;
+        use std::io::Write;
+        let line = match &signer {
+            Some((set, issuer)) => {
+                let key = set.active(now).ok_or_else(|| Failure {
+                    message: "no active signing key".into(),
+                    code: 1,
+                })?;
+                let claims = AccessClaims::new(
+                    issuer,
+                    &client,
+                    &user.id,
+                    &scope,
+                    now,
+                    settings.access_token_ttl,
+                )
+                .in_family(Some(family.id.clone()))
+                .with_claims(jwt::user_claims(&user))
+                .capped_at(Some(family.absolute_expires_at));
+                let access = jwt::mint(key, &claims).map_err(|e| Failure {
+                    message: e.to_string(),
+                    code: 1,
+                })?;
+                json!({"family_id": family.id, "refresh_token": token.expose(), "access_token": access}).to_string()
+            }
+            None => token.expose().to_string(),
+        };
+        writeln!(out, "{line}").map_err(|e| Failure {
+            message: e.to_string(),
+            code: 1,
+        })?;
+    }
+    Ok(())
+}
+
+pub fn family(
+    cmd: FamilyCommand,
+    settings: &Settings,
+    backend: &Backend,
+    now: i64,
+) -> Result<(), Failure> {
+    let db = &backend.db;
+    let policy = RefreshPolicy::from_settings(settings);
+    match cmd {
+        FamilyCommand::List { user, json } => {
+            let (user, families) = db.run_sync(|c| {
+                let u = find_user(c, &user)?;
+                let f = refresh_families::list_for_user(c, &u.id)?;
+                Ok((u, f))
+            })?;
+            let views: Vec<_> = families
+                .iter()
+                .map(|f| {
+                    let state = match refresh::end_reason(f, Some(&user), &policy, now) {
+                        None => "live".to_string(),
+                        Some(r) => r.description(),
+                    };
+                    let mut v = json!(f);
+                    v["state"] = state.into();
+                    v
+                })
+                .collect();
+            print(json, json!(views), || {
+                if views.is_empty() {
+                    return format!("{} has no sessions", user.username);
+                }
+                views
+                    .iter()
+                    .map(|v| {
+                        format!(
+                            "{}  client {}  device {}  rotations {}  {}",
+                            v["id"].as_str().unwrap_or(""),
+                            v["client_id"].as_str().unwrap_or(""),
+                            v["device_name"].as_str().unwrap_or("-"),
+                            v["rotation_count"],
+                            v["state"].as_str().unwrap_or("")
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
+        }
+        FamilyCommand::Revoke { family_id, json } => {
+            let origin = Origin {
+                ip: None,
+                user_agent: Some("lineage family revoke".into()),
+            };
+            let revoked = db.write_sync(|c| {
+                if refresh_families::find(c, &family_id)?.is_none() {
+                    return Err(StoreError::Other(anyhow::anyhow!(
+                        "no family `{family_id}`"
+                    )));
+                }
+                refresh::revoke_family(c, &family_id, "revoked_by_admin", &origin, now)
+            })?;
+            print(
+                json,
+                json!({"family_id": family_id, "revoked": revoked}),
+                || {
+                    if revoked {
+                        format!("revoked family {family_id}")
+                    } else {
+                        format!("family {family_id} had already ended")
+                    }
+                },
+            );
+        }
+    }
+    Ok(())
+}

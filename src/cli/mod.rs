@@ -1,0 +1,202 @@
+//! The `lineage` command line: clap commands turned into library calls.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use serde_json::json;
+
+mod clients;
+mod families;
+mod keys;
+mod users;
+
+pub use clients::ClientCommand;
+pub use families::{FamilyCommand, TokenCommand};
+pub use keys::KeysCommand;
+pub use users::UserCommand;
+
+use crate::clients::RegistryError;
+use crate::clock::{Clock, SystemClock};
+use crate::configuration::{Settings, SettingsArgs};
+use crate::db::StoreError;
+use crate::startup::{Application, open_backend};
+use crate::{demo, housekeeping, telemetry};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "lineage",
+    version,
+    about = "OAuth 2.0 authorization server with rotating refresh-token families"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub settings: SettingsArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the authorization server.
+    Serve {
+        /// Also create a demo client (idempotent) and print how to try it.
+        #[arg(long)]
+        demo: bool,
+    },
+    /// Apply pending database migrations (the server also does this at start).
+    Migrate {
+        /// Roll back the most recent migration instead.
+        #[arg(long)]
+        revert: bool,
+    },
+    /// Register and manage OAuth clients.
+    #[command(subcommand)]
+    Client(ClientCommand),
+    /// Manage users.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Manage Ed25519 signing keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Operator tools for refresh-token families.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// See and revoke refresh-token families (one login on one device).
+    #[command(subcommand)]
+    Family(FamilyCommand),
+    /// Delete ended families, expired denylist entries and old audit events now.
+    Gc {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// A failure the user should read: message on stderr, and an exit code.
+struct Failure {
+    message: String,
+    code: u8,
+}
+
+impl From<RegistryError> for Failure {
+    fn from(e: RegistryError) -> Self {
+        Failure {
+            message: e.to_string(),
+            code: 1,
+        }
+    }
+}
+impl From<StoreError> for Failure {
+    fn from(e: StoreError) -> Self {
+        Failure {
+            message: e.to_string(),
+            code: 1,
+        }
+    }
+}
+impl From<anyhow::Error> for Failure {
+    fn from(e: anyhow::Error) -> Self {
+        Failure {
+            message: format!("{e:#}"),
+            code: 1,
+        }
+    }
+}
+
+fn usage(message: impl Into<String>) -> Failure {
+    Failure {
+        message: message.into(),
+        code: 2,
+    }
+}
+
+pub fn run() -> ExitCode {
+    let cli = Cli::parse();
+    telemetry::init();
+    let settings = match cli.settings.resolve() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("lineage: invalid configuration: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match dispatch(cli.command, settings) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            eprintln!("lineage: {}", f.message);
+            ExitCode::from(f.code)
+        }
+    }
+}
+
+fn print(json_out: bool, value: serde_json::Value, human: impl FnOnce() -> String) {
+    if json_out {
+        println!("{value}");
+    } else {
+        println!("{}", human());
+    }
+}
+
+fn dispatch(command: Command, settings: Settings) -> Result<(), Failure> {
+    let now = SystemClock.now();
+    match command {
+        Command::Serve { demo } => serve(Settings { demo, ..settings }, demo),
+        Command::Migrate { revert } => {
+            let db = crate::db::Database::open(&settings.database_url, &Default::default())?;
+            if revert {
+                let v = db.run_sync(|c| Ok(crate::db::revert_last_migration(c)?))?;
+                println!("reverted {v}");
+            } else {
+                let applied = db.migrate()?;
+                if applied.is_empty() {
+                    println!("database is up to date");
+                }
+                for v in applied {
+                    println!("applied {v}");
+                }
+            }
+            Ok(())
+        }
+        Command::Client(cmd) => clients::run(cmd, &open_backend(&settings)?, now),
+        Command::User(cmd) => users::run(cmd, &open_backend(&settings)?, now),
+        Command::Keys(cmd) => keys::run(cmd, &settings, &open_backend(&settings)?, now),
+        Command::Token(cmd) => families::mint(cmd, &settings, &open_backend(&settings)?, now),
+        Command::Family(cmd) => families::family(cmd, &settings, &open_backend(&settings)?, now),
+        Command::Gc { json } => {
+            let backend = open_backend(&settings)?;
+            let report = backend
+                .db
+                .write_sync(|c| housekeeping::collect_all(c, now, settings.access_token_ttl))?;
+            print(json, json!(report), || {
+                format!(
+                    "deleted {} families, {} refresh tokens, {} denylist entries, {} audit events",
+                    report.families,
+                    report.refresh_tokens,
+                    report.revoked_access_tokens,
+                    report.audit_events
+                )
+            });
+            Ok(())
+        }
+    }
+}
+
+fn serve(settings: Settings, demo: bool) -> Result<(), Failure> {
+    let system = actix_web::rt::System::new();
+    system.block_on(async move {
+        let app = Application::build(settings.clone()).await?;
+        tracing::info!(issuer = app.issuer(), port = app.port(), database = %settings.database_url.redacted(), "lineage is listening");
+        if demo {
+            let state = app.state();
+            demo::prepare(&state).await?;
+        }
+        app.run_until_stopped().await.map_err(|e| Failure::from(anyhow::Error::from(e)))
+    })
+}
+
+// Keep the registry's message (not found, conflict, invalid) when it travels through `run_sync`.
+fn registry_to_store(e: RegistryError) -> StoreError {
+    match e {
+        RegistryError::Store(s) => s,
+        other => StoreError::Other(anyhow::anyhow!(other.to_string())),
+    }
+}

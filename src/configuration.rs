@@ -387,40 +387,6 @@ impl Settings {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("x", "600").ok(), Some(600));
-        assert_eq!(parse_duration("x", "10m").ok(), Some(600));
-        assert_eq!(parse_duration("x", "7d").ok(), Some(604_800));
-        assert!(parse_duration("x", "10 minutes").is_err());
-        assert!(parse_duration("x", "").is_err());
-    }
-
-    #[test]
-    fn idle_longer_than_absolute_is_rejected() {
-        let args = SettingsArgs {
-            refresh_idle_ttl: Some("31d".into()),
-            config: Some(PathBuf::from("/nonexistent/lineage.toml")),
-            ..Default::default()
-        };
-        assert!(args.resolve().is_err());
-        let args = SettingsArgs {
-            refresh_idle_ttl: Some("31d".into()),
-            ..Default::default()
-        };
-        let err = args
-            .resolve()
-            .err()
-            .map(|e| e.to_string())
-            .unwrap_or_default();
-        assert!(err.contains("refresh-idle-ttl"), "{err}");
-    }
-}
-
 impl KeySecretSource {
     /// The configured secret, or the one in the key file — created (0600) on first use.
     pub fn load(&self) -> anyhow::Result<KeySecret> {
@@ -488,5 +454,39 @@ fn warn_if_readable_by_others(path: &Path) {
         {
             tracing::warn!(path = %path.display(), "the key secret file is readable by other users; chmod 600 it");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("x", "600").ok(), Some(600));
+        assert_eq!(parse_duration("x", "10m").ok(), Some(600));
+        assert_eq!(parse_duration("x", "7d").ok(), Some(604_800));
+        assert!(parse_duration("x", "10 minutes").is_err());
+        assert!(parse_duration("x", "").is_err());
+    }
+
+    #[test]
+    fn idle_longer_than_absolute_is_rejected() {
+        let args = SettingsArgs {
+            refresh_idle_ttl: Some("31d".into()),
+            config: Some(PathBuf::from("/nonexistent/lineage.toml")),
+            ..Default::default()
+        };
+        assert!(args.resolve().is_err());
+        let args = SettingsArgs {
+            refresh_idle_ttl: Some("31d".into()),
+            ..Default::default()
+        };
+        let err = args
+            .resolve()
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("refresh-idle-ttl"), "{err}");
     }
 }

@@ -129,11 +129,10 @@ pub fn run() -> ExitCode {
 }
 
 fn print(json_out: bool, value: serde_json::Value, human: impl FnOnce() -> String) {
-    if json_out {
-        println!("{value}");
-    } else {
-        println!("{}", human());
-    }
+    use std::io::Write;
+    let text = if json_out { value.to_string() } else { human() };
+    // A closed pipe (`lineage client list | head -1`) is not an error worth a panic.
+    let _ = writeln!(std::io::stdout().lock(), "{text}");
 }
 
 fn dispatch(command: Command, settings: Settings) -> Result<(), Failure> {

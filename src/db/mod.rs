@@ -170,11 +170,21 @@ pub fn connect(url: &DatabaseUrl, options: &PoolOptions) -> anyhow::Result<DbPoo
 /// Apply every pending embedded migration; returns the versions applied.
 pub fn run_migrations(conn: &mut DbConnection) -> anyhow::Result<Vec<String>> {
     let applied = match conn {
-        DbConnection::Postgresql(c) => c.run_pending_migrations(MIGRATIONS),
-        DbConnection::Sqlite(c) => c.run_pending_migrations(MIGRATIONS),
+        DbConnection::Postgresql(c) => {
+            // Nodes starting together on one database must not migrate at the same time.
+            diesel::sql_query("SELECT pg_advisory_lock(7210359170461)").execute(c)?;
+            let applied = c
+                .run_pending_migrations(MIGRATIONS)
+                .map(|v| v.into_iter().map(|m| m.to_string()).collect::<Vec<_>>());
+            diesel::sql_query("SELECT pg_advisory_unlock(7210359170461)").execute(c)?;
+            applied
+        }
+        DbConnection::Sqlite(c) => c
+            .run_pending_migrations(MIGRATIONS)
+            .map(|v| v.into_iter().map(|m| m.to_string()).collect::<Vec<_>>()),
     }
     .map_err(|e| anyhow::anyhow!("database migration failed: {e}"))?;
-    Ok(applied.into_iter().map(|v| v.to_string()).collect())
+    Ok(applied)
 }
 
 /// Roll back the most recent migration (used by tests of the down migrations and by operators).

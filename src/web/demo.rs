@@ -3,7 +3,6 @@
 //! token, and replays an old one to show reuse detection. It calls the same grant code as
 //! `POST /token`.
 
-use actix_web::cookie::Cookie;
 use actix_web::http::{StatusCode, header};
 use actix_web::web::{Data, Payload};
 use actix_web::{HttpRequest, HttpResponse};
@@ -113,7 +112,7 @@ pub async fn start(state: Data<AppState>) -> Result<HttpResponse, PageError> {
     let mut resp = HttpResponse::SeeOther()
         .insert_header((header::LOCATION, format!("/authorize?{query}")))
         .finish();
-    let _ = resp.add_cookie(&Cookie::from(cookie));
+    let _ = resp.add_cookie(&cookie);
     Ok(resp)
 }
 

@@ -1,0 +1,41 @@
+//! HTTP-level tests: the real server on port 0 with a fresh database per test, spoken to with reqwest.
+//! Behavioural tests run on SQLite and, when `TEST_DATABASE_URL` is set, on PostgreSQL too.
+
+// A failed expectation in a test should panic with a message; the crate-wide lint is for src/.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[macro_use]
+mod helpers;
+
+mod cli;
+mod client_auth;
+mod database_unavailable;
+mod discovery;
+mod health;
+mod jwks;
+mod key_rotation;
+mod multi_node;
+mod token_client_credentials;
+mod token_errors;
+
+// Issue 5: the front channel (sign-in, consent, codes with PKCE, account page, demo).
+mod account;
+mod authorize;
+mod browser_helpers;
+mod code_exchange;
+mod consent;
+mod demo;
+mod login;
+
+// Issue 4: refresh-token families (rotation, reuse, lifetimes, revocation, introspection, feed, gc).
+mod admin_cli_families;
+mod gc;
+mod refresh_concurrency;
+mod refresh_helpers;
+mod refresh_lifetimes;
+mod refresh_proptest;
+mod refresh_reuse;
+mod refresh_rotation;
+mod refresh_users;
+mod revocation_feed;
+mod revoke_introspect;

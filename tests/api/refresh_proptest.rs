@@ -1,0 +1,309 @@
+//! Property test of one refresh family driven through the library on SQLite with explicit `now`:
+//! random interleavings of rotation, reuse of any earlier generation, retries, presentation by
+//! another client, revocation, introspection and the passing of time (into the grace, past the
+//! idle timeout, past the absolute lifetime). A small reference model predicts every outcome, and
+//! after every step the table must show exactly one unused token (never two live ones), and once
+//! the family is revoked nothing succeeds again.
+
+use lineage::configuration::KeySecret;
+use lineage::db::models::refresh_families;
+use lineage::db::models::refresh_tokens;
+use lineage::db::models::users::{self, UserRow};
+use lineage::db::{Database, PoolOptions};
+use lineage::domain::Scope;
+use lineage::tokens::refresh::{
+    self, NewFamily, Origin, RefreshError, RefreshPolicy, RotateRequest, SuccessorKey,
+};
+use lineage::tokens::secret::PlainToken;
+use proptest::prelude::*;
+use proptest::test_runner::{Config, TestCaseError, TestRunner};
+
+use crate::helpers::{Backend, KEY_SECRET, TestDatabase};
+
+const CLIENT: &str = "proptest-client";
+const OTHER_CLIENT: &str = "another-client";
+const START: i64 = 1_800_000_000;
+
+#[derive(Debug, Clone)]
+enum Op {
+    /// Present the newest token (the normal next refresh).
+    Newest,
+    /// Present the token issued `n`-th (modulo how many there are): reuse, or a retry.
+    Earlier(usize),
+    /// Present a token as a client it was not issued to.
+    WrongClient(usize),
+    Revoke,
+    /// Introspect the `n`-th token.
+    Inspect(usize),
+    /// Let time pass: within the grace, a while, past the idle timeout or the absolute lifetime.
+    Advance(i64),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        6 => Just(Op::Newest),
+        3 => (0usize..64).prop_map(Op::Earlier),
+        1 => (0usize..64).prop_map(Op::WrongClient),
+        1 => Just(Op::Revoke),
+        2 => (0usize..64).prop_map(Op::Inspect),
+        3 => prop_oneof![0i64..=4, 5i64..=40, 60i64..=400].prop_map(Op::Advance),
+    ]
+}
+
+fn policy() -> impl Strategy<Value = RefreshPolicy> {
+    (
+        20i64..=120,
+        1i64..=4,
+        0i64..=4,
+        proptest::option::of(1i64..=12),
+    )
+        .prop_map(|(idle, factor, grace, max)| RefreshPolicy {
+            idle_ttl: idle,
+            absolute_ttl: idle * factor,
+            grace,
+            max_rotations: max,
+        })
+}
+
+/// What the family should look like.
+struct Model {
+    policy: RefreshPolicy,
+    /// Every token issued, in order; `tokens[i + 1]` is the successor of `tokens[i]`.
+    tokens: Vec<(PlainToken, Option<i64>)>,
+    revoked: bool,
+    rotations: i64,
+    idle_expires_at: i64,
+    absolute_expires_at: i64,
+}
+
+impl Model {
+    fn live(&self, now: i64) -> bool {
+        !self.revoked
+            && now < self.absolute_expires_at
+            && now < self.idle_expires_at
+            && self.policy.max_rotations.is_none_or(|m| self.rotations < m)
+    }
+}
+
+fn fail(msg: impl Into<String>) -> TestCaseError {
+    TestCaseError::fail(msg.into())
+}
+
+fn run_case(
+    db: &Database,
+    key: &SuccessorKey,
+    user_id: &str,
+    policy: RefreshPolicy,
+    ops: &[Op],
+) -> Result<(), TestCaseError> {
+    let mut now = START;
+    let spec = NewFamily {
+        user_id: user_id.to_string(),
+        client_id: CLIENT.into(),
+        scope: Scope::parse("read write").map_err(fail)?,
+        device_name: None,
+        origin: Origin::default(),
+    };
+    let (family, first) = db
+        .write_sync(|c| refresh::start_family(c, spec, &policy, now))
+        .map_err(|e| fail(e.to_string()))?;
+    let family_id = family.id;
+    let mut model = Model {
+        policy,
+        tokens: vec![(first, None)],
+        revoked: false,
+        rotations: 0,
+        idle_expires_at: family.idle_expires_at,
+        absolute_expires_at: family.absolute_expires_at,
+    };
+    prop_assert_eq!(model.absolute_expires_at, now + policy.absolute_ttl);
+
+    for (step, op) in ops.iter().enumerate() {
+        let revoked_before = model.revoked;
+        match op {
+            Op::Advance(d) => now += d,
+            Op::Revoke => {
+                let did = db
+                    .write_sync(|c| {
+                        refresh::revoke_family(c, &family_id, "test", &Origin::default(), now)
+                    })
+                    .map_err(|e| fail(e.to_string()))?;
+                prop_assert_eq!(did, !model.revoked, "step {}: revoke", step);
+                model.revoked = true;
+            }
+            Op::Inspect(n) => {
+                let i = n % model.tokens.len();
+                let (token, used) = model.tokens[i].clone();
+                let seen = db
+                    .write_sync(|c| refresh::inspect(c, &token, &policy, now))
+                    .map_err(|e| fail(e.to_string()))?;
+                prop_assert_eq!(
+                    seen.is_some(),
+                    used.is_none() && model.live(now),
+                    "step {}: introspection of token {}",
+                    step,
+                    i
+                );
+            }
+            Op::WrongClient(n) => {
+                let i = n % model.tokens.len();
+                let token = model.tokens[i].0.clone();
+                let out = rotate(db, key, &token, OTHER_CLIENT, &policy, now)?;
+                prop_assert!(out.is_err(), "step {}: another client spent a token", step);
+            }
+            Op::Newest | Op::Earlier(_) => {
+                let i = match op {
+                    Op::Earlier(n) => n % model.tokens.len(),
+                    _ => model.tokens.len() - 1,
+                };
+                let (token, used_at) = model.tokens[i].clone();
+                let out = rotate(db, key, &token, CLIENT, &policy, now)?;
+                let expected_successor = key.successor(&token);
+                match used_at {
+                    None => {
+                        // The current token: a rotation if the family is live.
+                        if model.live(now) {
+                            let r = out.map_err(|e| {
+                                fail(format!("step {step}: rotation of a live family failed: {e}"))
+                            })?;
+                            prop_assert!(!r.retried);
+                            prop_assert!(
+                                r.refresh_token == expected_successor,
+                                "step {}: the successor is HMAC(parent)",
+                                step
+                            );
+                            model.tokens[i].1 = Some(now);
+                            model.tokens.push((r.refresh_token, None));
+                            model.rotations += 1;
+                            model.idle_expires_at =
+                                (now + policy.idle_ttl).min(model.absolute_expires_at);
+                        } else {
+                            prop_assert!(
+                                out.is_err(),
+                                "step {}: an ended family rotated",
+                                step
+                            );
+                        }
+                    }
+                    Some(used) => {
+                        let successor_unused = model.tokens[i + 1].1.is_none();
+                        let retry = policy.grace > 0
+                            && now - used <= policy.grace
+                            && successor_unused
+                            && model.live(now);
+                        if retry {
+                            let r = out.map_err(|e| {
+                                fail(format!("step {step}: a retry within the grace failed: {e}"))
+                            })?;
+                            prop_assert!(r.retried);
+                            prop_assert!(
+                                r.refresh_token == model.tokens[i + 1].0,
+                                "step {}: a retry returns the same successor",
+                                step
+                            );
+                        } else {
+                            prop_assert!(out.is_err(), "step {}: reuse succeeded", step);
+                            model.revoked = true;
+                        }
+                    }
+                }
+            }
+        }
+
+        // Invariants, read back from the tables.
+        if revoked_before {
+            prop_assert!(model.revoked);
+        }
+        let (row, unused, total) = db
+            .write_sync(|c| {
+                Ok((
+                    refresh_families::find(c, &family_id)?,
+                    refresh_tokens::count_unused_of(c, &family_id)?,
+                    {
+                        use diesel::prelude::*;
+                        use lineage::db::schema::refresh_tokens::dsl as t;
+                        t::refresh_tokens
+                            .filter(t::family_id.eq(&family_id))
+                            .count()
+                            .get_result::<i64>(c)?
+                    },
+                ))
+            })
+            .map_err(|e| fail(e.to_string()))?;
+        let row = row.ok_or_else(|| fail("the family vanished"))?;
+        prop_assert_eq!(unused, 1, "step {}: exactly one unused token, never two", step);
+        prop_assert_eq!(total, model.tokens.len() as i64, "step {}: no branch", step);
+        prop_assert_eq!(row.revoked_at.is_some(), model.revoked, "step {}", step);
+        prop_assert_eq!(row.rotation_count, model.rotations, "step {}", step);
+        prop_assert_eq!(row.idle_expires_at, model.idle_expires_at, "step {}", step);
+        prop_assert_eq!(row.absolute_expires_at, model.absolute_expires_at);
+        prop_assert!(row.idle_expires_at <= row.absolute_expires_at);
+    }
+
+    // Once revoked, nothing of the family ever succeeds again.
+    if model.revoked {
+        for (i, (token, _)) in model.tokens.iter().enumerate() {
+            let out = rotate(db, key, token, CLIENT, &policy, now)?;
+            prop_assert!(out.is_err(), "token {} of a revoked family worked", i);
+        }
+    }
+    Ok(())
+}
+
+/// Rotate; a storage error fails the case, a refusal is an `Err` the caller checks.
+fn rotate(
+    db: &Database,
+    key: &SuccessorKey,
+    token: &PlainToken,
+    client: &str,
+    policy: &RefreshPolicy,
+    now: i64,
+) -> Result<Result<refresh::Rotated, String>, TestCaseError> {
+    let req = RotateRequest {
+        client_id: client.to_string(),
+        scope: None,
+        origin: Origin::default(),
+    };
+    let out = db
+        .write_sync(|c| Ok(refresh::rotate(c, key, token, &req, policy, now)))
+        .map_err(|e| fail(e.to_string()))?;
+    match out {
+        Ok(r) => Ok(Ok(r)),
+        Err(RefreshError::Store(e)) => Err(fail(format!("storage error: {e}"))),
+        Err(refused) => Ok(Err(refused.to_string())),
+    }
+}
+
+#[test]
+fn random_interleavings_never_leave_two_live_tokens() {
+    let database = TestDatabase::create(Backend::Sqlite).expect("a SQLite test database");
+    let db = Database::open(&database.url(), &PoolOptions::default()).expect("open");
+    db.migrate().expect("migrate");
+    let user_id = uuid::Uuid::new_v4().to_string();
+    let row = UserRow {
+        id: user_id.clone(),
+        username: "prop".into(),
+        // Never checked here: no sign-in happens in this test.
+        password_hash: "unused".into(),
+        security_version: 1,
+        disabled: false,
+        not_before: None,
+        created_at: START,
+        updated_at: START,
+    };
+    db.write_sync(|c| users::insert(c, &row)).expect("insert user");
+    let key = SuccessorKey::new(&KeySecret::new(KEY_SECRET.to_string()));
+
+    let mut runner = TestRunner::new(Config {
+        cases: 128,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let strategy = (policy(), proptest::collection::vec(op(), 1..60));
+    let result = runner.run(&strategy, |(policy, ops)| {
+        run_case(&db, &key, &user_id, policy, &ops)
+    });
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+}

@@ -1,0 +1,439 @@
+//! The real-browser end-to-end test: headless Chromium driven over WebDriver (chromedriver +
+//! fantoccini) through `serve --demo`: sign in, consent (naming the device), the demo callback
+//! exchanging the code, a refresh, then revoking the device on /account and seeing the refresh
+//! fail. Screenshots of each page go to `target/screenshots/`.
+//!
+//! Run alone with `cargo test --test browser`. Without /usr/bin/chromium or
+//! /usr/bin/chromedriver it prints one skip line and passes.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use fantoccini::elements::Element;
+use fantoccini::{Client, ClientBuilder, Locator};
+use lineage::clock::SystemClock;
+use lineage::configuration::{KeySecret, Settings};
+use lineage::db::{DatabaseUrl, StoreError};
+use lineage::domain::Password;
+use lineage::startup::Application;
+use serde_json::{Value, json};
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+const DEMO_PASSWORD: &str = "browser test password";
+const DEVICE: &str = "E2E Chromium laptop";
+const WAIT: Duration = Duration::from_secs(20);
+
+/// chromedriver in its own process group; the group (driver and any browser it left) is ended on
+/// drop, along with the browser's profile directory.
+struct Driver {
+    child: Child,
+    port: u16,
+    profile: PathBuf,
+}
+
+impl Driver {
+    fn start() -> Self {
+        let port = free_port();
+        let profile = std::env::temp_dir().join(format!(
+            "lineage-chromium-{}",
+            uuid::Uuid::new_v4().simple()
+        ));
+        std::fs::create_dir_all(&profile).expect("profile dir");
+        let mut cmd = Command::new(CHROMEDRIVER);
+        cmd.arg(format!("--port={port}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        let child = cmd.spawn().expect("chromedriver starts");
+        Self {
+            child,
+            port,
+            profile,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    async fn wait_ready(&self) {
+        let deadline = std::time::Instant::now() + WAIT;
+        let status = format!("{}/status", self.url());
+        loop {
+            if let Ok(resp) = reqwest::get(&status).await
+                && let Ok(v) = resp.json::<Value>().await
+                && v["value"]["ready"] == true
+            {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "chromedriver did not become ready"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill")
+            .args(["-TERM", "--", &group])
+            .stderr(Stdio::null())
+            .status();
+        std::thread::sleep(Duration::from_millis(300));
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &group])
+            .stderr(Stdio::null())
+            .status();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.profile);
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// The demo server on a temporary SQLite database, with a known password for `demo`.
+struct Server {
+    issuer: String,
+    db_path: PathBuf,
+    handle: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.handle.abort();
+        for suffix in ["", "-wal", "-shm"] {
+            let mut p = self.db_path.clone().into_os_string();
+            p.push(suffix);
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+async fn start_server() -> Server {
+    let db_path = std::env::temp_dir().join(format!(
+        "lineage-browser-{}.db",
+        uuid::Uuid::new_v4().simple()
+    ));
+    let url = DatabaseUrl::parse(&format!("sqlite://{}", db_path.display())).expect("db url");
+    let mut settings = Settings::for_database(
+        url,
+        KeySecret::new("browser-test-key-secret-not-for-production".into()),
+    );
+    settings.demo = true;
+    let app = Application::build_with_clock(settings, Arc::new(SystemClock))
+        .await
+        .expect("the application builds");
+    let state = app.state();
+    lineage::demo::prepare(&state).await.expect("demo::prepare");
+    let now = state.now();
+    state
+        .db
+        .write(move |c| {
+            let pw = Password::new(DEMO_PASSWORD.into())
+                .map_err(|e| StoreError::Other(anyhow::anyhow!(e)))?;
+            lineage::users::set_password(c, "demo", &pw, now)
+                .map_err(|e| StoreError::Other(anyhow::anyhow!(e.to_string())))
+        })
+        .await
+        .expect("demo password");
+    let issuer = app.issuer().to_string();
+    let handle = tokio::spawn(app.run_until_stopped());
+    Server {
+        issuer,
+        db_path,
+        handle,
+    }
+}
+
+fn screenshot_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
+    std::fs::create_dir_all(&dir).expect("target/screenshots");
+    dir
+}
+
+async fn screenshot(browser: &Client, name: &str) {
+    screenshot_named(browser, name).await.expect("screenshot");
+}
+
+async fn screenshot_named(browser: &Client, name: &str) -> Result<(), String> {
+    let png = browser.screenshot().await.map_err(|e| e.to_string())?;
+    let path = screenshot_dir().join(name);
+    std::fs::write(&path, png).map_err(|e| e.to_string())?;
+    println!("screenshot: {}", path.display());
+    Ok(())
+}
+
+async fn wait_for(browser: &Client, css: &str) -> Element {
+    match browser
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::Css(css))
+        .await
+    {
+        Ok(e) => e,
+        Err(e) => {
+            let url = browser.current_url().await.ok();
+            let _ = screenshot_named(browser, "failure.png").await;
+            panic!("no {css} on {url:?}: {e}")
+        }
+    }
+}
+
+/// Poll the page's text until it contains `needle` (a click's navigation may still be under way).
+async fn wait_for_text(browser: &Client, needle: &str) -> String {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let text = match browser.find(Locator::Css("body")).await {
+            Ok(body) => body.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        if text.contains(needle) {
+            return text;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = screenshot_named(browser, "failure.png").await;
+            panic!("{needle:?} never appeared; the page says: {text}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn page_text(browser: &Client) -> String {
+    browser
+        .find(Locator::Css("body"))
+        .await
+        .expect("body")
+        .text()
+        .await
+        .expect("body text")
+}
+
+async fn input_value(browser: &Client, css: &str) -> String {
+    browser
+        .find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"))
+        .prop("value")
+        .await
+        .expect("value property")
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_in_consent_refresh_and_revoke_in_a_real_browser() {
+    for binary in [CHROMIUM, CHROMEDRIVER] {
+        if !Path::new(binary).exists() {
+            println!("skipping the real-browser test: {binary} is not installed");
+            return;
+        }
+    }
+    let server = start_server().await;
+    let driver = Driver::start();
+    driver.wait_ready().await;
+
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        json!({
+            "binary": CHROMIUM,
+            "args": [
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--disable-quic",
+                "--disable-dev-shm-usage",
+                "--hide-scrollbars",
+                "--window-size=1280,900",
+                format!("--user-data-dir={}", driver.profile.display()),
+            ],
+        }),
+    );
+    let browser = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(caps)
+        .connect(&driver.url())
+        .await
+        .expect("a WebDriver session with Chromium");
+    let outcome = run(&browser, &server).await;
+    let _ = browser.close().await;
+    drop(driver);
+    outcome.unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// The walk itself; errors are returned so the browser is closed before the test fails.
+async fn run(browser: &Client, server: &Server) -> Result<(), String> {
+    let issuer = &server.issuer;
+    browser
+        .set_window_size(1280, 900)
+        .await
+        .map_err(|e| e.to_string())?;
+
+    // The demo app sends the browser to /authorize, which sends it to sign in.
+    browser
+        .goto(&format!("{issuer}/demo/start"))
+        .await
+        .map_err(|e| e.to_string())?;
+    let username = wait_for(browser, "form[action='/login'] input[name=username]").await;
+    let url = browser.current_url().await.map_err(|e| e.to_string())?;
+    if url.path() != "/login" {
+        return Err(format!("expected the sign-in page, got {url}"));
+    }
+    let text = page_text(browser).await;
+    if !text.contains("Demo notes app") {
+        return Err(format!("the sign-in page does not name the app: {text}"));
+    }
+    screenshot(browser, "login.png").await;
+    username.send_keys("demo").await.map_err(|e| e.to_string())?;
+    browser
+        .find(Locator::Css("input[name=password]"))
+        .await
+        .map_err(|e| e.to_string())?
+        .send_keys(DEMO_PASSWORD)
+        .await
+        .map_err(|e| e.to_string())?;
+    browser
+        .find(Locator::Css("form[action='/login'] button[type=submit]"))
+        .await
+        .map_err(|e| e.to_string())?
+        .click()
+        .await
+        .map_err(|e| e.to_string())?;
+
+    // Consent: name the device, allow.
+    let device = wait_for(browser, "form[action='/consent'] input[name=device_name]").await;
+    let prefilled = input_value(browser, "input[name=device_name]").await;
+    if !prefilled.contains("Chrome") {
+        return Err(format!("device name not prefilled from the user agent: {prefilled:?}"));
+    }
+    device.clear().await.map_err(|e| e.to_string())?;
+    device.send_keys(DEVICE).await.map_err(|e| e.to_string())?;
+    screenshot(browser, "consent.png").await;
+    browser
+        .find(Locator::Css("button[name=decision][value=allow]"))
+        .await
+        .map_err(|e| e.to_string())?
+        .click()
+        .await
+        .map_err(|e| e.to_string())?;
+
+    // The callback exchanged the code.
+    wait_for(browser, "form[action='/demo/refresh']").await;
+    let url = browser.current_url().await.map_err(|e| e.to_string())?;
+    if url.path() != "/demo/callback" || !url.query().unwrap_or("").contains("code=") {
+        return Err(format!("expected the demo callback with a code, got {url}"));
+    }
+    let text = page_text(browser).await;
+    if !text.contains("Signed in: the app has its tokens") {
+        return Err(format!("the code exchange failed: {text}"));
+    }
+    let first = input_value(browser, "form[action='/demo/refresh'] input[name=refresh_token]").await;
+
+    // Refresh: the token rotates.
+    browser
+        .find(Locator::Css("form[action='/demo/refresh'] button[type=submit]"))
+        .await
+        .map_err(|e| e.to_string())?
+        .click()
+        .await
+        .map_err(|e| e.to_string())?;
+    wait_for(browser, "form[action='/demo/replay']").await;
+    let rotated = input_value(browser, "form[action='/demo/refresh'] input[name=refresh_token]").await;
+    if rotated.is_empty() || rotated == first {
+        return Err(format!("the refresh did not rotate: {first} → {rotated}"));
+    }
+    screenshot(browser, "demo.png").await;
+
+    // The account page, in a second tab, lists the device; revoke it there.
+    let demo_tab = browser.window().await.map_err(|e| e.to_string())?;
+    let account_tab = browser.new_window(true).await.map_err(|e| e.to_string())?;
+    browser
+        .switch_to_window(account_tab.handle)
+        .await
+        .map_err(|e| e.to_string())?;
+    browser
+        .goto(&format!("{issuer}/account"))
+        .await
+        .map_err(|e| e.to_string())?;
+    wait_for(browser, "table.devices").await;
+    let text = page_text(browser).await;
+    if !text.contains(DEVICE) || !text.contains("Demo notes app") {
+        return Err(format!("the account page does not list the device: {text}"));
+    }
+    screenshot(browser, "account.png").await;
+    let rows = browser
+        .find_all(Locator::Css("table.devices tbody tr"))
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut revoke = None;
+    for row in rows {
+        if row.text().await.map_err(|e| e.to_string())?.contains(DEVICE) {
+            revoke = Some(
+                row.find(Locator::Css("form[action$='/revoke'] button"))
+                    .await
+                    .map_err(|e| e.to_string())?,
+            );
+        }
+    }
+    revoke
+        .ok_or("no revoke button in the device's row")?
+        .click()
+        .await
+        .map_err(|e| e.to_string())?;
+    wait_for(browser, ".notice").await;
+    let text = page_text(browser).await;
+    if text.contains(DEVICE) {
+        return Err(format!("the revoked device is still listed: {text}"));
+    }
+
+    // The app's refresh now fails, at the token endpoint…
+    let resp = reqwest::Client::new()
+        .post(format!("{issuer}/token"))
+        .form(&[
+            ("grant_type", "refresh_token"),
+            ("client_id", "demo-app"),
+            ("refresh_token", rotated.as_str()),
+        ])
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    let status = resp.status();
+    let body: Value = resp.json().await.map_err(|e| e.to_string())?;
+    if status != 400 || body["error"] != "invalid_grant" {
+        return Err(format!("refresh after revoking succeeded? {status} {body}"));
+    }
+    // …and on the demo page: back to its tab, press Refresh again.
+    browser
+        .switch_to_window(demo_tab)
+        .await
+        .map_err(|e| e.to_string())?;
+    browser
+        .find(Locator::Css("form[action='/demo/refresh'] button[type=submit]"))
+        .await
+        .map_err(|e| e.to_string())?
+        .click()
+        .await
+        .map_err(|e| e.to_string())?;
+    let text = wait_for_text(browser, "The refresh failed").await;
+    if !text.contains("invalid_grant") {
+        return Err(format!("the demo's refresh after revoking: {text}"));
+    }
+    Ok(())
+}

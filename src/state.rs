@@ -43,6 +43,7 @@ pub struct KeyRing {
     set: RwLock<Arc<KeySet>>,
     loaded_at: AtomicI64,
     reloading: tokio::sync::Mutex<()>,
+    forced: std::sync::Mutex<Option<std::time::Instant>>,
     enc: Arc<KeyEncryption>,
     max_token_ttl: i64,
 }
@@ -53,6 +54,7 @@ impl KeyRing {
             set: RwLock::new(Arc::new(set)),
             loaded_at: AtomicI64::new(loaded_at),
             reloading: tokio::sync::Mutex::new(()),
+            forced: std::sync::Mutex::new(None),
             enc,
             max_token_ttl,
         }
@@ -82,6 +84,36 @@ impl KeyRing {
                 self.snapshot()
             }
         }
+    }
+
+    /// The key set that can check `token`: re-read at once when the token names a key this node
+    /// has not loaded yet (rotated in by another node).
+    pub async fn for_token(
+        &self,
+        db: &Database,
+        token: &str,
+        now: i64,
+    ) -> Result<Arc<KeySet>, StoreError> {
+        let keys = self.current(db, now).await;
+        match crate::tokens::jwt::kid_of(token) {
+            Some(kid) if keys.get(&kid).is_none() && self.may_force_reload() => {
+                self.reload(db, now).await
+            }
+            _ => Ok(keys),
+        }
+    }
+
+    /// Forced re-reads happen at most once a second (real time), so tokens with made-up key ids
+    /// cannot turn every request into a database read.
+    fn may_force_reload(&self) -> bool {
+        let Ok(mut last) = self.forced.lock() else {
+            return false;
+        };
+        let due = last.is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(1));
+        if due {
+            *last = Some(std::time::Instant::now());
+        }
+        due
     }
 
     pub async fn reload(&self, db: &Database, now: i64) -> Result<Arc<KeySet>, StoreError> {

@@ -94,6 +94,8 @@ impl Drop for Driver {
             .args(["-KILL", "--", &group])
             .stderr(Stdio::null())
             .status();
+        // In case `kill` is not installed: at least the driver itself.
+        let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.profile);
     }
@@ -301,7 +303,10 @@ async fn run(browser: &Client, server: &Server) -> Result<(), String> {
         return Err(format!("the sign-in page does not name the app: {text}"));
     }
     screenshot(browser, "login.png").await;
-    username.send_keys("demo").await.map_err(|e| e.to_string())?;
+    username
+        .send_keys("demo")
+        .await
+        .map_err(|e| e.to_string())?;
     browser
         .find(Locator::Css("input[name=password]"))
         .await
@@ -321,7 +326,9 @@ async fn run(browser: &Client, server: &Server) -> Result<(), String> {
     let device = wait_for(browser, "form[action='/consent'] input[name=device_name]").await;
     let prefilled = input_value(browser, "input[name=device_name]").await;
     if !prefilled.contains("Chrome") {
-        return Err(format!("device name not prefilled from the user agent: {prefilled:?}"));
+        return Err(format!(
+            "device name not prefilled from the user agent: {prefilled:?}"
+        ));
     }
     device.clear().await.map_err(|e| e.to_string())?;
     device.send_keys(DEVICE).await.map_err(|e| e.to_string())?;
@@ -344,18 +351,28 @@ async fn run(browser: &Client, server: &Server) -> Result<(), String> {
     if !text.contains("Signed in: the app has its tokens") {
         return Err(format!("the code exchange failed: {text}"));
     }
-    let first = input_value(browser, "form[action='/demo/refresh'] input[name=refresh_token]").await;
+    let first = input_value(
+        browser,
+        "form[action='/demo/refresh'] input[name=refresh_token]",
+    )
+    .await;
 
     // Refresh: the token rotates.
     browser
-        .find(Locator::Css("form[action='/demo/refresh'] button[type=submit]"))
+        .find(Locator::Css(
+            "form[action='/demo/refresh'] button[type=submit]",
+        ))
         .await
         .map_err(|e| e.to_string())?
         .click()
         .await
         .map_err(|e| e.to_string())?;
     wait_for(browser, "form[action='/demo/replay']").await;
-    let rotated = input_value(browser, "form[action='/demo/refresh'] input[name=refresh_token]").await;
+    let rotated = input_value(
+        browser,
+        "form[action='/demo/refresh'] input[name=refresh_token]",
+    )
+    .await;
     if rotated.is_empty() || rotated == first {
         return Err(format!("the refresh did not rotate: {first} → {rotated}"));
     }
@@ -378,13 +395,28 @@ async fn run(browser: &Client, server: &Server) -> Result<(), String> {
         return Err(format!("the account page does not list the device: {text}"));
     }
     screenshot(browser, "account.png").await;
+    // The same page on a phone-sized window (the table turns into stacked rows).
+    browser
+        .set_window_size(412, 900)
+        .await
+        .map_err(|e| e.to_string())?;
+    screenshot(browser, "account-phone.png").await;
+    browser
+        .set_window_size(1280, 900)
+        .await
+        .map_err(|e| e.to_string())?;
     let rows = browser
         .find_all(Locator::Css("table.devices tbody tr"))
         .await
         .map_err(|e| e.to_string())?;
     let mut revoke = None;
     for row in rows {
-        if row.text().await.map_err(|e| e.to_string())?.contains(DEVICE) {
+        if row
+            .text()
+            .await
+            .map_err(|e| e.to_string())?
+            .contains(DEVICE)
+        {
             revoke = Some(
                 row.find(Locator::Css("form[action$='/revoke'] button"))
                     .await
@@ -398,9 +430,19 @@ async fn run(browser: &Client, server: &Server) -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())?;
     wait_for(browser, ".notice").await;
+    for row in browser
+        .find_all(Locator::Css("table.devices tbody tr"))
+        .await
+        .map_err(|e| e.to_string())?
+    {
+        let text = row.text().await.map_err(|e| e.to_string())?;
+        if text.contains(DEVICE) {
+            return Err(format!("the revoked device is still listed: {text}"));
+        }
+    }
     let text = page_text(browser).await;
-    if text.contains(DEVICE) {
-        return Err(format!("the revoked device is still listed: {text}"));
+    if !text.contains(&format!("The session of {DEVICE} was revoked")) {
+        return Err(format!("no security event for the revocation: {text}"));
     }
 
     // The app's refresh now fails, at the token endpoint…
@@ -425,7 +467,9 @@ async fn run(browser: &Client, server: &Server) -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())?;
     browser
-        .find(Locator::Css("form[action='/demo/refresh'] button[type=submit]"))
+        .find(Locator::Css(
+            "form[action='/demo/refresh'] button[type=submit]",
+        ))
         .await
         .map_err(|e| e.to_string())?
         .click()

@@ -303,7 +303,7 @@ fn consent_page(
         device_name: device_name_from_user_agent(origin.user_agent.as_deref()),
         redirect_host: url::Url::parse(&areq.redirect_uri)
             .ok()
-            .map(|u| format!("{}://{}", u.scheme(), u.host_str().unwrap_or("")))
+            .map(|u| u.origin().ascii_serialization())
             .unwrap_or_else(|| areq.redirect_uri.clone()),
     };
     Ok(render(StatusCode::OK, &page))

@@ -69,11 +69,7 @@ pub async fn introspect(
 
 async fn inspect_access(state: &AppState, token: &str) -> Result<Option<Value>, OAuthError> {
     let now = state.now();
-    let mut keys = state.keys.current(&state.db, now).await;
-    // A key rotated in by another node may not be loaded here yet.
-    if jwt::kid_of(token).is_some_and(|kid| keys.get(&kid).is_none()) {
-        keys = state.keys.reload(&state.db, now).await?;
-    }
+    let keys = state.keys.for_token(&state.db, token, now).await?;
     let Ok(claims) = jwt::verify(&keys, token, &state.issuer, now) else {
         return Ok(None);
     };

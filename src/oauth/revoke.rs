@@ -75,7 +75,7 @@ async fn revoke_refresh(
 /// Whether the token is an access token signed by us.
 async fn revoke_access(state: &AppState, client_id: &str, token: &str) -> Result<bool, OAuthError> {
     let now = state.now();
-    let keys = state.keys.current(&state.db, now).await;
+    let keys = state.keys.for_token(&state.db, token, now).await?;
     let claims = match jwt::verify(&keys, token, &state.issuer, now) {
         Ok(c) => c,
         Err(jwt::VerifyError::Expired) => return Ok(true),

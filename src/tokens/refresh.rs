@@ -82,6 +82,23 @@ pub fn parse_presented(raw: &str) -> Option<PlainToken> {
     (id.to_string() == raw).then(|| PlainToken::new(raw))
 }
 
+/// A revocation reason code (stored in `refresh_families.revoked_reason`) in words for people.
+pub fn reason_in_words(reason: &str) -> &'static str {
+    match reason {
+        "reuse_detected" => "a used refresh token was presented again, so it had been copied",
+        "code_replayed" => "its authorization code was used twice",
+        "revoked_by_user" => "signed out from the account page",
+        "revoked_by_admin" => "signed out by an administrator",
+        "revoked_by_client" => "the app signed it out",
+        "signed_out" => "signed out in the browser",
+        "signed_out_everywhere" => "sign out everywhere was used",
+        "password_changed" => "the password was changed",
+        "user_disabled" => "the account was disabled",
+        "client_deleted" => "the app was removed",
+        _ => "revoked",
+    }
+}
+
 /// Why a family no longer issues tokens.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EndReason {
@@ -96,7 +113,9 @@ pub enum EndReason {
 impl EndReason {
     pub fn description(&self) -> String {
         match self {
-            EndReason::Revoked(reason) => format!("the session was revoked ({reason})"),
+            EndReason::Revoked(reason) => {
+                format!("the session was revoked: {}", reason_in_words(reason))
+            }
             EndReason::IdleTimeout => {
                 "the session expired: it was idle longer than the idle timeout".into()
             }
@@ -307,8 +326,15 @@ pub fn rotate(
             return Ok(Outcome::Issued(Box::new(Rotated { family, user, refresh_token: successor, scope, retried: false })));
         }
 
-        // Already used. Within the grace, and while its successor is unused, this is a retry after
-        // a lost response: hand back the same successor. Otherwise it is reuse.
+        // Already used. A family that has ended for another reason (expiry, rotation cap) just says
+        // so: a late retry there is no sign of theft.
+        if let Some(end) = end_reason(&family, user.as_ref(), policy, now)
+            && !matches!(end, EndReason::Revoked(_))
+        {
+            return Err(RefreshError::InvalidGrant(end.description()));
+        }
+        // Within the grace, and while its successor is unused, this is a retry after a lost
+        // response: hand back the same successor. Otherwise it is reuse.
         let used_at = token.used_at.unwrap_or(now);
         if policy.grace > 0 && now - used_at <= policy.grace && end_reason(&family, user.as_ref(), policy, now).is_none() {
             let next = tokens::find(c, successor.hash().as_str())?;
@@ -368,7 +394,7 @@ pub fn revoke_family(
         let mut event = AuditEventRow::new(
             now,
             "family_revoked",
-            format!("the session of {device} was revoked ({reason})"),
+            format!("{device} was signed out: {}", reason_in_words(reason)),
         );
         event.user_id = Some(family.user_id);
         event.client_id = Some(family.client_id);
@@ -394,7 +420,11 @@ pub fn revoke_all_for_user(
         let mut event = AuditEventRow::new(
             now,
             "all_sessions_revoked",
-            format!("every session was revoked ({reason}); {} ended", ids.len()),
+            format!(
+                "every device was signed out ({} in all): {}",
+                ids.len(),
+                reason_in_words(reason)
+            ),
         );
         event.user_id = Some(user_id.to_string());
         audit_events::insert(c, &event)?;

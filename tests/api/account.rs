@@ -19,6 +19,7 @@ both_backends!(
     change_password_ends_everything_else_and_keeps_this_browser,
     change_password_with_a_wrong_current_password_is_refused,
     refresh_token_reuse_shows_up_as_a_security_event,
+    device_and_app_names_are_escaped,
 );
 
 async fn account_page_needs_a_signed_in_browser(backend: Backend) {
@@ -41,8 +42,16 @@ async fn account_page_needs_a_signed_in_browser(backend: Backend) {
         "/account/families/00000000-0000-4000-8000-000000000000/revoke",
     ] {
         let resp = b.post(path, &[("csrf_token", "x")]).await;
-        assert_eq!(resp.status, StatusCode::SEE_OTHER, "{path}: {}", resp.describe());
-        assert!(resp.location().unwrap_or("").starts_with("/login"), "{path}");
+        assert_eq!(
+            resp.status,
+            StatusCode::SEE_OTHER,
+            "{path}: {}",
+            resp.describe()
+        );
+        assert!(
+            resp.location().unwrap_or("").starts_with("/login"),
+            "{path}"
+        );
     }
 }
 
@@ -52,14 +61,26 @@ async fn account_page_lists_devices_with_revoke_forms(backend: Backend) {
     };
     let client = app_client(&app, "notes:read").await;
     create_user(&app, "alice").await;
-    let (b, laptop) = signed_in_tokens(&app, &client, "notes:read", "alice", "Alice's laptop").await;
+    let (b, laptop) =
+        signed_in_tokens(&app, &client, "notes:read", "alice", "Alice's laptop").await;
+    // Consent is remembered, so the second browser is not asked for a device name: it gets
+    // one from its user agent.
     let (_, phone) = signed_in_tokens(&app, &client, "notes:read", "alice", "Pixel phone").await;
     let page = b.get("/account").await;
     assert_eq!(page.status, 200, "{}", page.describe());
     assert_html_security_headers(&page);
     let text = page.text();
-    for expected in ["Alice's laptop", "Pixel phone", APP_NAME, "127.0.0.1", "notes-app/2.1"] {
-        assert!(text.contains(expected), "{expected:?} on the account page: {text}");
+    for expected in [
+        "Alice's laptop",
+        "Chrome on Linux",
+        APP_NAME,
+        "127.0.0.1",
+        "notes-app/2.1",
+    ] {
+        assert!(
+            text.contains(expected),
+            "{expected:?} on the account page: {text}"
+        );
     }
     for tokens in [&laptop, &phone] {
         let action = format!("/account/families/{}/revoke", tokens.sid());
@@ -67,14 +88,19 @@ async fn account_page_lists_devices_with_revoke_forms(backend: Backend) {
             .form(&action)
             .unwrap_or_else(|| panic!("a revoke form posting to {action}"));
         assert_eq!(
-            form.tag.attr("method").map(str::to_ascii_lowercase).as_deref(),
+            form.tag
+                .attr("method")
+                .map(str::to_ascii_lowercase)
+                .as_deref(),
             Some("post")
         );
         assert!(form.value("csrf_token").is_some_and(|t| !t.is_empty()));
         assert!(!form.buttons().is_empty(), "a Revoke button");
     }
     assert!(page.form("/account/sign-out-everywhere").is_some());
-    let password = page.form("/account/password").expect("change-password form");
+    let password = page
+        .form("/account/password")
+        .expect("change-password form");
     let names: Vec<String> = password
         .inputs()
         .iter()
@@ -115,9 +141,20 @@ async fn revoking_a_device_makes_its_refresh_token_fail(backend: Backend) {
     assert_eq!(resp.status, StatusCode::SEE_OTHER, "{}", resp.describe());
     let page = b.follow(resp).await;
     assert_eq!(page.status, 200);
-    assert!(page.text().contains("signed out"), "a notice: {}", page.text());
-    assert!(page.form(&action).is_none(), "the revoked device is no longer listed");
-    assert!(page.text().contains("Phone"));
+    assert!(
+        page.text().contains("signed out"),
+        "a notice: {}",
+        page.text()
+    );
+    assert!(
+        page.form(&action).is_none(),
+        "the revoked device is no longer listed"
+    );
+    assert!(
+        page.form(&format!("/account/families/{}/revoke", phone.sid()))
+            .is_some(),
+        "the other device is still listed"
+    );
 
     expect_invalid_grant(
         refresh(&app, &client.id, &laptop.refresh_token).await,
@@ -171,7 +208,8 @@ async fn sign_out_everywhere_ends_every_family_and_browser_session(backend: Back
     let alice = create_user(&app, "alice").await;
     create_user(&app, "bob").await;
     let (a, one) = signed_in_tokens(&app, &client, "notes:read", "alice", "laptop").await;
-    let (other_browser, two) = signed_in_tokens(&app, &client, "notes:read", "alice", "phone").await;
+    let (other_browser, two) =
+        signed_in_tokens(&app, &client, "notes:read", "alice", "phone").await;
     let (bob_browser, bobs) = signed_in_tokens(&app, &client, "notes:read", "bob", "desk").await;
     let at = app.now();
 
@@ -187,7 +225,10 @@ async fn sign_out_everywhere_ends_every_family_and_browser_session(backend: Back
     assert_eq!(resp.status, StatusCode::SEE_OTHER, "{}", resp.describe());
     assert!(resp.location().unwrap_or("").starts_with("/login"));
     assert!(!is_signed_in(&a).await, "this browser is signed out");
-    assert!(!is_signed_in(&other_browser).await, "every other browser too");
+    assert!(
+        !is_signed_in(&other_browser).await,
+        "every other browser too"
+    );
     for t in [&one, &two] {
         expect_invalid_grant(
             refresh(&app, &client.id, &t.refresh_token).await,
@@ -207,7 +248,10 @@ async fn sign_out_everywhere_ends_every_family_and_browser_session(backend: Back
         .iter()
         .find(|u| u["sub"] == alice.as_str())
         .unwrap_or_else(|| panic!("alice's not_before in {feed}"));
-    assert!(entry["not_before"].as_i64().expect("not_before") >= at, "{feed}");
+    assert!(
+        entry["not_before"].as_i64().expect("not_before") >= at,
+        "{feed}"
+    );
     assert!(!users.iter().any(|u| u["sub"] != alice.as_str()), "{feed}");
     let sids: Vec<&Value> = feed["families"]
         .as_array()
@@ -220,7 +264,10 @@ async fn sign_out_everywhere_ends_every_family_and_browser_session(backend: Back
     // Signing in again works and shows an empty device list.
     a.sign_in("alice", PASSWORD).await;
     let page = a.get("/account").await;
-    assert!(page.form(&format!("/account/families/{}/revoke", one.sid())).is_none());
+    assert!(
+        page.form(&format!("/account/families/{}/revoke", one.sid()))
+            .is_none()
+    );
 }
 
 async fn change_password_ends_everything_else_and_keeps_this_browser(backend: Backend) {
@@ -230,7 +277,8 @@ async fn change_password_ends_everything_else_and_keeps_this_browser(backend: Ba
     let client = app_client(&app, "notes:read").await;
     create_user(&app, "alice").await;
     let (a, here) = signed_in_tokens(&app, &client, "notes:read", "alice", "this laptop").await;
-    let (elsewhere, there) = signed_in_tokens(&app, &client, "notes:read", "alice", "old phone").await;
+    let (elsewhere, there) =
+        signed_in_tokens(&app, &client, "notes:read", "alice", "old phone").await;
 
     let csrf = a.account_csrf().await;
     let new_password = "a much better passphrase";
@@ -246,10 +294,22 @@ async fn change_password_ends_everything_else_and_keeps_this_browser(backend: Ba
         .await;
     assert_eq!(resp.status, StatusCode::SEE_OTHER, "{}", resp.describe());
     let page = a.follow(resp).await;
-    assert_eq!(page.status, 200, "this browser stays signed in: {}", page.describe());
-    assert!(page.text().contains("password was changed"), "{}", page.text());
+    assert_eq!(
+        page.status,
+        200,
+        "this browser stays signed in: {}",
+        page.describe()
+    );
+    assert!(
+        page.text().contains("password was changed"),
+        "{}",
+        page.text()
+    );
     assert!(is_signed_in(&a).await);
-    assert!(!is_signed_in(&elsewhere).await, "other browsers are signed out");
+    assert!(
+        !is_signed_in(&elsewhere).await,
+        "other browsers are signed out"
+    );
     for t in [&here, &there] {
         expect_invalid_grant(
             refresh(&app, &client.id, &t.refresh_token).await,
@@ -259,9 +319,7 @@ async fn change_password_ends_everything_else_and_keeps_this_browser(backend: Ba
     }
     // The forms of this browser still work (its CSRF binding survived).
     let csrf = a.account_csrf().await;
-    let resp = a
-        .post("/logout", &[("csrf_token", &csrf)])
-        .await;
+    let resp = a.post("/logout", &[("csrf_token", &csrf)]).await;
     assert_eq!(resp.status, StatusCode::SEE_OTHER);
 
     // The new password signs in, the old one does not.
@@ -306,7 +364,11 @@ async fn change_password_with_a_wrong_current_password_is_refused(backend: Backe
         .await;
     assert_eq!(resp.status, StatusCode::BAD_REQUEST, "{}", resp.describe());
     assert_html_security_headers(&resp);
-    assert!(resp.text().contains("current password is not correct"), "{}", resp.text());
+    assert!(
+        resp.text().contains("current password is not correct"),
+        "{}",
+        resp.text()
+    );
     // A too-short new password is refused with the current one right.
     let resp = a
         .post(
@@ -323,7 +385,10 @@ async fn change_password_with_a_wrong_current_password_is_refused(backend: Backe
     let resp = a
         .post(
             "/account/password",
-            &[("current_password", PASSWORD), ("new_password", "long enough now")],
+            &[
+                ("current_password", PASSWORD),
+                ("new_password", "long enough now"),
+            ],
         )
         .await;
     assert_eq!(resp.status, StatusCode::BAD_REQUEST);
@@ -366,7 +431,62 @@ async fn refresh_token_reuse_shows_up_as_a_security_event(backend: Backend) {
         "the event is highlighted as alarming"
     );
     assert!(
-        page.form(&format!("/account/families/{}/revoke", tokens.sid())).is_none(),
+        page.form(&format!("/account/families/{}/revoke", tokens.sid()))
+            .is_none(),
         "the revoked device is gone from the list"
+    );
+}
+
+async fn device_and_app_names_are_escaped(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let client = crate::browser_helpers::register(
+        &app,
+        lineage::clients::NewClient {
+            name: "Evil <b>app</b>".into(),
+            ..crate::browser_helpers::app_spec("notes:read")
+        },
+    )
+    .await;
+    create_user(&app, "alice").await;
+    let b = app.browser();
+    b.sign_in("alice", PASSWORD).await;
+    let p = crate::browser_helpers::pkce();
+    let consent = b
+        .get(&crate::browser_helpers::code_request(
+            &client.id,
+            crate::browser_helpers::APP_REDIRECT,
+            "notes:read",
+            &p,
+        ))
+        .await;
+    assert_eq!(consent.status, 200);
+    assert!(!consent.body.contains("<b>app</b>"), "{}", consent.body);
+    assert!(consent.text().contains("Evil <b>app</b>"));
+    let device = "<script>alert('device')</script>";
+    let back = b.decide(&consent, "allow", Some(device)).await;
+    let code = crate::browser_helpers::parse_redirect(back.location().expect("Location"))
+        .get("code")
+        .expect("code")
+        .to_string();
+    expect_tokens(
+        crate::browser_helpers::exchange(
+            &app,
+            &client.id,
+            &code,
+            crate::browser_helpers::APP_REDIRECT,
+            Some(&p.verifier),
+        )
+        .await,
+    )
+    .await;
+    let page = b.get("/account").await;
+    assert!(!page.body.contains("<script>"), "{}", page.body);
+    assert!(!page.body.contains("<b>app</b>"));
+    let text = page.text();
+    assert!(
+        text.contains(device) && text.contains("Evil <b>app</b>"),
+        "{text}"
     );
 }

@@ -28,7 +28,12 @@ both_backends!(
 
 /// The 400 page for an untrusted client or redirect URI: HTML, no Location, security headers.
 fn assert_error_page(page: &Page, what: &str) {
-    assert_eq!(page.status, StatusCode::BAD_REQUEST, "{what}: {}", page.describe());
+    assert_eq!(
+        page.status,
+        StatusCode::BAD_REQUEST,
+        "{what}: {}",
+        page.describe()
+    );
     assert!(
         page.location().is_none(),
         "{what}: must never redirect ({:?})",
@@ -160,7 +165,7 @@ async fn unsupported_response_type_goes_back_to_the_client(backend: Backend) {
                 ("response_type", response_type),
                 ("client_id", &client.id),
                 ("redirect_uri", APP_REDIRECT),
-                ("state", "st-1"),
+                ("state", "st 1&x=y/é+%"),
                 ("code_challenge", &p.challenge),
                 ("code_challenge_method", "S256"),
             ]))
@@ -169,7 +174,7 @@ async fn unsupported_response_type_goes_back_to_the_client(backend: Backend) {
             &page,
             APP_REDIRECT,
             "unsupported_response_type",
-            Some("st-1"),
+            Some("st 1&x=y/é+%"),
             &app.issuer,
         );
     }
@@ -227,7 +232,13 @@ async fn public_client_without_code_challenge_is_invalid_request(backend: Backen
             ("state", "abc"),
         ]))
         .await;
-    assert_error_redirect(&page, APP_REDIRECT, "invalid_request", Some("abc"), &app.issuer);
+    assert_error_redirect(
+        &page,
+        APP_REDIRECT,
+        "invalid_request",
+        Some("abc"),
+        &app.issuer,
+    );
 
     // Also when signed in: the rule does not depend on the session.
     create_user(&app, "alice").await;
@@ -240,7 +251,13 @@ async fn public_client_without_code_challenge_is_invalid_request(backend: Backen
             ("state", "abc"),
         ]))
         .await;
-    assert_error_redirect(&page, APP_REDIRECT, "invalid_request", Some("abc"), &app.issuer);
+    assert_error_redirect(
+        &page,
+        APP_REDIRECT,
+        "invalid_request",
+        Some("abc"),
+        &app.issuer,
+    );
 }
 
 async fn plain_or_missing_code_challenge_method_is_invalid_request(backend: Backend) {
@@ -287,7 +304,13 @@ async fn plain_or_missing_code_challenge_method_is_invalid_request(backend: Back
         ];
         params.extend(extra);
         let page = b.get(&authorize_path(&params)).await;
-        let r = assert_error_redirect(&page, APP_REDIRECT, "invalid_request", Some("pk"), &app.issuer);
+        let r = assert_error_redirect(
+            &page,
+            APP_REDIRECT,
+            "invalid_request",
+            Some("pk"),
+            &app.issuer,
+        );
         assert!(!r.params.is_empty(), "{what}");
     }
 }
@@ -318,7 +341,10 @@ async fn confidential_client_may_omit_pkce_but_not_send_plain(backend: Backend) 
             ("client_id", &web.id),
             ("redirect_uri", "https://web.example/cb"),
             ("state", "w"),
-            ("code_challenge", "abcdefghijklmnopqrstuvwxyzabcdefghijklmnopq"),
+            (
+                "code_challenge",
+                "abcdefghijklmnopqrstuvwxyzabcdefghijklmnopq",
+            ),
             ("code_challenge_method", "plain"),
         ]))
         .await;
@@ -398,7 +424,10 @@ async fn not_signed_in_goes_to_the_sign_in_page(backend: Backend) {
         .find(|(k, _)| k == "return_to")
         .map(|(_, v)| v.into_owned())
         .expect("return_to");
-    assert_eq!(return_to, request, "return_to is the whole authorization request");
+    assert_eq!(
+        return_to, request,
+        "return_to is the whole authorization request"
+    );
 
     let form = b.get(&location).await;
     assert_eq!(form.status, 200, "{}", form.describe());
@@ -423,7 +452,12 @@ async fn code_redirect_keeps_the_registered_query(backend: Backend) {
     let p = pkce();
     let r = b
         .authorize(
-            &code_request(&client.id, "https://app.example/cb?tenant=7", "notes:read", &p),
+            &code_request(
+                &client.id,
+                "https://app.example/cb?tenant=7",
+                "notes:read",
+                &p,
+            ),
             "alice",
             Some("phone"),
         )

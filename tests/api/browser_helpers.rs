@@ -311,7 +311,12 @@ pub fn assert_error_redirect(
         "error_description in {:?}",
         r.params
     );
-    assert_eq!(r.get("state"), state, "state passed through: {:?}", r.params);
+    assert_eq!(
+        r.get("state"),
+        state,
+        "state passed through: {:?}",
+        r.params
+    );
     assert_eq!(r.get("iss"), Some(issuer), "RFC 9207 iss: {:?}", r.params);
     assert!(r.get("code").is_none(), "no code with an error");
     r
@@ -381,7 +386,8 @@ impl Page {
 
     /// The value of the first input named `name`, HTML-unescaped.
     pub fn value(&self, name: &str) -> Option<String> {
-        self.input(name).and_then(|t| t.attr("value").map(str::to_string))
+        self.input(name)
+            .and_then(|t| t.attr("value").map(str::to_string))
     }
 
     /// `<form>` elements: the opening tag and the HTML inside.
@@ -514,8 +520,7 @@ fn parse_attrs(s: &str) -> Vec<(String, String)> {
             i += 1;
         }
         let start = i;
-        while i < chars.len() && !chars[i].is_whitespace() && chars[i] != '=' && chars[i] != '/'
-        {
+        while i < chars.len() && !chars[i].is_whitespace() && chars[i] != '=' && chars[i] != '/' {
             i += 1;
         }
         if start == i {
@@ -931,10 +936,7 @@ pub async fn expect_tokens(resp: reqwest::Response) -> Tokens {
     let body: Value = resp.json().await.expect("token response is JSON");
     assert_eq!(status, 200, "token request failed: {body}");
     Tokens {
-        access_token: body["access_token"]
-            .as_str()
-            .expect("access_token")
-            .into(),
+        access_token: body["access_token"].as_str().expect("access_token").into(),
         refresh_token: body["refresh_token"]
             .as_str()
             .expect("refresh_token")

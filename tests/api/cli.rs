@@ -105,11 +105,6 @@ impl Cli {
 
     fn command(&self, args: &[&str]) -> Command {
         let mut cmd = lineage(&self.dir.0);
-        if let TestDatabase::Postgres { .. } = *self.database {
-            // Without TLS to PostgreSQL the CLI does not hit the crash at exit that
-            // `cli_on_postgresql_never_crashes_at_exit` reproduces; these tests are about behaviour.
-            cmd.env("PGSSLMODE", "disable");
-        }
         cmd.args(["--database-url", &self.database.url_string()])
             .args(["--key-secret", KEY_SECRET])
             .args(args);
@@ -790,9 +785,6 @@ fn start_demo(cmd: &mut Command) -> (Child, String, String) {
 /// may still be in libpq's TLS handshake when `main` returns; OpenSSL's `atexit` clean-up then
 /// frees state that thread uses, and the process dies of SIGSEGV (about one run in ten here).
 #[test]
-#[ignore = "src bug: the CLI sometimes dies of SIGSEGV at exit on PostgreSQL with TLS \
-            (OpenSSL atexit clean-up races r2d2's connection thread); fix: call \
-            openssl_sys::init() at the start of main; see the test report"]
 fn cli_on_postgresql_never_crashes_at_exit() {
     let Some(cli) = Cli::new(Backend::Postgres) else {
         return;

@@ -20,6 +20,8 @@ both_backends!(
     replayed_code_revokes_the_family_it_started,
     confidential_client_pkce_is_optional_but_enforced_if_sent,
     garbage_code_is_invalid_grant,
+    code_issued_before_sign_out_everywhere_is_refused,
+    code_issued_before_a_password_change_is_refused,
 );
 
 async fn code_exchange_returns_tokens_and_starts_a_named_family(backend: Backend) {
@@ -42,7 +44,10 @@ async fn code_exchange_returns_tokens_and_starts_a_named_family(backend: Backend
     let tokens = expect_tokens(resp).await;
     let body = &tokens.body;
     assert_eq!(body["token_type"], "Bearer");
-    assert_eq!(body["scope"], "notes:read", "the scope asked for, not all the client may have");
+    assert_eq!(
+        body["scope"], "notes:read",
+        "the scope asked for, not all the client may have"
+    );
     assert_eq!(body["expires_in"], app.settings.access_token_ttl);
     uuid::Uuid::parse_str(&tokens.refresh_token).expect("the refresh token is a UUID");
 
@@ -238,7 +243,14 @@ async fn failed_exchange_spends_the_code(backend: Backend) {
         )
         .await;
     expect_invalid_grant(
-        exchange(&app, &client.id, &code, APP_REDIRECT, Some(&pkce().verifier)).await,
+        exchange(
+            &app,
+            &client.id,
+            &code,
+            APP_REDIRECT,
+            Some(&pkce().verifier),
+        )
+        .await,
         "wrong verifier",
     )
     .await;
@@ -265,7 +277,9 @@ async fn replayed_code_revokes_the_family_it_started(backend: Backend) {
             Some("tablet"),
         )
         .await;
-    let first = expect_tokens(exchange(&app, &client.id, &code, APP_REDIRECT, Some(&p.verifier)).await).await;
+    let first =
+        expect_tokens(exchange(&app, &client.id, &code, APP_REDIRECT, Some(&p.verifier)).await)
+            .await;
     // The same code again, even with everything right.
     expect_invalid_grant(
         exchange(&app, &client.id, &code, APP_REDIRECT, Some(&p.verifier)).await,
@@ -350,21 +364,41 @@ async fn confidential_client_pkce_is_optional_but_enforced_if_sent(backend: Back
     // A challenge was sent: the verifier is required and checked.
     let p = pkce();
     let code = b
-        .code(&code_request(&web.id, redirect, "notes:read", &p), "alice", None)
+        .code(
+            &code_request(&web.id, redirect, "notes:read", &p),
+            "alice",
+            None,
+        )
         .await;
-    expect_invalid_grant(secret_exchange(code, None).await, "challenge sent, no verifier").await;
+    expect_invalid_grant(
+        secret_exchange(code, None).await,
+        "challenge sent, no verifier",
+    )
+    .await;
     let p = pkce();
     let code = b
-        .code(&code_request(&web.id, redirect, "notes:read", &p), "alice", None)
+        .code(
+            &code_request(&web.id, redirect, "notes:read", &p),
+            "alice",
+            None,
+        )
         .await;
     expect_tokens(secret_exchange(code, Some(p.verifier.clone())).await).await;
     // And the client must authenticate: without its secret the code is not redeemed.
     let p = pkce();
     let code = b
-        .code(&code_request(&web.id, redirect, "notes:read", &p), "alice", None)
+        .code(
+            &code_request(&web.id, redirect, "notes:read", &p),
+            "alice",
+            None,
+        )
         .await;
     let resp = exchange(&app, &web.id, &code, redirect, Some(&p.verifier)).await;
-    assert_eq!(resp.status(), 401, "a confidential client must authenticate");
+    assert_eq!(
+        resp.status(),
+        401,
+        "a confidential client must authenticate"
+    );
 }
 
 async fn garbage_code_is_invalid_grant(backend: Backend) {
@@ -373,11 +407,73 @@ async fn garbage_code_is_invalid_grant(backend: Backend) {
     };
     let client = app_client(&app, "notes:read").await;
     let p = pkce();
-    for code in ["nope", "0c5b5a4e-0000-4000-8000-000000000000", &"x".repeat(300)] {
+    for code in [
+        "nope",
+        "0c5b5a4e-0000-4000-8000-000000000000",
+        &"x".repeat(300),
+    ] {
         expect_invalid_grant(
             exchange(&app, &client.id, code, APP_REDIRECT, Some(&p.verifier)).await,
             "unknown code",
         )
         .await;
     }
+}
+
+/// Sign in, get a code (consent given), and return it with its verifier.
+async fn pending_code(
+    client: &crate::helpers::TestClient,
+    b: &crate::browser_helpers::Browser,
+) -> (String, crate::browser_helpers::Pkce) {
+    let p = pkce();
+    let code = b
+        .code(
+            &code_request(&client.id, APP_REDIRECT, "notes:read", &p),
+            "alice",
+            Some("laptop"),
+        )
+        .await;
+    (code, p)
+}
+
+// "Sign out everywhere" revokes every family; a code the browser got a moment before must not
+// start a new one afterwards (the user's not-before is set; the code predates it).
+async fn code_issued_before_sign_out_everywhere_is_refused(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let client = app_client(&app, "notes:read").await;
+    create_user(&app, "alice").await;
+    let b = app.browser();
+    let (code, p) = pending_code(&client, &b).await;
+    let csrf = b.account_csrf().await;
+    app.clock.advance(1);
+    let resp = b
+        .post("/account/sign-out-everywhere", &[("csrf_token", &csrf)])
+        .await;
+    assert_eq!(resp.status, 303);
+    app.clock.advance(1);
+    expect_invalid_grant(
+        exchange(&app, &client.id, &code, APP_REDIRECT, Some(&p.verifier)).await,
+        "a code issued before sign out everywhere",
+    )
+    .await;
+}
+
+async fn code_issued_before_a_password_change_is_refused(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let client = app_client(&app, "notes:read").await;
+    create_user(&app, "alice").await;
+    let b = app.browser();
+    let (code, p) = pending_code(&client, &b).await;
+    app.clock.advance(1);
+    crate::browser_helpers::set_password(&app, "alice", "a new password entirely").await;
+    app.clock.advance(1);
+    expect_invalid_grant(
+        exchange(&app, &client.id, &code, APP_REDIRECT, Some(&p.verifier)).await,
+        "a code issued before an administrator reset the password",
+    )
+    .await;
 }

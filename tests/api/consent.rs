@@ -27,7 +27,11 @@ async fn consent_page(
     client_id: &str,
     scope: &str,
     user: &str,
-) -> (crate::browser_helpers::Browser, crate::browser_helpers::Pkce, crate::browser_helpers::Page) {
+) -> (
+    crate::browser_helpers::Browser,
+    crate::browser_helpers::Pkce,
+    crate::browser_helpers::Page,
+) {
     let b = app.browser();
     b.sign_in(user, PASSWORD).await;
     let p = pkce();
@@ -52,13 +56,25 @@ async fn consent_page_shows_the_app_the_scopes_and_the_form(backend: Backend) {
     for words in ["Read your notes", "Create and change your notes"] {
         assert!(text.contains(words), "scope in words {words:?}: {text}");
     }
-    assert!(text.contains("notes:read") && text.contains("notes:write"), "{text}");
-    assert!(!text.contains("profile"), "only the requested scopes: {text}");
-    assert!(text.contains("127.0.0.1"), "where the user will be sent: {text}");
+    assert!(
+        text.contains("notes:read") && text.contains("notes:write"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("profile"),
+        "only the requested scopes: {text}"
+    );
+    assert!(
+        text.contains("127.0.0.1"),
+        "where the user will be sent: {text}"
+    );
 
     let form = page.form("/consent").expect("a form posting to /consent");
     assert_eq!(
-        form.tag.attr("method").map(str::to_ascii_lowercase).as_deref(),
+        form.tag
+            .attr("method")
+            .map(str::to_ascii_lowercase)
+            .as_deref(),
         Some("post")
     );
     let input = |name: &str| {
@@ -132,7 +148,9 @@ async fn allow_sends_a_code_with_state_and_iss(backend: Backend) {
     assert_eq!(r.get("iss"), Some(app.issuer.as_str()));
     assert!(r.get("error").is_none());
     // The device name typed on the page (trimmed) names the family the code starts.
-    let tokens = expect_tokens(exchange(&app, &client.id, &code, APP_REDIRECT, Some(&p.verifier)).await).await;
+    let tokens =
+        expect_tokens(exchange(&app, &client.id, &code, APP_REDIRECT, Some(&p.verifier)).await)
+            .await;
     let f = family(&app, &tokens.sid()).await;
     assert_eq!(f.device_name.as_deref(), Some("Alice's laptop"));
 }
@@ -152,13 +170,25 @@ async fn consent_is_remembered_and_asked_again_for_more(backend: Backend) {
     let resp = b
         .get(&code_request(&client.id, APP_REDIRECT, "notes:read", &p))
         .await;
-    assert_eq!(resp.status, StatusCode::SEE_OTHER, "remembered: {}", resp.describe());
+    assert_eq!(
+        resp.status,
+        StatusCode::SEE_OTHER,
+        "remembered: {}",
+        resp.describe()
+    );
     let r = parse_redirect(resp.location().expect("Location"));
     assert!(r.get("code").is_some(), "{:?}", r.params);
     assert_eq!(r.get("state"), Some("xyz-state"));
     // The code works and its family gets a default device name from the browser.
     let tokens = expect_tokens(
-        exchange(&app, &client.id, r.get("code").expect("code"), APP_REDIRECT, Some(&p.verifier)).await,
+        exchange(
+            &app,
+            &client.id,
+            r.get("code").expect("code"),
+            APP_REDIRECT,
+            Some(&p.verifier),
+        )
+        .await,
     )
     .await;
     assert_eq!(
@@ -168,19 +198,39 @@ async fn consent_is_remembered_and_asked_again_for_more(backend: Backend) {
 
     // A wider scope asks again, naming only what is requested.
     let wider = b
-        .get(&code_request(&client.id, APP_REDIRECT, "notes:read notes:write", &p))
+        .get(&code_request(
+            &client.id,
+            APP_REDIRECT,
+            "notes:read notes:write",
+            &p,
+        ))
         .await;
-    assert_eq!(wider.status, 200, "wider scope asks again: {}", wider.describe());
+    assert_eq!(
+        wider.status,
+        200,
+        "wider scope asks again: {}",
+        wider.describe()
+    );
     assert!(wider.text().contains("Create and change your notes"));
     let resp = b.decide(&wider, "allow", None).await;
     assert_eq!(resp.status, StatusCode::SEE_OTHER);
 
     // Now both, either, and the other order are remembered.
-    for scope in ["notes:read notes:write", "notes:write", "notes:write notes:read", "notes:read"] {
+    for scope in [
+        "notes:read notes:write",
+        "notes:write",
+        "notes:write notes:read",
+        "notes:read",
+    ] {
         let resp = b
             .get(&code_request(&client.id, APP_REDIRECT, scope, &p))
             .await;
-        assert_eq!(resp.status, StatusCode::SEE_OTHER, "{scope}: {}", resp.describe());
+        assert_eq!(
+            resp.status,
+            StatusCode::SEE_OTHER,
+            "{scope}: {}",
+            resp.describe()
+        );
     }
 }
 
@@ -230,14 +280,31 @@ async fn first_party_client_skips_consent(backend: Backend) {
     b.sign_in("alice", PASSWORD).await;
     let p = pkce();
     let resp = b
-        .get(&code_request(&client.id, APP_REDIRECT, "notes:read notes:write", &p))
+        .get(&code_request(
+            &client.id,
+            APP_REDIRECT,
+            "notes:read notes:write",
+            &p,
+        ))
         .await;
-    assert_eq!(resp.status, StatusCode::SEE_OTHER, "no consent page: {}", resp.describe());
+    assert_eq!(
+        resp.status,
+        StatusCode::SEE_OTHER,
+        "no consent page: {}",
+        resp.describe()
+    );
     let r = parse_redirect(resp.location().expect("Location"));
     assert_eq!(r.get("state"), Some("xyz-state"));
     assert_eq!(r.get("iss"), Some(app.issuer.as_str()));
     let tokens = expect_tokens(
-        exchange(&app, &client.id, r.get("code").expect("code"), APP_REDIRECT, Some(&p.verifier)).await,
+        exchange(
+            &app,
+            &client.id,
+            r.get("code").expect("code"),
+            APP_REDIRECT,
+            Some(&p.verifier),
+        )
+        .await,
     )
     .await;
     assert_eq!(tokens.body["scope"], "notes:read notes:write");
@@ -277,7 +344,8 @@ async fn consent_without_a_valid_csrf_token_is_refused(backend: Backend) {
     let resp = b.decide(&page, "allow", None).await;
     assert_eq!(resp.status, StatusCode::SEE_OTHER, "{}", resp.describe());
     // A tampered request handle is refused.
-    let (b2, _, page2) = consent_page(&app, &client.id, "notes:read", "alice").await;
+    create_user(&app, "bob").await;
+    let (b2, _, page2) = consent_page(&app, &client.id, "notes:read", "bob").await;
     let csrf = page2.value("csrf_token").expect("csrf");
     let handle = page2.value("request").expect("request");
     let (payload, tag) = handle.split_once('.').expect("payload.tag");
@@ -285,7 +353,11 @@ async fn consent_without_a_valid_csrf_token_is_refused(backend: Backend) {
     let resp = b2
         .post(
             "/consent",
-            &[("csrf_token", &csrf), ("request", &forged), ("decision", "allow")],
+            &[
+                ("csrf_token", &csrf),
+                ("request", &forged),
+                ("decision", "allow"),
+            ],
         )
         .await;
     assert_eq!(resp.status, StatusCode::BAD_REQUEST, "{}", resp.describe());
@@ -305,7 +377,10 @@ async fn consent_request_handle_is_bound_to_the_session_and_expires(backend: Bac
         .post(
             "/consent",
             &[
-                ("csrf_token", &mallory_page.value("csrf_token").expect("csrf")),
+                (
+                    "csrf_token",
+                    &mallory_page.value("csrf_token").expect("csrf"),
+                ),
                 ("request", &alice_page.value("request").expect("request")),
                 ("decision", "allow"),
             ],

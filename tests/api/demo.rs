@@ -42,7 +42,10 @@ async fn prepare_creates_the_demo_client_and_user_once(backend: Backend) {
         .expect("demo-app exists");
     assert!(client.is_public, "the demo app is a public client");
     let redirects: Vec<&str> = client.redirect_uris.iter().map(|r| r.as_str()).collect();
-    assert_eq!(redirects, [format!("{}/demo/callback", app.issuer).as_str()]);
+    assert_eq!(
+        redirects,
+        [format!("{}/demo/callback", app.issuer).as_str()]
+    );
     // The demo user exists: creating it again conflicts.
     let again = app
         .db
@@ -57,16 +60,29 @@ async fn prepare_creates_the_demo_client_and_user_once(backend: Backend) {
 }
 
 /// Submit a demo page's form posting to `action`, with all its hidden fields.
-async fn submit(app: &DemoApp, b: &crate::browser_helpers::Browser, page: &Page, action: &str) -> Page {
+async fn submit(
+    app: &DemoApp,
+    b: &crate::browser_helpers::Browser,
+    page: &Page,
+    action: &str,
+) -> Page {
     let form = page
         .form(action)
         .unwrap_or_else(|| panic!("a form posting to {action}: {}", page.describe()));
     let fields: Vec<(String, String)> = form
         .inputs()
         .iter()
-        .filter_map(|t| Some((t.attr("name")?.to_string(), t.attr("value").unwrap_or("").to_string())))
+        .filter_map(|t| {
+            Some((
+                t.attr("name")?.to_string(),
+                t.attr("value").unwrap_or("").to_string(),
+            ))
+        })
         .collect();
-    let pairs: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let pairs: Vec<(&str, &str)> = fields
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
     let resp = b.post(&app.at(action), &pairs).await;
     assert_eq!(resp.status, 200, "{action}: {}", resp.describe());
     assert_html_security_headers(&resp);
@@ -101,7 +117,9 @@ async fn demo_walks_through_sign_in_refresh_and_replay(backend: Backend) {
     let login = b.follow(start).await;
     assert_eq!(login.status, 200, "{}", login.describe());
     assert!(login.text().contains("Demo notes app"), "{}", login.text());
-    let consent = b.follow(b.submit_login(&login, "demo", DEMO_PASSWORD).await).await;
+    let consent = b
+        .follow(b.submit_login(&login, "demo", DEMO_PASSWORD).await)
+        .await;
     assert_eq!(consent.status, 200, "{}", consent.describe());
     assert!(consent.text().contains("Demo notes app"));
     let back = b.decide(&consent, "allow", Some("Demo laptop")).await;
@@ -114,7 +132,10 @@ async fn demo_walks_through_sign_in_refresh_and_replay(backend: Backend) {
     assert_eq!(tokens.status, 200, "{}", tokens.describe());
     let text = tokens.text();
     assert!(text.contains("Signed in: the app has its tokens"), "{text}");
-    assert!(text.contains("EdDSA") && text.contains("at+jwt"), "decoded header: {text}");
+    assert!(
+        text.contains("EdDSA") && text.contains("at+jwt"),
+        "decoded header: {text}"
+    );
     assert!(text.contains("\"sid\""), "decoded claims: {text}");
     let first = tokens
         .form("/demo/refresh")
@@ -152,7 +173,11 @@ async fn demo_walks_through_sign_in_refresh_and_replay(backend: Backend) {
     .await;
     // The account page tells the story.
     let account = b.get("/account").await;
-    assert!(account.text().contains("used a second time"), "{}", account.text());
+    assert!(
+        account.text().contains("used a second time"),
+        "{}",
+        account.text()
+    );
 
     // A form without the demo's CSRF token is refused.
     let resp = b

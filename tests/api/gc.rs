@@ -110,7 +110,11 @@ async fn gc_removes_what_has_ended_and_nothing_else(backend: Backend) {
 
     // The idle family ended at t0 + IDLE: kept until t0 + IDLE + RETENTION, gone a second later.
     app.clock.set(t0 + IDLE + RETENTION);
-    assert_eq!(gc(app).await, report(0, 0, 1), "only the late denylist entry");
+    assert_eq!(
+        gc(app).await,
+        report(0, 0, 1),
+        "only the late denylist entry"
+    );
     assert!(family_row(app, &idle).await.is_some());
     app.clock.set(t0 + IDLE + RETENTION + 1);
     assert_eq!(gc(app).await, report(1, 1, 0));
@@ -121,13 +125,21 @@ async fn gc_removes_what_has_ended_and_nothing_else(backend: Backend) {
     // Nothing else was touched: the live family has every generation, and the other tables
     // (audit events are kept for 90 days) are as they were.
     assert_eq!(family(app, &live).await.revoked_at, None);
-    assert_eq!(token_rows(app, &live).await.len(), 6, "every generation of a live family");
+    assert_eq!(
+        token_rows(app, &live).await.len(),
+        6,
+        "every generation of a live family"
+    );
     assert_eq!(count_rows(app, "users").await, users);
     assert_eq!(count_rows(app, "clients").await, clients);
     assert_eq!(count_rows(app, "audit_events").await, audit);
     assert_eq!(count_rows(app, "refresh_families").await, 1);
     assert_eq!(count_rows(app, "revoked_access_tokens").await, 0);
-    assert_eq!(gc(app).await, GcReport::default(), "a second pass finds nothing");
+    assert_eq!(
+        gc(app).await,
+        GcReport::default(),
+        "a second pass finds nothing"
+    );
     fx.rotate(&live_token).await;
 }
 

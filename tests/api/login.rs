@@ -4,9 +4,9 @@
 use reqwest::StatusCode;
 
 use crate::browser_helpers::{
-    APP_REDIRECT, Browser, Front, PASSWORD, app_client, assert_html_security_headers,
-    code_request, create_user, is_signed_in, pkce, refresh, set_disabled, set_password,
-    signed_in_tokens, tokens_in,
+    APP_REDIRECT, Browser, Front, PASSWORD, app_client, assert_html_security_headers, code_request,
+    create_user, is_signed_in, pkce, refresh, set_disabled, set_password, signed_in_tokens,
+    tokens_in,
 };
 use crate::helpers::{Backend, spawn_app, spawn_app_with};
 
@@ -23,6 +23,8 @@ both_backends!(
     logout_with_end_sessions_revokes_the_families_it_started,
     admin_set_password_ends_browser_sessions_and_families,
     disabling_a_user_ends_sessions_and_refuses_sign_in,
+    browser_session_ends_after_twelve_hours,
+    values_from_the_request_are_escaped_on_the_sign_in_page,
 );
 
 const GENERIC: &str = "The username or password is incorrect.";
@@ -41,7 +43,10 @@ async fn sign_in_page_has_the_form_clients_rely_on(backend: Backend) {
     );
     let form = page.form("/login").expect("a form posting to /login");
     assert_eq!(
-        form.tag.attr("method").map(str::to_ascii_lowercase).as_deref(),
+        form.tag
+            .attr("method")
+            .map(str::to_ascii_lowercase)
+            .as_deref(),
         Some("post")
     );
     let input = |name: &str| {
@@ -100,8 +105,16 @@ async fn wrong_password_is_401_with_a_generic_message_and_the_username_kept(back
     assert_eq!(resp.status, StatusCode::UNAUTHORIZED, "{}", resp.describe());
     assert_html_security_headers(&resp);
     assert!(resp.text().contains(GENERIC), "{}", resp.text());
-    assert_eq!(resp.value("username").as_deref(), Some("alice"), "username kept");
-    assert_eq!(resp.value("password").unwrap_or_default(), "", "password not echoed");
+    assert_eq!(
+        resp.value("username").as_deref(),
+        Some("alice"),
+        "username kept"
+    );
+    assert_eq!(
+        resp.value("password").unwrap_or_default(),
+        "",
+        "password not echoed"
+    );
     assert!(!resp.body.contains("not the password"));
     assert_eq!(
         resp.value("return_to").as_deref(),
@@ -109,7 +122,9 @@ async fn wrong_password_is_401_with_a_generic_message_and_the_username_kept(back
         "return_to kept"
     );
     assert!(
-        resp.set_cookies().iter().all(|c| c.name != "lineage_session" || c.is_removal()),
+        resp.set_cookies()
+            .iter()
+            .all(|c| c.name != "lineage_session" || c.is_removal()),
         "no session on failure"
     );
     // The page is usable again: sign in with the right password from it.
@@ -154,7 +169,10 @@ async fn unknown_user_gets_the_same_answer_as_a_wrong_password(backend: Backend)
             .replace(&resp.value("csrf_token").unwrap_or_default(), "CSRF");
         answers.push(normalised);
     }
-    assert_eq!(answers[0], answers[1], "no user enumeration through the page");
+    assert_eq!(
+        answers[0], answers[1],
+        "no user enumeration through the page"
+    );
 }
 
 async fn sign_in_without_a_valid_csrf_token_is_refused(backend: Backend) {
@@ -169,7 +187,10 @@ async fn sign_in_without_a_valid_csrf_token_is_refused(backend: Backend) {
 
     let attempts: Vec<(&str, Option<String>)> = vec![
         ("missing", None),
-        ("wrong", Some("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA".into())),
+        (
+            "wrong",
+            Some("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA".into()),
+        ),
         ("garbage", Some("not base64 !!".into())),
     ];
     for (what, token) in attempts {
@@ -183,7 +204,10 @@ async fn sign_in_without_a_valid_csrf_token_is_refused(backend: Backend) {
             "{what} CSRF token: {}",
             resp.describe()
         );
-        assert!(!is_signed_in(&b).await, "{what} CSRF token signed the browser in");
+        assert!(
+            !is_signed_in(&b).await,
+            "{what} CSRF token signed the browser in"
+        );
     }
 
     // A token from another browser does not fit this browser's pre-session cookie.
@@ -221,6 +245,8 @@ async fn return_to_accepts_only_local_paths(backend: Backend) {
         ("javascript:alert(1)", "/account"),
         ("evil", "/account"),
         ("", "/account"),
+        ("/account\r\nSet-Cookie: evil=1", "/account"),
+        ("/%2F%2Fevil.example", "/%2F%2Fevil.example"),
         ("/account?x=1", "/account?x=1"),
         ("/authorize?client_id=c", "/authorize?client_id=c"),
     ] {
@@ -248,7 +274,11 @@ async fn return_to_accepts_only_local_paths(backend: Backend) {
             )
             .await;
         assert_eq!(resp.status, StatusCode::SEE_OTHER, "{}", resp.describe());
-        assert_eq!(resp.location(), Some(expected), "after sign-in for {asked:?}");
+        assert_eq!(
+            resp.location(),
+            Some(expected),
+            "after sign-in for {asked:?}"
+        );
         // A signed-in browser visiting /login is sent on, by the same rule.
         let again = b.get(&format!("/login?{query}")).await;
         assert_eq!(again.status, StatusCode::SEE_OTHER);
@@ -266,10 +296,17 @@ async fn session_cookie_is_httponly_and_samesite_lax(backend: Backend) {
     let session = resp
         .set_cookie("lineage_session")
         .unwrap_or_else(|| panic!("session cookie: {:?}", resp.set_cookies()));
-    assert!(session.value.len() >= 32, "a long random id: {}", session.raw);
+    assert!(
+        session.value.len() >= 32,
+        "a long random id: {}",
+        session.raw
+    );
     assert!(session.has("httponly"), "{}", session.raw);
     assert_eq!(
-        session.attr("samesite").map(str::to_ascii_lowercase).as_deref(),
+        session
+            .attr("samesite")
+            .map(str::to_ascii_lowercase)
+            .as_deref(),
         Some("lax"),
         "{}",
         session.raw
@@ -285,7 +322,10 @@ async fn session_cookie_is_httponly_and_samesite_lax(backend: Backend) {
     let copy = app.browser();
     copy.set_cookie("lineage_session", &session.value);
     assert!(is_signed_in(&copy).await, "the cookie value is the session");
-    copy.set_cookie("lineage_session", "forged-session-value-forged-session-value");
+    copy.set_cookie(
+        "lineage_session",
+        "forged-session-value-forged-session-value",
+    );
     assert!(!is_signed_in(&copy).await);
 }
 
@@ -311,7 +351,10 @@ async fn https_issuer_uses_host_prefixed_secure_cookies(backend: Backend) {
     assert!(session.has("secure"), "{}", session.raw);
     assert!(session.has("httponly"), "{}", session.raw);
     assert_eq!(
-        session.attr("samesite").map(str::to_ascii_lowercase).as_deref(),
+        session
+            .attr("samesite")
+            .map(str::to_ascii_lowercase)
+            .as_deref(),
         Some("lax")
     );
     // __Host- requires Path=/ and no Domain.
@@ -362,8 +405,12 @@ async fn logout_ends_the_browser_session(backend: Backend) {
     b.sign_in("alice", PASSWORD).await;
     let value = b.cookie("lineage_session").expect("session");
     let account = b.get("/account").await;
-    let logout_form = account.form("/logout").expect("a sign-out form on /account");
-    let csrf = logout_form.value("csrf_token").expect("csrf in the sign-out form");
+    let logout_form = account
+        .form("/logout")
+        .expect("a sign-out form on /account");
+    let csrf = logout_form
+        .value("csrf_token")
+        .expect("csrf in the sign-out form");
 
     // Without the CSRF token nothing happens.
     let resp = b.post("/logout", &[]).await;
@@ -403,7 +450,11 @@ async fn logout_with_end_sessions_revokes_the_families_it_started(backend: Backe
     let resp = b.post("/logout", &[("csrf_token", &csrf)]).await;
     assert_eq!(resp.status, StatusCode::SEE_OTHER);
     let resp = refresh(&app, &client.id, &other.refresh_token).await;
-    assert_eq!(resp.status(), 200, "sign-out without end_sessions keeps apps signed in");
+    assert_eq!(
+        resp.status(),
+        200,
+        "sign-out without end_sessions keeps apps signed in"
+    );
 
     // A sign-out of A with end_sessions=on ends both families A started.
     let csrf = a.account_csrf().await;
@@ -435,7 +486,10 @@ async fn admin_set_password_ends_browser_sessions_and_families(backend: Backend)
     bob.sign_in("bob", PASSWORD).await;
 
     set_password(&app, "alice", "a brand new password").await;
-    assert!(!is_signed_in(&alice).await, "set-password ends browser sessions");
+    assert!(
+        !is_signed_in(&alice).await,
+        "set-password ends browser sessions"
+    );
     crate::browser_helpers::expect_invalid_grant(
         refresh(&app, &client.id, &tokens.refresh_token).await,
         "set-password ends refresh families",
@@ -456,8 +510,14 @@ async fn admin_set_password_ends_browser_sessions_and_families(backend: Backend)
             ],
         )
         .await;
-    assert_eq!(resp.status, StatusCode::UNAUTHORIZED, "the old password no longer works");
-    again.submit_login(&resp, "alice", "a brand new password").await;
+    assert_eq!(
+        resp.status,
+        StatusCode::UNAUTHORIZED,
+        "the old password no longer works"
+    );
+    again
+        .submit_login(&resp, "alice", "a brand new password")
+        .await;
     assert!(is_signed_in(&again).await);
 }
 
@@ -486,8 +546,14 @@ async fn disabling_a_user_ends_sessions_and_refuses_sign_in(backend: Backend) {
     )
     .await;
     crate::browser_helpers::expect_invalid_grant(
-        crate::browser_helpers::exchange(&app, &client.id, &pending, APP_REDIRECT, Some(&p.verifier))
-            .await,
+        crate::browser_helpers::exchange(
+            &app,
+            &client.id,
+            &pending,
+            APP_REDIRECT,
+            Some(&p.verifier),
+        )
+        .await,
         "a disabled user's code",
     )
     .await;
@@ -509,5 +575,59 @@ async fn disabling_a_user_ends_sessions_and_refuses_sign_in(backend: Backend) {
 
     set_disabled(&app, "alice", false).await;
     b.sign_in("alice", PASSWORD).await;
-    assert!(is_signed_in(&b).await, "enabled again, the user can sign in");
+    assert!(
+        is_signed_in(&b).await,
+        "enabled again, the user can sign in"
+    );
+}
+
+async fn browser_session_ends_after_twelve_hours(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    create_user(&app, "alice").await;
+    let b = app.browser();
+    let resp = b.sign_in("alice", PASSWORD).await;
+    let cookie = resp.set_cookie("lineage_session").expect("session cookie");
+    assert_eq!(cookie.attr("max-age"), Some("43200"), "{}", cookie.raw);
+    app.clock.advance(12 * 3600 - 10);
+    assert!(is_signed_in(&b).await);
+    app.clock.advance(11);
+    assert!(!is_signed_in(&b).await, "the session ended server-side too");
+}
+
+async fn values_from_the_request_are_escaped_on_the_sign_in_page(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let b = app.browser();
+    let evil = "/x\"><script>alert(1)</script>";
+    let query = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("return_to", evil)
+        .finish();
+    let page = b.get(&format!("/login?{query}")).await;
+    assert_eq!(page.status, 200);
+    assert!(!page.body.contains("<script>"), "{}", page.body);
+    assert_eq!(
+        page.value("return_to").as_deref(),
+        Some(evil),
+        "kept, escaped"
+    );
+    let resp = b
+        .post(
+            "/login",
+            &[
+                ("csrf_token", &page.value("csrf_token").expect("csrf")),
+                ("return_to", "/account"),
+                ("username", "<img src=x onerror=alert(1)>"),
+                ("password", "whatever"),
+            ],
+        )
+        .await;
+    assert_eq!(resp.status, StatusCode::UNAUTHORIZED);
+    assert!(!resp.body.contains("<img src=x"), "{}", resp.body);
+    assert_eq!(
+        resp.value("username").as_deref(),
+        Some("<img src=x onerror=alert(1)>")
+    );
 }

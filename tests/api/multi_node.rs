@@ -66,8 +66,6 @@ async fn nodes_starting_together_agree_on_one_key() {
 
 /// The same on an empty database: the nodes also race to apply the migrations.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "src bug: concurrent start-up on an empty PostgreSQL database races in \
-            run_pending_migrations (duplicate key in pg_type_typname_nsp_index); see the test report"]
 async fn nodes_starting_together_on_an_empty_database_migrate_once() {
     let Some(database) = TestDatabase::create(Backend::Postgres) else {
         return;

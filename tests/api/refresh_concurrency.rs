@@ -25,10 +25,8 @@ both_backends!(
 async fn stampede(nodes: &[&TestApp], client: &TestClient, token: &str) -> Vec<(u16, Value)> {
     let barrier = Arc::new(Barrier::new(TASKS));
     let auth = basic_auth(&client.id, &client.secret);
-    let body = crate::helpers::form_body(&[
-        ("grant_type", "refresh_token"),
-        ("refresh_token", token),
-    ]);
+    let body =
+        crate::helpers::form_body(&[("grant_type", "refresh_token"), ("refresh_token", token)]);
     let mut handles = Vec::new();
     for i in 0..TASKS {
         let url = nodes[i % nodes.len()].url("/token");
@@ -67,11 +65,20 @@ async fn assert_one_successor_for_all(
             *status, 200,
             "within the grace every concurrent use is a retry: {body}"
         );
-        successors.insert(body["refresh_token"].as_str().expect("refresh_token").to_string());
+        successors.insert(
+            body["refresh_token"]
+                .as_str()
+                .expect("refresh_token")
+                .to_string(),
+        );
     }
     assert_eq!(successors.len(), 1, "one successor for all: {successors:?}");
     assert_eq!(unused_count(app, family_id).await, 1, "one live token");
-    assert_eq!(token_rows(app, family_id).await.len(), 2, "exactly one successor row");
+    assert_eq!(
+        token_rows(app, family_id).await.len(),
+        2,
+        "exactly one successor row"
+    );
     let row = family(app, family_id).await;
     assert_eq!(row.revoked_at, None);
     assert_eq!(row.rotation_count, 1);
@@ -88,8 +95,16 @@ async fn assert_exactly_one_winner(app: &TestApp, family_id: &str, results: &[(u
         assert_eq!(*status, 400, "{body}");
         assert_eq!(body["error"], "invalid_grant", "{body}");
     }
-    assert_eq!(unused_count(app, family_id).await, 1, "one successor, never used");
-    assert_eq!(token_rows(app, family_id).await.len(), 2, "exactly one successor row");
+    assert_eq!(
+        unused_count(app, family_id).await,
+        1,
+        "one successor, never used"
+    );
+    assert_eq!(
+        token_rows(app, family_id).await.len(),
+        2,
+        "exactly one successor row"
+    );
     let row = family(app, family_id).await;
     assert_eq!(row.rotation_count, 1);
     assert_eq!(row.revoked_reason.as_deref(), Some("reuse_detected"));

@@ -209,7 +209,10 @@ pub async fn parse_refreshed(app: &TestApp, resp: reqwest::Response) -> Refreshe
     assert_eq!(status, 200, "refresh failed: {body}");
     assert_eq!(cache, "no-store");
     assert_eq!(body["token_type"], "Bearer", "{body}");
-    let access_token = body["access_token"].as_str().expect("access_token").to_string();
+    let access_token = body["access_token"]
+        .as_str()
+        .expect("access_token")
+        .to_string();
     let refresh_token = body["refresh_token"]
         .as_str()
         .expect("a refresh grant returns the successor refresh token")
@@ -457,6 +460,10 @@ pub fn assert_cli_ok(out: &Output) {
 pub fn cli_json(app: &TestApp, dir: &CliDir, args: &[&str]) -> Value {
     let out = lineage_cli(app, dir, args);
     assert_cli_ok(&out);
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}): {}", cli_stdout(&out)))
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not one JSON document ({e}): {}",
+            cli_stdout(&out)
+        )
+    })
 }

@@ -23,7 +23,10 @@ async fn chain(fx: &Fixture) -> (String, Vec<String>) {
     let (family_id, first) = fx.start().await;
     let mut tokens = vec![first];
     for _ in 0..CHAIN {
-        let next = fx.rotate(tokens.last().expect("a token")).await.refresh_token;
+        let next = fx
+            .rotate(tokens.last().expect("a token"))
+            .await
+            .refresh_token;
         tokens.push(next);
     }
     (family_id, tokens)
@@ -78,7 +81,11 @@ async fn reuse_of_every_earlier_generation_revokes_the_family(backend: Backend) 
             .into_iter()
             .filter(|e| e.family_id.as_deref() == Some(family_id.as_str()))
             .collect();
-        assert_eq!(events.len(), 1, "one audit event for generation {generation}");
+        assert_eq!(
+            events.len(),
+            1,
+            "one audit event for generation {generation}"
+        );
         let e = &events[0];
         assert_eq!(e.user_id.as_deref(), Some(fx.user.id.as_str()));
         assert_eq!(e.client_id.as_deref(), Some(fx.client.id.as_str()));
@@ -92,7 +99,10 @@ async fn reuse_of_every_earlier_generation_revokes_the_family(backend: Backend) 
         let resp = fx.refresh(newest).await;
         assert_oauth_error(resp, 400, "invalid_grant").await;
         assert_eq!(unused_count(&fx.app, &family_id).await, 1);
-        assert_eq!(family(&fx.app, &family_id).await.rotation_count, CHAIN as i64);
+        assert_eq!(
+            family(&fx.app, &family_id).await.rotation_count,
+            CHAIN as i64
+        );
     }
 }
 
@@ -113,7 +123,10 @@ async fn after_reuse_every_token_of_the_family_fails(backend: Backend) {
     }
     let newest = tokens.last().expect("newest").clone();
     assert_eq!(introspect(&fx.app, &rs, &access[19]).await["active"], true);
-    assert_eq!(introspect(&fx.app, &fx.client, &newest).await["active"], true);
+    assert_eq!(
+        introspect(&fx.app, &fx.client, &newest).await["active"],
+        true
+    );
 
     // One reuse of the very first token...
     let resp = fx.refresh(&tokens[0]).await;
@@ -131,11 +144,23 @@ async fn after_reuse_every_token_of_the_family_fails(backend: Backend) {
             Some("reuse_detected"),
             "token {i}"
         );
-        assert_eq!(row.revoked_at, Some(revoked_at), "revoked once, at the reuse");
+        assert_eq!(
+            row.revoked_at,
+            Some(revoked_at),
+            "revoked once, at the reuse"
+        );
     }
-    assert_eq!(token_rows(&fx.app, &family_id).await.len(), 21, "no new token");
+    assert_eq!(
+        token_rows(&fx.app, &family_id).await.len(),
+        21,
+        "no new token"
+    );
     let events = audit_events_of_kind(&fx.app, "refresh_token_reuse").await;
-    assert_eq!(events.len(), 1, "the first reuse revokes; the rest find it revoked");
+    assert_eq!(
+        events.len(),
+        1,
+        "the first reuse revokes; the rest find it revoked"
+    );
 
     // Introspection and the revocation feed agree.
     for t in [&newest, &tokens[0]] {
@@ -196,7 +221,12 @@ async fn retry_within_grace_returns_the_same_successor(backend: Backend) {
     assert_eq!(row.revoked_reason.as_deref(), Some("reuse_detected"));
     let resp = fx.refresh(&first.refresh_token).await;
     assert_oauth_error(resp, 400, "invalid_grant").await;
-    assert_eq!(audit_events_of_kind(&fx.app, "refresh_token_reuse").await.len(), 1);
+    assert_eq!(
+        audit_events_of_kind(&fx.app, "refresh_token_reuse")
+            .await
+            .len(),
+        1
+    );
 }
 
 async fn retry_after_the_successor_was_used_is_reuse(backend: Backend) {

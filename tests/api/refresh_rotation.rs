@@ -16,6 +16,7 @@ both_backends!(
     public_client_refreshes_with_client_id_only,
     token_of_another_client_is_invalid_grant_and_not_consumed,
     malformed_and_unknown_tokens_are_invalid_grant,
+    a_client_without_the_refresh_grant_is_unauthorized,
 );
 
 async fn rotation_chain_of_fifty(backend: Backend) {
@@ -239,4 +240,17 @@ async fn malformed_and_unknown_tokens_are_invalid_grant(backend: Backend) {
         .token_basic(&fx.client, &[("grant_type", "refresh_token")])
         .await;
     assert_oauth_error(resp, 400, "invalid_request").await;
+}
+
+async fn a_client_without_the_refresh_grant_is_unauthorized(backend: Backend) {
+    let Some(fx) = Fixture::new(backend, |_| {}).await else {
+        return;
+    };
+    // A client_credentials-only client holding a family (e.g. its grants were narrowed later).
+    let service = fx.app.create_client(FAMILY_SCOPE).await;
+    let (family_id, token) = start_family(&fx.app, &fx.user.id, &service.id, "read").await;
+    let resp = refresh(&fx.app, &service, &token, None).await;
+    assert_oauth_error(resp, 400, "unauthorized_client").await;
+    assert_eq!(unused_count(&fx.app, &family_id).await, 1, "nothing spent");
+    assert_eq!(family(&fx.app, &family_id).await.revoked_at, None);
 }

@@ -9,8 +9,7 @@ use lineage::domain::Password;
 use crate::helpers::{Backend, TestApp, assert_oauth_error};
 use crate::refresh_helpers::{
     FAMILY_SCOPE, Fixture, assert_inactive, create_user, family, feed, feed_sids, feed_subs,
-    introspect, refresh, refresh_client, refresh_ok, resource_server, start_family,
-    unused_count,
+    introspect, refresh, refresh_client, refresh_ok, resource_server, start_family, unused_count,
 };
 
 both_backends!(
@@ -50,13 +49,22 @@ async fn disabling_a_user_ends_their_families_and_tokens(backend: Backend) {
     set_disabled(app, &fx.user.username, true).await;
     let disabled_at = app.now();
 
-    for (client, token) in [(&fx.client, &a.refresh_token), (&second_client, &b.refresh_token)] {
+    for (client, token) in [
+        (&fx.client, &a.refresh_token),
+        (&second_client, &b.refresh_token),
+    ] {
         let resp = refresh(app, client, token, None).await;
         assert_oauth_error(resp, 400, "invalid_grant").await;
-        assert_inactive(&introspect(app, client, token).await, "a disabled user's refresh token");
+        assert_inactive(
+            &introspect(app, client, token).await,
+            "a disabled user's refresh token",
+        );
     }
     for at in [&a.access_token, &b.access_token] {
-        assert_inactive(&introspect(app, &rs, at).await, "a disabled user's access token");
+        assert_inactive(
+            &introspect(app, &rs, at).await,
+            "a disabled user's access token",
+        );
     }
     for id in [&id_a, &id_b] {
         let row = family(app, id).await;
@@ -111,7 +119,10 @@ async fn a_disabled_user_cannot_refresh_even_a_live_family(backend: Backend) {
             .contains("disabled"),
         "{body}"
     );
-    assert_inactive(&introspect(app, &rs, &r.access_token).await, "a disabled user's access token");
+    assert_inactive(
+        &introspect(app, &rs, &r.access_token).await,
+        "a disabled user's access token",
+    );
     assert_inactive(
         &introspect(app, &fx.client, &r.refresh_token).await,
         "a disabled user's refresh token",
@@ -160,7 +171,10 @@ async fn password_change_revokes_every_family_and_publishes_not_before(backend: 
         let resp = fx.refresh(token).await;
         assert_oauth_error(resp, 400, "invalid_grant").await;
     }
-    assert_inactive(&introspect(app, &rs, &r1.access_token).await, "after a password change");
+    assert_inactive(
+        &introspect(app, &rs, &r1.access_token).await,
+        "after a password change",
+    );
 
     let (_, _, body) = feed(app, None, None).await;
     let body = body.expect("feed body");
@@ -187,7 +201,10 @@ async fn password_change_revokes_every_family_and_publishes_not_before(backend: 
 
     // Bob is untouched.
     assert_eq!(family(app, &id_bob).await.revoked_at, None);
-    assert_eq!(introspect(app, &rs, &bob_r.access_token).await["active"], true);
+    assert_eq!(
+        introspect(app, &rs, &bob_r.access_token).await["active"],
+        true
+    );
     fx.rotate(&bob_r.refresh_token).await;
 
     // A sign-in after the change starts a family whose tokens are good.
@@ -213,7 +230,10 @@ async fn deleting_the_client_ends_its_families(backend: Backend) {
     assert_eq!(row.revoked_reason.as_deref(), Some("client_deleted"));
     let resp = refresh(app, &doomed, &r.refresh_token, None).await;
     assert_oauth_error(resp, 401, "invalid_client").await;
-    assert_inactive(&introspect(app, &rs, &r.access_token).await, "a deleted client's token");
+    assert_inactive(
+        &introspect(app, &rs, &r.access_token).await,
+        "a deleted client's token",
+    );
     let (_, _, body) = feed(app, None, None).await;
     assert_eq!(feed_sids(&body.expect("feed body")), vec![id]);
 

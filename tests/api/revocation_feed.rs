@@ -62,7 +62,10 @@ async fn feed_lists_revoked_families_and_user_not_before(backend: Backend) {
             "now": app.now(),
         })
     );
-    assert!(!feed_sids(&body).contains(&live), "live families are not listed");
+    assert!(
+        !feed_sids(&body).contains(&live),
+        "live families are not listed"
+    );
 }
 
 async fn since_selects_newer_entries(backend: Backend) {
@@ -133,7 +136,10 @@ async fn etag_makes_an_unchanged_poll_a_304(backend: Backend) {
         .and_then(|v| v.to_str().ok())
         .expect("ETag")
         .to_string();
-    assert!(etag.starts_with('"') && etag.ends_with('"'), "a strong ETag: {etag}");
+    assert!(
+        etag.starts_with('"') && etag.ends_with('"'),
+        "a strong ETag: {etag}"
+    );
 
     // Nothing new — even a few seconds later — is a bodiless 304 carrying the same ETag.
     for _ in 0..2 {
@@ -182,14 +188,26 @@ async fn entries_are_dropped_after_the_access_token_lifetime_plus_60s(backend: B
 
     app.clock.set(t + keep);
     let body = get_ok(app, None).await;
-    assert_eq!(feed_sids(&body), vec![old.clone(), newer.clone()], "still kept at the edge");
+    assert_eq!(
+        feed_sids(&body),
+        vec![old.clone(), newer.clone()],
+        "still kept at the edge"
+    );
     assert_eq!(feed_subs(&body), vec![bob.id.clone()]);
 
     app.clock.set(t + keep + 1);
     for since in [None, Some("0"), Some(t.to_string().as_str())] {
         let body = get_ok(app, since).await;
-        assert_eq!(feed_sids(&body), vec![newer.clone()], "since {since:?}: dropped");
-        assert_eq!(feed_subs(&body), Vec::<String>::new(), "since {since:?}: dropped");
+        assert_eq!(
+            feed_sids(&body),
+            vec![newer.clone()],
+            "since {since:?}: dropped"
+        );
+        assert_eq!(
+            feed_subs(&body),
+            Vec::<String>::new(),
+            "since {since:?}: dropped"
+        );
     }
 
     app.clock.set(t + 100 + keep + 1);

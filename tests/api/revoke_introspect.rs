@@ -34,7 +34,11 @@ async fn revoking_a_refresh_token_ends_its_family(backend: Backend) {
         revoke(&fx.app, &fx.client, &r.refresh_token, hint).await;
 
         let row = family(&fx.app, &id).await;
-        assert_eq!(row.revoked_reason.as_deref(), Some("revoked_by_client"), "hint {hint:?}");
+        assert_eq!(
+            row.revoked_reason.as_deref(),
+            Some("revoked_by_client"),
+            "hint {hint:?}"
+        );
         assert_eq!(row.revoked_at, Some(fx.app.now()));
         let resp = fx.refresh(&r.refresh_token).await;
         assert_oauth_error(resp, 400, "invalid_grant").await;
@@ -55,7 +59,11 @@ async fn revoking_a_refresh_token_ends_its_family(backend: Backend) {
         assert_eq!(events[0].client_id.as_deref(), Some(fx.client.id.as_str()));
         assert_eq!(events[0].ip.as_deref(), Some("127.0.0.1"));
         // Revoking a refresh token is not reuse.
-        assert!(audit_events_of_kind(&fx.app, "refresh_token_reuse").await.is_empty());
+        assert!(
+            audit_events_of_kind(&fx.app, "refresh_token_reuse")
+                .await
+                .is_empty()
+        );
     }
 }
 
@@ -83,15 +91,28 @@ async fn revoking_an_access_token_denylists_its_jti(backend: Backend) {
     let (id, t0) = fx.start().await;
     let first = fx.rotate(&t0).await;
     let second = fx.rotate(&first.refresh_token).await;
-    assert_eq!(introspect(&fx.app, &rs, &first.access_token).await["active"], true);
+    assert_eq!(
+        introspect(&fx.app, &rs, &first.access_token).await["active"],
+        true
+    );
 
-    revoke(&fx.app, &fx.client, &first.access_token, Some("access_token")).await;
+    revoke(
+        &fx.app,
+        &fx.client,
+        &first.access_token,
+        Some("access_token"),
+    )
+    .await;
     let jti = first.claims["jti"].as_str().expect("jti");
     let (revoked_at, expires_at) = denylist_entry(&fx.app, jti)
         .await
         .expect("the jti is on the denylist");
     assert_eq!(revoked_at, fx.app.now());
-    assert_eq!(expires_at, first.claims["exp"].as_i64().expect("exp"), "kept until exp");
+    assert_eq!(
+        expires_at,
+        first.claims["exp"].as_i64().expect("exp"),
+        "kept until exp"
+    );
 
     assert_inactive(
         &introspect(&fx.app, &rs, &first.access_token).await,
@@ -99,7 +120,10 @@ async fn revoking_an_access_token_denylists_its_jti(backend: Backend) {
     );
     // Only that token: its family and the family's other access tokens live on.
     assert_eq!(family(&fx.app, &id).await.revoked_at, None);
-    assert_eq!(introspect(&fx.app, &rs, &second.access_token).await["active"], true);
+    assert_eq!(
+        introspect(&fx.app, &rs, &second.access_token).await["active"],
+        true
+    );
     let third = fx.rotate(&second.refresh_token).await;
 
     // The hint is a hint: an access token revoked with hint=refresh_token (or none) is found too.
@@ -156,7 +180,12 @@ async fn unknown_and_repeated_revocations_answer_200(backend: Backend) {
     let app = &fx.app;
     let unknown = uuid::Uuid::new_v4().to_string();
     for token in [unknown.as_str(), "garbage", "a.b.c"] {
-        for hint in [None, Some("refresh_token"), Some("access_token"), Some("bogus")] {
+        for hint in [
+            None,
+            Some("refresh_token"),
+            Some("access_token"),
+            Some("bogus"),
+        ] {
             revoke(app, &fx.client, token, hint).await;
         }
     }
@@ -165,7 +194,11 @@ async fn unknown_and_repeated_revocations_answer_200(backend: Backend) {
     let revoked_at = family(app, &id).await.revoked_at;
     app.clock.advance(5);
     revoke(app, &fx.client, &t0, None).await;
-    assert_eq!(family(app, &id).await.revoked_at, revoked_at, "revoked once");
+    assert_eq!(
+        family(app, &id).await.revoked_at,
+        revoked_at,
+        "revoked once"
+    );
     assert_eq!(audit_events_of_kind(app, "family_revoked").await.len(), 1);
 
     // Client authentication is still required, and `token` too.
@@ -207,13 +240,25 @@ async fn introspecting_a_refresh_token(backend: Backend) {
     assert_eq!(v["exp"], row.idle_expires_at.min(row.absolute_expires_at));
 
     // A used generation is not the current token.
-    assert_inactive(&introspect(app, &fx.client, &t0).await, "a used refresh token");
+    assert_inactive(
+        &introspect(app, &fx.client, &t0).await,
+        "a used refresh token",
+    );
     // Another client — a resource server or another app — learns nothing about it.
-    assert_inactive(&introspect(app, &rs, &r.refresh_token).await, "another client's");
-    assert_inactive(&introspect(app, &other, &r.refresh_token).await, "another client's");
+    assert_inactive(
+        &introspect(app, &rs, &r.refresh_token).await,
+        "another client's",
+    );
+    assert_inactive(
+        &introspect(app, &other, &r.refresh_token).await,
+        "another client's",
+    );
     // Unknown tokens.
     let unknown = uuid::Uuid::new_v4().to_string();
-    assert_inactive(&introspect(app, &fx.client, &unknown).await, "an unknown token");
+    assert_inactive(
+        &introspect(app, &fx.client, &unknown).await,
+        "an unknown token",
+    );
     assert_inactive(&introspect(app, &fx.client, "nonsense").await, "nonsense");
     // Introspection spends nothing: the token still rotates.
     fx.rotate(&r.refresh_token).await;
@@ -259,7 +304,10 @@ async fn introspecting_an_access_token(backend: Backend) {
     app.clock.set(exp - 1);
     assert_eq!(introspect(app, &rs, &r.access_token).await["active"], true);
     app.clock.set(exp);
-    assert_inactive(&introspect(app, &rs, &r.access_token).await, "an expired access token");
+    assert_inactive(
+        &introspect(app, &rs, &r.access_token).await,
+        "an expired access token",
+    );
 }
 
 async fn introspection_needs_a_confidential_client(backend: Backend) {
@@ -283,4 +331,56 @@ async fn introspection_needs_a_confidential_client(backend: Backend) {
         .await
         .expect("POST /introspect");
     assert_oauth_error(resp, 401, "invalid_client").await;
+}
+
+/// Two nodes on one PostgreSQL: node A has adopted a newly rotated signing key, node B has not
+/// re-read its keys yet (it started later, so its reload is still due). An access token signed by
+/// the new key and revoked through node B must still end up on the denylist, as introspection on
+/// node B already handles that case by re-reading the keys for an unknown `kid`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoking_on_a_node_that_has_not_loaded_the_new_key_yet() {
+    use std::sync::Arc;
+
+    use lineage::clock::ManualClock;
+    use lineage::state::KEY_RELOAD_SECONDS;
+
+    use crate::helpers::{TestDatabase, jwt_kid, spawn_app_on};
+    use crate::refresh_helpers::{create_user, refresh_ok};
+
+    let Some(database) = TestDatabase::create(Backend::Postgres) else {
+        return;
+    };
+    let database = Arc::new(database);
+    let clock = ManualClock::starting_now();
+    // Nodes of one deployment share the public issuer URL.
+    let issuer = |s: &mut lineage::configuration::Settings| {
+        s.issuer = Some("http://auth.lineage.test".into())
+    };
+    let a = spawn_app_on(Arc::clone(&database), clock.clone(), issuer).await;
+    clock.advance(KEY_RELOAD_SECONDS - 10);
+    let b = spawn_app_on(database, clock.clone(), issuer).await; // B loads its keys now
+    let user = create_user(&a, "alice").await;
+    let client = refresh_client(&a, FAMILY_SCOPE).await;
+    let rs = resource_server(&a).await;
+    let (_, t0) = start_family(&a, &user.id, &client.id, FAMILY_SCOPE).await;
+
+    let new_kid = a.rotate_keys(0).await;
+    clock.advance(10); // A's reload is due, B's is not
+    let r = refresh_ok(&a, &client, &t0).await;
+    assert_eq!(
+        jwt_kid(&r.access_token),
+        new_kid,
+        "node A signs with the new key"
+    );
+
+    revoke(&b, &client, &r.access_token, Some("access_token")).await;
+    let jti = r.claims["jti"].as_str().expect("jti");
+    assert!(
+        denylist_entry(&a, jti).await.is_some(),
+        "the access token revoked through node B is on the denylist"
+    );
+    assert_inactive(
+        &introspect(&a, &rs, &r.access_token).await,
+        "a revoked access token",
+    );
 }

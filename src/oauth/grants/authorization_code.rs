@@ -10,7 +10,7 @@ use super::super::pkce;
 use super::super::token::{TokenResponse, issue_access_token};
 use crate::clients::Client;
 use crate::db::models::audit_events::{self, AuditEventRow};
-use crate::db::models::{auth_codes, users};
+use crate::db::models::{auth_codes, browser_sessions, users};
 use crate::db::{DbConnection, StoreError};
 use crate::domain::Scope;
 use crate::state::AppState;
@@ -144,6 +144,15 @@ fn exchange(
             Some(u) if !u.disabled => u,
             _ => return Ok(Exchange::Rejected("the user is no longer active".into())),
         };
+        // The browser session that approved the code must still exist: signing out (everywhere,
+        // or by a password change) also ends codes it approved that were not yet redeemed.
+        if let Some(session) = &row.session_hash
+            && browser_sessions::find(c, session)?.is_none()
+        {
+            return Ok(Exchange::Rejected(
+                "the sign-in that approved this code has ended".into(),
+            ));
+        }
         let scope = Scope::parse(&row.scope).unwrap_or_default();
         let (family, token) = refresh::start_family(
             c,

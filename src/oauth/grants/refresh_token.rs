@@ -53,7 +53,13 @@ pub async fn grant(
         &rotated.scope,
         Some(rotated.family.id.clone()),
         user_claims(&rotated.user),
-        Some(rotated.family.absolute_expires_at),
+        // Never beyond the family's end: its idle expiry (which is never past the absolute one).
+        Some(
+            rotated
+                .family
+                .idle_expires_at
+                .min(rotated.family.absolute_expires_at),
+        ),
     )
     .await?;
     Ok(TokenResponse {

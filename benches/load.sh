@@ -44,7 +44,7 @@ export REFRESH_SEED_CMD="'$BIN' token mint --user bench --client bench-client --
 
 "$BIN" serve > "$WORK/server.log" 2>&1 &
 SERVER=$!
-trap 'kill $SERVER 2>/dev/null; wait $SERVER 2>/dev/null; rm -rf "$WORK"' EXIT
+trap 'kill $SERVER 2>/dev/null; wait $SERVER 2>/dev/null; cat "$WORK/server.log" | tail -5 >&2; rm -rf "$WORK"' EXIT
 for _ in $(seq 1 50); do curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null && break; sleep 0.2; done
 
 echo "# backend=$BACKEND database=$LINEAGE_DATABASE_URL workers=$(nproc) $(date -u +%FT%TZ)"

@@ -95,7 +95,7 @@ impl Application {
             db,
             clock,
         });
-        if let Err(e) = state.db.start_background_checkpoints() {
+        if let Err(e) = state.db.start_background_checkpoints().await {
             tracing::warn!(error = %e, "could not start background WAL checkpoints; SQLite will checkpoint inside commits");
         }
         if settings.gc_interval > 0 {

@@ -2,6 +2,7 @@
 
 pub mod models;
 pub mod schema;
+mod writer;
 
 use std::fmt;
 use std::time::Duration;
@@ -241,9 +242,8 @@ impl StoreError {
 #[derive(Clone)]
 pub struct Database {
     pool: DbPool,
-    /// SQLite allows one writer at a time and makes contending connections back off by sleeping;
-    /// so writes queue for this single connection instead. PostgreSQL writes use `pool`.
-    writer: Option<DbPool>,
+    /// SQLite: writes queue for one writer thread (see `writer.rs`). PostgreSQL writes use `pool`.
+    writer: Option<writer::Writer>,
     url: DatabaseUrl,
     /// Background helpers hold a weak reference and stop when every handle is gone.
     alive: std::sync::Arc<()>,
@@ -261,13 +261,13 @@ impl Database {
     pub fn open(url: &DatabaseUrl, options: &PoolOptions) -> anyhow::Result<Self> {
         let pool = connect(url, options)?;
         let writer = if url.is_sqlite() {
-            Some(connect(
+            Some(writer::Writer::start(connect(
                 url,
                 &PoolOptions {
                     max_size: 1,
                     ..options.clone()
                 },
-            )?)
+            )?)?)
         } else {
             None
         };
@@ -282,13 +282,13 @@ impl Database {
     /// For a long-running SQLite server: turn off checkpoints inside commits (each one stalls the
     /// writer for milliseconds) and checkpoint from a background thread instead. The thread ends
     /// when the last handle to this database is dropped.
-    pub fn start_background_checkpoints(&self) -> anyhow::Result<()> {
+    pub async fn start_background_checkpoints(&self) -> anyhow::Result<()> {
         let Some(writer) = &self.writer else {
             return Ok(());
         };
         writer
-            .get()?
-            .batch_execute("PRAGMA wal_autocheckpoint = 0")?;
+            .run(|c| Ok(c.batch_execute("PRAGMA wal_autocheckpoint = 0")?))
+            .await?;
         let checkpointer = connect(
             &self.url,
             &PoolOptions {
@@ -347,28 +347,25 @@ impl Database {
         f(&mut conn)
     }
 
-    /// Like `run`, for work that writes (goes through the single SQLite writer).
+    /// Like `run`, for work that writes (on SQLite it goes through the single writer).
     pub async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         F: FnOnce(&mut DbConnection) -> Result<T, StoreError> + Send + 'static,
         T: Send + 'static,
     {
-        let pool = self.writer.clone().unwrap_or_else(|| self.pool.clone());
-        let span = tracing::Span::current();
-        tokio::task::spawn_blocking(move || {
-            let _entered = span.enter();
-            let mut conn = pool.get()?;
-            f(&mut conn)
-        })
-        .await
-        .map_err(|e| StoreError::Other(anyhow::anyhow!("database task failed: {e}")))?
+        match &self.writer {
+            Some(w) => w.run(f).await,
+            None => self.run(f).await,
+        }
     }
 
+    /// Writes from a blocking context (CLI, tests). These use a pooled connection: in another
+    /// process than the server they wait on SQLite's lock with `busy_timeout`.
     pub fn write_sync<T>(
         &self,
         f: impl FnOnce(&mut DbConnection) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let mut conn = self.writer.as_ref().unwrap_or(&self.pool).get()?;
+        let mut conn = self.pool.get()?;
         f(&mut conn)
     }
 
@@ -377,3 +374,7 @@ impl Database {
             .await
     }
 }
+
+// Lookups use `get_result` on keys, not `first()`: `first()` adds `LIMIT ?`, and SQLite (3.4x)
+// re-prepares a statement every time a parameter that shaped its plan is re-bound — a LIMIT
+// parameter is one — which made every lookup pay for a full SQL parse.

@@ -10,7 +10,7 @@ use base64::engine::general_purpose::STANDARD;
 use super::error::OAuthError;
 use super::form::Form;
 use crate::clients::{self, Client};
-use crate::db::Database;
+use crate::db::{Database, DbConnection, StoreError};
 use crate::tokens::secret::PlainToken;
 
 /// How the request presented its client, before the database is asked.
@@ -101,19 +101,26 @@ pub async fn authenticate(
     form: &Form,
 ) -> Result<Client, OAuthError> {
     let presented = presented(req, form)?;
-    let client_id = match &presented {
-        Presented::Secret { client_id, .. } | Presented::PublicOnly { client_id } => {
-            client_id.clone()
-        }
+    db.run(move |c| verify(c, &presented)).await?
+}
+
+/// The database half of client authentication, for callers already on a database thread.
+pub fn verify(
+    conn: &mut DbConnection,
+    presented: &Presented,
+) -> Result<Result<Client, OAuthError>, StoreError> {
+    let client_id = match presented {
+        Presented::Secret { client_id, .. } | Presented::PublicOnly { client_id } => client_id,
     };
-    let client = db.run(move |c| clients::find(c, &client_id)).await?;
     let failed = || OAuthError::invalid_client("client authentication failed");
-    let client = client.ok_or_else(failed)?;
-    match presented {
-        Presented::Secret { secret, .. } if !client.is_public && client.secret_matches(&secret) => {
+    let Some(client) = clients::find(conn, client_id)? else {
+        return Ok(Err(failed()));
+    };
+    Ok(match presented {
+        Presented::Secret { secret, .. } if !client.is_public && client.secret_matches(secret) => {
             Ok(client)
         }
         Presented::PublicOnly { .. } if client.is_public => Ok(client),
         _ => Err(failed()),
-    }
+    })
 }

@@ -67,6 +67,10 @@ async fn dispatch(
                 format!("grant_type `{grant_name}` is not supported"),
             )
         })?;
+    if grant == GrantType::RefreshToken {
+        let caller = grants::refresh_token::Caller::Presented(client_auth::presented(req, form)?);
+        return grants::refresh_token::grant(state, caller, form, Origin::of(req)).await;
+    }
     let client = client_auth::authenticate(&state.db, req, form).await?;
     if !client.allows_grant(grant) {
         return Err(OAuthError::unauthorized_client(format!(
@@ -77,11 +81,13 @@ async fn dispatch(
         GrantType::ClientCredentials => {
             grants::client_credentials::grant(state, &client, form).await
         }
-        GrantType::RefreshToken => {
-            grants::refresh_token::grant(state, &client, form, Origin::of(req)).await
-        }
         GrantType::AuthorizationCode => {
             grants::authorization_code::grant(state, &client, form, Origin::of(req)).await
+        }
+        // Not reached (refreshes authenticate inside their database job above), but correct.
+        GrantType::RefreshToken => {
+            let caller = grants::refresh_token::Caller::Known(client);
+            grants::refresh_token::grant(state, caller, form, Origin::of(req)).await
         }
     }
 }

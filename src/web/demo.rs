@@ -228,7 +228,8 @@ async fn rotate(
             .finish()
             .as_bytes(),
     )?;
-    grants::refresh_token::grant(state, client, &form, Origin::of(req)).await
+    let caller = grants::refresh_token::Caller::Known(client.clone());
+    grants::refresh_token::grant(state, caller, &form, Origin::of(req)).await
 }
 
 pub async fn refresh(

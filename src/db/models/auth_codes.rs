@@ -31,7 +31,7 @@ pub fn find(conn: &mut DbConnection, hash: &str) -> Result<Option<AuthCodeRow>, 
     Ok(auth_codes::table
         .find(hash)
         .select(AuthCodeRow::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()?)
 }
 

@@ -31,7 +31,7 @@ pub fn find(
     Ok(browser_sessions::table
         .find(id_hash)
         .select(BrowserSessionRow::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()?)
 }
 

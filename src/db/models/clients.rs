@@ -39,7 +39,7 @@ pub fn find(conn: &mut DbConnection, id: &str) -> Result<Option<ClientRow>, Stor
     Ok(clients::table
         .find(id)
         .select(ClientRow::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()?)
 }
 

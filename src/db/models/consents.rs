@@ -12,7 +12,7 @@ pub fn find_scope(
     Ok(c::consents
         .find((user, client))
         .select(c::scope)
-        .first(conn)
+        .get_result(conn)
         .optional()?)
 }
 

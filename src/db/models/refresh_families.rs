@@ -33,7 +33,7 @@ pub fn find(conn: &mut DbConnection, id: &str) -> Result<Option<FamilyRow>, Stor
     Ok(refresh_families::table
         .find(id)
         .select(FamilyRow::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()?)
 }
 

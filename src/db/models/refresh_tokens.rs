@@ -26,7 +26,7 @@ pub fn find(conn: &mut DbConnection, hash: &str) -> Result<Option<RefreshTokenRo
     Ok(refresh_tokens::table
         .find(hash)
         .select(RefreshTokenRow::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()?)
 }
 
@@ -54,7 +54,7 @@ pub fn current_of(
         .filter(t::family_id.eq(family))
         .filter(t::used_at.is_null())
         .select(RefreshTokenRow::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()?)
 }
 

@@ -41,7 +41,7 @@ pub fn find_by_username(
     Ok(users::table
         .filter(users::username.eq(name))
         .select(UserRow::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()?)
 }
 
@@ -49,7 +49,7 @@ pub fn find(conn: &mut DbConnection, id: &str) -> Result<Option<UserRow>, StoreE
     Ok(users::table
         .find(id)
         .select(UserRow::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()?)
 }
 

@@ -1,0 +1,294 @@
+//! Why a request was refused, and how that maps to RFC 6750 §3: the status code and the
+//! `WWW-Authenticate: Bearer …` challenge.
+
+use std::sync::Arc;
+
+/// Why a token is not accepted. `Display` is the `error_description` sent to the client: it never
+/// echoes token contents beyond a short, sanitised `alg`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TokenError {
+    #[error("the access token is not a compact JWS")]
+    Malformed,
+    #[error("the access token header is malformed")]
+    MalformedHeader,
+    #[error("alg {0} is not accepted; access tokens are signed with EdDSA")]
+    UnsupportedAlgorithm(String),
+    #[error("the token is not an access token (typ must be at+jwt)")]
+    WrongType,
+    #[error("the access token header has no kid")]
+    MissingKeyId,
+    #[error("the access token uses a critical header extension this server does not support")]
+    CriticalHeader,
+    #[error("the access token was signed by an unknown key")]
+    UnknownKey,
+    #[error("the access token signature is invalid")]
+    BadSignature,
+    #[error("the access token claims are malformed")]
+    MalformedClaims,
+    #[error("the access token has no {0} claim")]
+    MissingClaim(&'static str),
+    #[error("the access token was issued by another authorization server")]
+    WrongIssuer,
+    #[error("the access token is meant for another audience")]
+    WrongAudience,
+    #[error("the access token expired")]
+    Expired,
+    #[error("the access token is not valid yet")]
+    NotYetValid,
+    #[error("the access token's session was revoked")]
+    Revoked,
+    #[error("the access token was issued before the user's sessions were revoked")]
+    IssuedBeforeUserRevocation,
+}
+
+impl TokenError {
+    /// An `alg` value fit to be repeated in a header: short, no quotes or control characters.
+    pub(crate) fn unsupported_alg(alg: &str) -> Self {
+        let shown: String = alg
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '+' | '.'))
+            .take(16)
+            .collect();
+        Self::UnsupportedAlgorithm(if shown.is_empty() {
+            "(empty)".into()
+        } else {
+            shown
+        })
+    }
+}
+
+/// The kinds of refusal, one per RFC 6750 outcome.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuthErrorKind {
+    /// No bearer token was sent (no `Authorization` header, or another scheme): 401 with a bare
+    /// challenge and no error code (RFC 6750 §3.1).
+    #[error("no bearer token was sent")]
+    MissingToken,
+    /// A malformed `Authorization` header: 400 `invalid_request`.
+    #[error("{0}")]
+    InvalidRequest(&'static str),
+    /// 401 `invalid_token`.
+    #[error(transparent)]
+    InvalidToken(#[from] TokenError),
+    /// 403 `insufficient_scope`, naming the scope needed.
+    #[error("the access token lacks the {scope} scope")]
+    InsufficientScope { scope: String },
+    /// The application did not register a `Validator` (a programming error): 500.
+    #[error("the resource server is misconfigured: {0}")]
+    Misconfigured(&'static str),
+}
+
+/// A refused request: what went wrong plus the realm to name in the challenge.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{kind}")]
+pub struct AuthError {
+    kind: AuthErrorKind,
+    realm: Option<Arc<str>>,
+}
+
+impl From<AuthErrorKind> for AuthError {
+    fn from(kind: AuthErrorKind) -> Self {
+        Self { kind, realm: None }
+    }
+}
+
+impl From<TokenError> for AuthError {
+    fn from(e: TokenError) -> Self {
+        AuthErrorKind::InvalidToken(e).into()
+    }
+}
+
+impl AuthError {
+    pub fn missing_token() -> Self {
+        AuthErrorKind::MissingToken.into()
+    }
+
+    pub fn insufficient_scope(scope: impl Into<String>) -> Self {
+        AuthErrorKind::InsufficientScope {
+            scope: scope.into(),
+        }
+        .into()
+    }
+
+    pub fn kind(&self) -> &AuthErrorKind {
+        &self.kind
+    }
+
+    /// The token problem, for `invalid_token` refusals.
+    pub fn token_error(&self) -> Option<&TokenError> {
+        match &self.kind {
+            AuthErrorKind::InvalidToken(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    pub fn with_realm(mut self, realm: Option<Arc<str>>) -> Self {
+        self.realm = realm;
+        self
+    }
+
+    pub fn realm(&self) -> Option<&str> {
+        self.realm.as_deref()
+    }
+
+    /// The RFC 6750 §3.1 error code, if any.
+    pub fn error_code(&self) -> Option<&'static str> {
+        match self.kind {
+            AuthErrorKind::MissingToken | AuthErrorKind::Misconfigured(_) => None,
+            AuthErrorKind::InvalidRequest(_) => Some("invalid_request"),
+            AuthErrorKind::InvalidToken(_) => Some("invalid_token"),
+            AuthErrorKind::InsufficientScope { .. } => Some("insufficient_scope"),
+        }
+    }
+
+    pub fn status_code(&self) -> u16 {
+        match self.kind {
+            AuthErrorKind::MissingToken | AuthErrorKind::InvalidToken(_) => 401,
+            AuthErrorKind::InvalidRequest(_) => 400,
+            AuthErrorKind::InsufficientScope { .. } => 403,
+            AuthErrorKind::Misconfigured(_) => 500,
+        }
+    }
+
+    /// The `WWW-Authenticate` value (RFC 6750 §3), or `None` for a server-side failure.
+    pub fn www_authenticate(&self) -> Option<String> {
+        let mut params = Vec::with_capacity(4);
+        if let Some(realm) = &self.realm {
+            params.push(format!("realm=\"{}\"", quotable(realm)));
+        }
+        match &self.kind {
+            AuthErrorKind::Misconfigured(_) => return None,
+            AuthErrorKind::MissingToken => {}
+            kind => {
+                if let Some(code) = self.error_code() {
+                    params.push(format!("error=\"{code}\""));
+                }
+                params.push(format!(
+                    "error_description=\"{}\"",
+                    quotable(&kind.to_string())
+                ));
+                if let AuthErrorKind::InsufficientScope { scope } = kind {
+                    params.push(format!("scope=\"{}\"", quotable(scope)));
+                }
+            }
+        }
+        Some(if params.is_empty() {
+            "Bearer".to_string()
+        } else {
+            format!("Bearer {}", params.join(", "))
+        })
+    }
+
+    /// The JSON body sent with the challenge: `{"error", "error_description"}`, or `None` when
+    /// no token was sent (RFC 6750 §3.1: no error information then).
+    pub fn body(&self) -> Option<serde_json::Value> {
+        match &self.kind {
+            AuthErrorKind::MissingToken => None,
+            AuthErrorKind::Misconfigured(_) => Some(serde_json::json!({
+                "error": "server_error",
+                "error_description": "internal error",
+            })),
+            kind => Some(serde_json::json!({
+                "error": self.error_code(),
+                "error_description": kind.to_string(),
+            })),
+        }
+    }
+}
+
+/// RFC 6750 §3: `error_description` and `scope` values exclude `"` and `\` and anything outside
+/// printable ASCII.
+fn quotable(s: &str) -> String {
+    s.chars()
+        .map(|c| match c {
+            '"' | '\\' => '\'',
+            ' '..='~' => c,
+            _ => '?',
+        })
+        .collect()
+}
+
+/// Why `ValidatorBuilder::build` failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildError {
+    #[error("no audience configured: call `.audience(..)` with this API's identifier")]
+    NoAudience,
+    #[error("the issuer must be an http(s) URL, got {0}")]
+    InvalidIssuer(String),
+    #[error("cannot build the HTTP client: {0}")]
+    HttpClient(String),
+    #[error("cannot read the authorization server metadata at {url}: {reason}")]
+    Discovery { url: String, reason: String },
+    #[error("the metadata at {url} names issuer {found}, but this validator expects {expected}")]
+    IssuerMismatch {
+        url: String,
+        found: String,
+        expected: String,
+    },
+    #[error("cannot load the JWKS from {url}: {reason}")]
+    Jwks { url: String, reason: String },
+}
+
+/// Why a poll of the revocation feed failed.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum FeedError {
+    #[error("revocation polling is not enabled on this validator")]
+    Disabled,
+    #[error("the revocation feed at {url} is unreachable: {reason}")]
+    Unreachable { url: String, reason: String },
+    #[error("the revocation feed at {url} answered HTTP {status}")]
+    Status { url: String, status: u16 },
+    #[error("the revocation feed at {url} sent a malformed document: {reason}")]
+    Malformed { url: String, reason: String },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn challenges_follow_rfc_6750() {
+        let realm: Option<Arc<str>> = Some("notes".into());
+        let missing = AuthError::missing_token().with_realm(realm.clone());
+        assert_eq!(missing.status_code(), 401);
+        assert_eq!(
+            missing.www_authenticate().as_deref(),
+            Some(r#"Bearer realm="notes""#)
+        );
+        assert!(missing.body().is_none());
+
+        let expired = AuthError::from(TokenError::Expired).with_realm(realm.clone());
+        assert_eq!(expired.status_code(), 401);
+        assert_eq!(
+            expired.www_authenticate().as_deref(),
+            Some(
+                r#"Bearer realm="notes", error="invalid_token", error_description="the access token expired""#
+            )
+        );
+
+        let scope = AuthError::insufficient_scope("notes:write").with_realm(realm);
+        assert_eq!(scope.status_code(), 403);
+        let header = scope.www_authenticate().unwrap_or_default();
+        assert!(header.contains(r#"error="insufficient_scope""#), "{header}");
+        assert!(header.ends_with(r#"scope="notes:write""#), "{header}");
+
+        let bad = AuthError::from(AuthErrorKind::InvalidRequest("two Authorization headers"));
+        assert_eq!(bad.status_code(), 400);
+        assert_eq!(bad.error_code(), Some("invalid_request"));
+    }
+
+    #[test]
+    fn attacker_chosen_alg_cannot_break_the_header() {
+        let e = AuthError::from(TokenError::unsupported_alg("HS256\", error=\"x\r\n"));
+        let header = e.www_authenticate().unwrap_or_default();
+        assert_eq!(header.matches('"').count(), 4, "{header}");
+        assert!(
+            header.contains("alg HS256errorx is not accepted"),
+            "{header}"
+        );
+    }
+}

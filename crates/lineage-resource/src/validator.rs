@@ -1,0 +1,550 @@
+//! `Validator`: checks lineage access tokens locally — signature by a key from the issuer's JWKS,
+//! then header and claims (RFC 9068 §4) — and, optionally, against the revocation feed.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::Algorithm;
+use serde::Deserialize;
+use serde::de::IgnoredAny;
+
+use crate::claims::{AccessClaims, RawClaims};
+use crate::clock::{Clock, SharedClock, SystemClock};
+use crate::error::{AuthError, AuthErrorKind, BuildError, FeedError, TokenError};
+use crate::jwks::{CachePolicy, JwksSource, KeySnapshot, KeyStore, Metadata, parse_jwks};
+use crate::revocation::{PollOutcome, RevocationStatus, Revocations};
+
+/// RFC 8414 §3: where the metadata lives, relative to the issuer.
+pub const METADATA_PATH: &str = "/.well-known/oauth-authorization-server";
+/// lineage's revocation feed, relative to the issuer.
+pub const REVOCATIONS_PATH: &str = "/revocations";
+
+/// Validates lineage access tokens. Cheap to clone (one `Arc`); share one per process.
+#[derive(Clone)]
+pub struct Validator {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Validator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Validator")
+            .field("issuer", &self.inner.issuer)
+            .field("audiences", &self.inner.audiences)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Inner {
+    issuer: String,
+    audiences: Vec<String>,
+    leeway: i64,
+    realm: Option<Arc<str>>,
+    clock: SharedClock,
+    keys: KeyStore,
+    revocations: Option<Arc<Revocations>>,
+    poller: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Some(poller) = &self.poller {
+            poller.abort();
+        }
+    }
+}
+
+/// Configures a [`Validator`]; see [`Validator::builder`].
+pub struct ValidatorBuilder {
+    issuer: String,
+    audiences: Vec<String>,
+    leeway: Duration,
+    realm: Option<String>,
+    clock: SharedClock,
+    jwks_uri: Option<String>,
+    static_jwks: Option<String>,
+    jwks_refetch_interval: Duration,
+    jwks_default_ttl: Duration,
+    jwks_max_ttl: Duration,
+    revocation_poll: Option<Duration>,
+    revocations_uri: Option<String>,
+    revocation_retention: Duration,
+    revocation_overlap: Duration,
+    http: Option<reqwest::Client>,
+    http_timeout: Duration,
+}
+
+impl Validator {
+    /// Start configuring a validator for tokens issued by `issuer` (e.g.
+    /// `http://127.0.0.1:8080`; a trailing `/` is ignored).
+    ///
+    /// Defaults: leeway 10 s; JWKS refetched at most every 10 s, cached for its `max-age`
+    /// (300 s without one, at most 1 h); revocation feed polled every 5 s, entries kept 660 s
+    /// (lineage's default 600 s token lifetime plus 60 s skew); HTTP timeout 5 s.
+    pub fn builder(issuer: impl Into<String>) -> ValidatorBuilder {
+        let issuer: String = issuer.into();
+        ValidatorBuilder {
+            issuer: issuer.trim_end_matches('/').to_string(),
+            audiences: Vec::new(),
+            leeway: Duration::from_secs(10),
+            realm: None,
+            clock: Arc::new(SystemClock),
+            jwks_uri: None,
+            static_jwks: None,
+            jwks_refetch_interval: Duration::from_secs(10),
+            jwks_default_ttl: Duration::from_secs(300),
+            jwks_max_ttl: Duration::from_secs(3600),
+            revocation_poll: Some(Duration::from_secs(5)),
+            revocations_uri: None,
+            revocation_retention: Duration::from_secs(600 + 60),
+            revocation_overlap: Duration::from_secs(5),
+            http: None,
+            http_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+fn secs(d: Duration) -> i64 {
+    // Round up so a sub-second setting never becomes "no limit".
+    let s = d.as_secs() + u64::from(d.subsec_nanos() > 0);
+    i64::try_from(s).unwrap_or(i64::MAX)
+}
+
+impl ValidatorBuilder {
+    /// An audience this API accepts (the `aud` of the clients allowed to call it). Required;
+    /// call again to accept several.
+    pub fn audience(mut self, audience: impl Into<String>) -> Self {
+        self.audiences.push(audience.into());
+        self
+    }
+
+    /// Allowed clock skew for `exp`, `nbf` and `iat`. Keep it small.
+    pub fn leeway(mut self, leeway: Duration) -> Self {
+        self.leeway = leeway;
+        self
+    }
+
+    /// The `realm` named in `WWW-Authenticate` challenges. Default: the first audience.
+    pub fn realm(mut self, realm: impl Into<String>) -> Self {
+        self.realm = Some(realm.into());
+        self
+    }
+
+    /// Where "now" comes from, in unix seconds; any `Fn() -> i64` works.
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// Use this JWKS URL instead of discovering it from the issuer's metadata.
+    pub fn jwks_uri(mut self, uri: impl Into<String>) -> Self {
+        self.jwks_uri = Some(uri.into());
+        self
+    }
+
+    /// Trust exactly the keys of this JWKS document and never fetch any (tests, air-gapped
+    /// deployments). Combine with `.revocation_poll(None)` to make no network calls at all.
+    pub fn static_jwks(mut self, jwks_json: impl Into<String>) -> Self {
+        self.static_jwks = Some(jwks_json.into());
+        self
+    }
+
+    /// Minimum time between two JWKS fetches, whether for an unknown `kid` or an expired cache.
+    pub fn jwks_refetch_interval(mut self, interval: Duration) -> Self {
+        self.jwks_refetch_interval = interval;
+        self
+    }
+
+    /// How long the JWKS is cached when the response carries no `Cache-Control: max-age`.
+    pub fn jwks_default_ttl(mut self, ttl: Duration) -> Self {
+        self.jwks_default_ttl = ttl;
+        self
+    }
+
+    /// Upper bound on how long a JWKS is cached, whatever its `max-age` says.
+    pub fn jwks_max_ttl(mut self, ttl: Duration) -> Self {
+        self.jwks_max_ttl = ttl;
+        self
+    }
+
+    /// Poll the revocation feed this often; `None` turns revocation checks off.
+    pub fn revocation_poll(mut self, every: Option<Duration>) -> Self {
+        self.revocation_poll = every;
+        self
+    }
+
+    /// Use this URL for the revocation feed instead of `{issuer}/revocations`.
+    pub fn revocations_uri(mut self, uri: impl Into<String>) -> Self {
+        self.revocations_uri = Some(uri.into());
+        self
+    }
+
+    /// How long a revocation is remembered: the server's longest access-token lifetime plus
+    /// clock skew (default 600 s + 60 s). Longer only costs memory; shorter lets revoked tokens
+    /// back in before they expire.
+    pub fn revocation_retention(mut self, retention: Duration) -> Self {
+        self.revocation_retention = retention;
+        self
+    }
+
+    /// Subtracted from the feed's `now` for the next poll's `since` (default 5 s).
+    pub fn revocation_overlap(mut self, overlap: Duration) -> Self {
+        self.revocation_overlap = overlap;
+        self
+    }
+
+    /// Use this HTTP client (proxies, TLS roots, …). Its own timeouts apply.
+    pub fn http_client(mut self, client: reqwest::Client) -> Self {
+        self.http = Some(client);
+        self
+    }
+
+    /// Timeout of each request to the authorization server (default 5 s; ignored with
+    /// `http_client`).
+    pub fn http_timeout(mut self, timeout: Duration) -> Self {
+        self.http_timeout = timeout;
+        self
+    }
+
+    /// Discover the JWKS, load it, and (if enabled) read the revocation feed once and start
+    /// polling it in the background (needs a Tokio runtime, which actix-web provides).
+    ///
+    /// Fails if the metadata or the JWKS cannot be read: without keys nothing would validate.
+    /// A revocation feed that cannot be read only logs a warning.
+    pub async fn build(self) -> Result<Validator, BuildError> {
+        crate::crypto::install();
+        if self.audiences.is_empty() {
+            return Err(BuildError::NoAudience);
+        }
+        if !(self.issuer.starts_with("http://") || self.issuer.starts_with("https://")) {
+            return Err(BuildError::InvalidIssuer(self.issuer));
+        }
+        let now = self.clock.now();
+        let http = match self.http {
+            Some(c) => c,
+            None => reqwest::Client::builder()
+                .timeout(self.http_timeout)
+                .build()
+                .map_err(|e| BuildError::HttpClient(e.to_string()))?,
+        };
+        let keys = match self.static_jwks {
+            Some(json) => {
+                KeyStore::fixed(parse_jwks(json.as_bytes()).map_err(|e| BuildError::Jwks {
+                    url: "(static)".into(),
+                    reason: e.0,
+                })?)
+            }
+            None => {
+                let uri = match self.jwks_uri {
+                    Some(uri) => uri,
+                    None => discover(&http, &self.issuer).await?,
+                };
+                let source = JwksSource {
+                    uri: uri.clone(),
+                    http: http.clone(),
+                    policy: CachePolicy {
+                        min_refetch: secs(self.jwks_refetch_interval),
+                        default_ttl: secs(self.jwks_default_ttl),
+                        max_ttl: secs(self.jwks_max_ttl),
+                    },
+                };
+                KeyStore::load(source, now)
+                    .await
+                    .map_err(|e| BuildError::Jwks {
+                        url: uri,
+                        reason: e.0,
+                    })?
+            }
+        };
+        let (revocations, poller) = match self.revocation_poll {
+            None => (None, None),
+            Some(every) => {
+                let uri = self
+                    .revocations_uri
+                    .unwrap_or_else(|| format!("{}{REVOCATIONS_PATH}", self.issuer));
+                let rev = Arc::new(Revocations::new(
+                    uri,
+                    http,
+                    Arc::clone(&self.clock),
+                    secs(self.revocation_retention),
+                    secs(self.revocation_overlap),
+                ));
+                rev.poll_and_log().await;
+                let every = every.max(Duration::from_millis(100));
+                let task = match tokio::runtime::Handle::try_current() {
+                    Ok(runtime) => Some(runtime.spawn(Arc::clone(&rev).run(every))),
+                    Err(_) => {
+                        tracing::warn!(
+                            "no Tokio runtime: the revocation feed is read only by poll_revocations()"
+                        );
+                        None
+                    }
+                };
+                (Some(rev), task)
+            }
+        };
+        let realm = self
+            .realm
+            .or_else(|| self.audiences.first().cloned())
+            .map(Arc::from);
+        Ok(Validator {
+            inner: Arc::new(Inner {
+                issuer: self.issuer,
+                audiences: self.audiences,
+                leeway: secs(self.leeway),
+                realm,
+                clock: self.clock,
+                keys,
+                revocations,
+                poller,
+            }),
+        })
+    }
+}
+
+async fn discover(http: &reqwest::Client, issuer: &str) -> Result<String, BuildError> {
+    let url = format!("{issuer}{METADATA_PATH}");
+    let fail = |reason: String| BuildError::Discovery {
+        url: url.clone(),
+        reason,
+    };
+    let resp = http
+        .get(&url)
+        .send()
+        .await
+        .map_err(|e| fail(crate::describe(&e)))?;
+    if !resp.status().is_success() {
+        return Err(fail(format!("HTTP {}", resp.status())));
+    }
+    let meta: Metadata = resp.json().await.map_err(|e| fail(crate::describe(&e)))?;
+    // RFC 8414 §3.3: the metadata must name the issuer it was fetched for.
+    if meta.issuer.trim_end_matches('/') != issuer {
+        return Err(BuildError::IssuerMismatch {
+            url,
+            found: meta.issuer,
+            expected: issuer.to_string(),
+        });
+    }
+    Ok(meta.jwks_uri)
+}
+
+/// The JOSE header fields that matter; others (`jku`, `jwk`, `x5u`, …) are ignored — keys come
+/// only from the issuer's JWKS, never from the token.
+#[derive(Deserialize)]
+struct Header {
+    alg: String,
+    typ: Option<String>,
+    kid: Option<String>,
+    crit: Option<IgnoredAny>,
+}
+
+/// A compact JWS split into its parts, header checked.
+struct Parts<'t> {
+    kid: String,
+    signing_input: &'t str,
+    payload: &'t str,
+    signature: &'t str,
+}
+
+fn split(token: &str) -> Result<Parts<'_>, TokenError> {
+    let (signing_input, signature) = token.rsplit_once('.').ok_or(TokenError::Malformed)?;
+    let (header, payload) = signing_input.split_once('.').ok_or(TokenError::Malformed)?;
+    if header.is_empty() || payload.is_empty() || payload.contains('.') {
+        return Err(TokenError::Malformed);
+    }
+    let header = URL_SAFE_NO_PAD
+        .decode(header)
+        .map_err(|_| TokenError::MalformedHeader)?;
+    let header: Header =
+        serde_json::from_slice(&header).map_err(|_| TokenError::MalformedHeader)?;
+    // RFC 8725 §3.1: the algorithm is fixed by the verifier, never taken from the token.
+    if header.alg != "EdDSA" {
+        return Err(TokenError::unsupported_alg(&header.alg));
+    }
+    // RFC 9068 §4: typ must be at+jwt (media types compare case-insensitively).
+    let typ_ok = header.typ.as_deref().is_some_and(|t| {
+        t.eq_ignore_ascii_case("at+jwt") || t.eq_ignore_ascii_case("application/at+jwt")
+    });
+    if !typ_ok {
+        return Err(TokenError::WrongType);
+    }
+    // RFC 7515 §4.1.11: we understand no extensions, so any `crit` means reject.
+    if header.crit.is_some() {
+        return Err(TokenError::CriticalHeader);
+    }
+    let kid = header.kid.ok_or(TokenError::MissingKeyId)?;
+    if signature.is_empty() {
+        return Err(TokenError::BadSignature);
+    }
+    Ok(Parts {
+        kid,
+        signing_input,
+        payload,
+        signature,
+    })
+}
+
+impl Validator {
+    /// Validate a bearer token: signature, header, claims and (if enabled) revocation. May fetch
+    /// the JWKS once (stale cache, or an unknown `kid` within the rate limit).
+    pub async fn validate(&self, token: &str) -> Result<AccessClaims, AuthError> {
+        let now = self.inner.clock.now();
+        let parts = split(token).map_err(|e| self.reject(e))?;
+        let keys = self.inner.keys.keys_for(&parts.kid, now).await;
+        self.finish(&parts, &keys, now).map_err(|e| self.reject(e))
+    }
+
+    /// The same without any I/O: an unknown `kid` is rejected instead of refetched. For
+    /// synchronous contexts; `validate` is the one to use in request handlers.
+    pub fn validate_cached(&self, token: &str) -> Result<AccessClaims, AuthError> {
+        let now = self.inner.clock.now();
+        let parts = split(token).map_err(|e| self.reject(e))?;
+        let keys = self.inner.keys.snapshot();
+        self.finish(&parts, &keys, now).map_err(|e| self.reject(e))
+    }
+
+    /// Validate the token of an `Authorization` header value (RFC 6750 §2.1). `None`, or another
+    /// scheme, is [`AuthErrorKind::MissingToken`].
+    pub async fn authenticate(
+        &self,
+        authorization: Option<&str>,
+    ) -> Result<AccessClaims, AuthError> {
+        let token =
+            bearer_token(authorization).map_err(|e| e.with_realm(self.inner.realm.clone()))?;
+        self.validate(token).await
+    }
+
+    fn reject(&self, e: TokenError) -> AuthError {
+        AuthError::from(e).with_realm(self.inner.realm.clone())
+    }
+
+    /// An error for this API (its realm in the challenge).
+    pub fn error(&self, kind: AuthErrorKind) -> AuthError {
+        AuthError::from(kind).with_realm(self.inner.realm.clone())
+    }
+
+    fn finish(
+        &self,
+        parts: &Parts<'_>,
+        keys: &KeySnapshot,
+        now: i64,
+    ) -> Result<AccessClaims, TokenError> {
+        let key = keys.get(&parts.kid).ok_or(TokenError::UnknownKey)?;
+        let valid = jsonwebtoken::crypto::verify(
+            parts.signature,
+            parts.signing_input.as_bytes(),
+            key,
+            Algorithm::EdDSA,
+        )
+        .map_err(|_| TokenError::BadSignature)?;
+        if !valid {
+            return Err(TokenError::BadSignature);
+        }
+        let payload = URL_SAFE_NO_PAD
+            .decode(parts.payload)
+            .map_err(|_| TokenError::MalformedClaims)?;
+        let claims = RawClaims::parse(&payload)?.into_claims()?;
+        self.check_claims(&claims, now)?;
+        if let Some(rev) = &self.inner.revocations {
+            rev.check(&claims)?;
+        }
+        Ok(claims)
+    }
+
+    fn check_claims(&self, c: &AccessClaims, now: i64) -> Result<(), TokenError> {
+        let inner = &self.inner;
+        if c.iss != inner.issuer {
+            return Err(TokenError::WrongIssuer);
+        }
+        if !c
+            .aud
+            .iter()
+            .any(|a| inner.audiences.iter().any(|ours| ours == a))
+        {
+            return Err(TokenError::WrongAudience);
+        }
+        let leeway = inner.leeway;
+        if now.saturating_sub(leeway) >= c.exp {
+            return Err(TokenError::Expired);
+        }
+        let not_before = c.nbf.unwrap_or(c.iat).max(c.iat);
+        if now.saturating_add(leeway) < not_before {
+            return Err(TokenError::NotYetValid);
+        }
+        Ok(())
+    }
+
+    /// Poll the revocation feed now (tests, or after an admin action) instead of waiting for
+    /// the next background poll.
+    pub async fn poll_revocations(&self) -> Result<PollOutcome, FeedError> {
+        match &self.inner.revocations {
+            Some(rev) => rev.poll().await,
+            None => Err(FeedError::Disabled),
+        }
+    }
+
+    /// What the validator knows from the revocation feed, `None` when polling is off.
+    pub fn revocation_status(&self) -> Option<RevocationStatus> {
+        self.inner.revocations.as_ref().map(|r| r.status())
+    }
+
+    /// The key ids currently trusted.
+    pub fn key_ids(&self) -> Vec<String> {
+        let mut kids: Vec<String> = self
+            .inner
+            .keys
+            .snapshot()
+            .kids()
+            .map(str::to_owned)
+            .collect();
+        kids.sort();
+        kids
+    }
+
+    pub fn issuer(&self) -> &str {
+        &self.inner.issuer
+    }
+
+    pub fn audiences(&self) -> &[String] {
+        &self.inner.audiences
+    }
+
+    pub fn realm(&self) -> Option<&str> {
+        self.inner.realm.as_deref()
+    }
+
+    #[cfg_attr(not(feature = "actix"), allow(dead_code))]
+    pub(crate) fn realm_arc(&self) -> Option<Arc<str>> {
+        self.inner.realm.clone()
+    }
+}
+
+/// The token of `Authorization: Bearer <token>` (RFC 6750 §2.1; the scheme is case-insensitive).
+pub fn bearer_token(authorization: Option<&str>) -> Result<&str, AuthError> {
+    let Some(value) = authorization else {
+        return Err(AuthError::missing_token());
+    };
+    let value = value.trim();
+    let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        // Another scheme: as if no credentials were sent (RFC 6750 §3.1).
+        return Err(AuthError::missing_token());
+    }
+    let token = rest.trim_start_matches(' ');
+    if token.is_empty() {
+        return Err(AuthErrorKind::InvalidRequest("the Bearer credentials are empty").into());
+    }
+    // b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
+    let body = token.trim_end_matches('=');
+    if body.is_empty()
+        || !body.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
+        })
+    {
+        return Err(
+            AuthErrorKind::InvalidRequest("the Bearer credentials are not a b64token").into(),
+        );
+    }
+    Ok(token)
+}

@@ -441,7 +441,7 @@ async fn run(browser: &Client, server: &Server) -> Result<(), String> {
         }
     }
     let text = page_text(browser).await;
-    if !text.contains(&format!("The session of {DEVICE} was revoked")) {
+    if !text.contains(&format!("{DEVICE} was signed out from the account page")) {
         return Err(format!("no security event for the revocation: {text}"));
     }
 

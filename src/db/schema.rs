@@ -134,6 +134,7 @@ diesel::table! {
 }
 
 diesel::joinable!(refresh_tokens -> refresh_families (family_id));
+diesel::joinable!(refresh_families -> users (user_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     users,

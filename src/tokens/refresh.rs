@@ -85,17 +85,17 @@ pub fn parse_presented(raw: &str) -> Option<PlainToken> {
 /// A revocation reason code (stored in `refresh_families.revoked_reason`) in words for people.
 pub fn reason_in_words(reason: &str) -> &'static str {
     match reason {
-        "reuse_detected" => "a used refresh token was presented again, so it had been copied",
-        "code_replayed" => "its authorization code was used twice",
-        "revoked_by_user" => "signed out from the account page",
-        "revoked_by_admin" => "signed out by an administrator",
-        "revoked_by_client" => "the app signed it out",
-        "signed_out" => "signed out in the browser",
-        "signed_out_everywhere" => "sign out everywhere was used",
-        "password_changed" => "the password was changed",
-        "user_disabled" => "the account was disabled",
-        "client_deleted" => "the app was removed",
-        _ => "revoked",
+        "reuse_detected" => "because a used refresh token came back (it had been copied)",
+        "code_replayed" => "because its authorization code was used twice",
+        "revoked_by_user" => "from the account page",
+        "revoked_by_admin" => "by an administrator",
+        "revoked_by_client" => "by the app",
+        "signed_out" => "when the browser signed out",
+        "signed_out_everywhere" => "by sign out everywhere",
+        "password_changed" => "because the password changed",
+        "user_disabled" => "because the account was disabled",
+        "client_deleted" => "because the app was removed",
+        _ => "by a revocation",
     }
 }
 
@@ -114,7 +114,7 @@ impl EndReason {
     pub fn description(&self) -> String {
         match self {
             EndReason::Revoked(reason) => {
-                format!("the session was revoked: {}", reason_in_words(reason))
+                format!("the session was signed out {}", reason_in_words(reason))
             }
             EndReason::IdleTimeout => {
                 "the session expired: it was idle longer than the idle timeout".into()
@@ -294,13 +294,11 @@ pub fn rotate(
     let hash = presented.hash();
     let outcome = conn.transaction(|c| -> Result<Outcome, RefreshError> {
         let won = tokens::mark_used(c, hash.as_str(), now)?;
-        let token = tokens::find(c, hash.as_str())?.ok_or_else(unknown)?;
-        let family = families::find(c, &token.family_id)?.ok_or_else(unknown)?;
+        let (token, family, user) = tokens::find_with_family(c, hash.as_str())?.ok_or_else(unknown)?;
         if family.client_id != req.client_id {
             // Rolls back the mark: another client cannot spend or revoke this family's token.
             return Err(RefreshError::InvalidGrant("the refresh token was issued to another client".into()));
         }
-        let user = users::find(c, &family.user_id)?;
         let successor = key.successor(presented);
         if won {
             if let Some(end) = end_reason(&family, user.as_ref(), policy, now) {
@@ -321,7 +319,15 @@ pub fn rotate(
             let idle = (now + policy.idle_ttl).min(family.absolute_expires_at);
             let (ip, ua) = (req.origin.ip.as_deref(), req.origin.user_agent.as_deref());
             families::touch(c, &family.id, now, idle, ip, ua)?;
-            let family = families::find(c, &family.id)?.ok_or_else(unknown)?;
+            // The family as `touch` left it, without reading it back.
+            let family = FamilyRow {
+                last_used_at: now,
+                idle_expires_at: idle,
+                rotation_count: family.rotation_count + 1,
+                ip: req.origin.ip.clone(),
+                user_agent: req.origin.user_agent.clone(),
+                ..family
+            };
             let user = user.ok_or_else(unknown)?;
             return Ok(Outcome::Issued(Box::new(Rotated { family, user, refresh_token: successor, scope, retried: false })));
         }
@@ -394,7 +400,7 @@ pub fn revoke_family(
         let mut event = AuditEventRow::new(
             now,
             "family_revoked",
-            format!("{device} was signed out: {}", reason_in_words(reason)),
+            format!("{device} was signed out {}", reason_in_words(reason)),
         );
         event.user_id = Some(family.user_id);
         event.client_id = Some(family.client_id);
@@ -421,7 +427,7 @@ pub fn revoke_all_for_user(
             now,
             "all_sessions_revoked",
             format!(
-                "every device was signed out ({} in all): {}",
+                "every device was signed out ({} in all) {}",
                 ids.len(),
                 reason_in_words(reason)
             ),

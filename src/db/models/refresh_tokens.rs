@@ -1,5 +1,7 @@
 use diesel::prelude::*;
 
+use crate::db::models::refresh_families::FamilyRow;
+use crate::db::models::users::UserRow;
 use crate::db::schema::refresh_tokens;
 use crate::db::{DbConnection, StoreError};
 
@@ -73,4 +75,22 @@ pub fn delete_of_families(
 ) -> Result<usize, StoreError> {
     use refresh_tokens::dsl as t;
     Ok(diesel::delete(t::refresh_tokens.filter(t::family_id.eq_any(families))).execute(conn)?)
+}
+
+/// A token with its family and the family's user, in one query (the hot path of rotation).
+pub fn find_with_family(
+    conn: &mut DbConnection,
+    hash: &str,
+) -> Result<Option<(RefreshTokenRow, FamilyRow, Option<UserRow>)>, StoreError> {
+    use crate::db::schema::{refresh_families, users};
+    Ok(refresh_tokens::table
+        .inner_join(refresh_families::table.left_join(users::table))
+        .filter(refresh_tokens::token_hash.eq(hash))
+        .select((
+            RefreshTokenRow::as_select(),
+            FamilyRow::as_select(),
+            Option::<UserRow>::as_select(),
+        ))
+        .get_result(conn)
+        .optional()?)
 }

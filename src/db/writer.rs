@@ -3,13 +3,24 @@
 //! SQLite has one writer at a time, and connections contending for the lock back off by sleeping
 //! (seconds under load). Queueing writes for one connection avoids that; a channel instead of a
 //! pool of one also saves a blocking-pool hop and a lock handoff per write.
+//!
+//! Group commit: jobs that queue up while one runs are run together in one transaction, each in
+//! its own savepoint (diesel nests `transaction` that way), and their results are released only
+//! after the commit. One commit then writes each touched page once for the whole group.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::mpsc;
 
+use diesel::Connection;
+
 use super::{DbConnection, DbPool, StoreError};
 
-type Job = Box<dyn FnOnce(&mut DbConnection) + Send>;
+/// At most this many jobs share one commit.
+const MAX_GROUP: usize = 64;
+
+/// Delivers a job's result once the fate of its transaction is known.
+type Deliver = Box<dyn FnOnce(Result<(), String>) + Send>;
+type Job = Box<dyn FnOnce(&mut DbConnection) -> Deliver + Send>;
 
 #[derive(Clone)]
 pub struct Writer {
@@ -25,11 +36,15 @@ impl Writer {
         std::thread::Builder::new()
             .name("sqlite-writer".into())
             .spawn(move || {
-                while let Ok(job) = queue.recv() {
-                    // A panicking job must not take every later write down with it.
-                    if std::panic::catch_unwind(AssertUnwindSafe(|| job(&mut conn))).is_err() {
-                        tracing::error!("a database write panicked; the writer carries on");
+                while let Ok(first) = queue.recv() {
+                    let mut group = vec![first];
+                    while group.len() < MAX_GROUP {
+                        match queue.try_recv() {
+                            Ok(job) => group.push(job),
+                            Err(_) => break,
+                        }
                     }
+                    run_group(&mut conn, group);
                 }
             })?;
         Ok(Self { jobs })
@@ -42,13 +57,61 @@ impl Writer {
     {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let span = tracing::Span::current();
-        self.jobs
-            .send(Box::new(move |c| {
+        let job: Job = Box::new(move |c| {
+            let result = {
                 let _entered = span.enter();
-                let _ = tx.send(f(c));
-            }))
+                f(c)
+            };
+            Box::new(move |committed: Result<(), String>| {
+                let _ = tx.send(match committed {
+                    Ok(()) => result,
+                    Err(e) => Err(StoreError::Other(anyhow::anyhow!(
+                        "the write was not committed: {e}"
+                    ))),
+                });
+            })
+        });
+        self.jobs
+            .send(job)
             .map_err(|_| StoreError::Unavailable("the database writer has stopped".into()))?;
         rx.await
             .map_err(|_| StoreError::Other(anyhow::anyhow!("a database write failed")))?
+    }
+}
+
+fn run_one(conn: &mut DbConnection, job: Job) -> Option<Deliver> {
+    // A panicking job must not take every later write down with it.
+    match std::panic::catch_unwind(AssertUnwindSafe(|| job(conn))) {
+        Ok(deliver) => Some(deliver),
+        Err(_) => {
+            tracing::error!("a database write panicked; the writer carries on");
+            None
+        }
+    }
+}
+
+fn run_group(conn: &mut DbConnection, group: Vec<Job>) {
+    if group.len() == 1 {
+        // Alone: the job's own transaction (if any) is the commit.
+        for job in group {
+            if let Some(deliver) = run_one(conn, job) {
+                deliver(Ok(()));
+            }
+        }
+        return;
+    }
+    let mut delivers = Vec::with_capacity(group.len());
+    let outcome = conn.transaction::<_, diesel::result::Error, _>(|c| {
+        for job in group {
+            delivers.extend(run_one(c, job));
+        }
+        Ok(())
+    });
+    let outcome = outcome.map_err(|e| {
+        tracing::error!(error = %e, "a group commit failed; its writes were rolled back");
+        e.to_string()
+    });
+    for deliver in delivers {
+        deliver(outcome.clone());
     }
 }

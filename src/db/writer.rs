@@ -10,13 +10,18 @@
 
 use std::panic::AssertUnwindSafe;
 use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 use diesel::Connection;
+use diesel::connection::SimpleConnection;
 
 use super::{DbConnection, DbPool, StoreError};
 
 /// At most this many jobs share one commit.
 const MAX_GROUP: usize = 64;
+
+/// How often the writer finishes a checkpoint itself (see `close_wal`).
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(50);
 
 /// Delivers a job's result once the fate of its transaction is known.
 type Deliver = Box<dyn FnOnce(Result<(), String>) + Send>;
@@ -36,6 +41,7 @@ impl Writer {
         std::thread::Builder::new()
             .name("sqlite-writer".into())
             .spawn(move || {
+                let mut last_checkpoint = Instant::now();
                 while let Ok(first) = queue.recv() {
                     let mut group = vec![first];
                     while group.len() < MAX_GROUP {
@@ -45,6 +51,10 @@ impl Writer {
                         }
                     }
                     run_group(&mut conn, group);
+                    if last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
+                        close_wal(&mut conn);
+                        last_checkpoint = Instant::now();
+                    }
                 }
             })?;
         Ok(Self { jobs })
@@ -113,5 +123,17 @@ fn run_group(conn: &mut DbConnection, group: Vec<Job>) {
     });
     for deliver in delivers {
         deliver(outcome.clone());
+    }
+}
+
+/// A background connection copies WAL frames into the database file as they come, but while
+/// writes keep arriving its checkpoint never catches up with the end of the WAL, and SQLite only
+/// starts the WAL over after a complete checkpoint: under steady load the WAL would grow without
+/// bound. Between two groups no frame is being appended, so a checkpoint from the writer itself
+/// completes (cheaply: the background one has done most of the copying) and the next commit
+/// rewinds the WAL.
+fn close_wal(conn: &mut DbConnection) {
+    if let Err(e) = conn.batch_execute("PRAGMA wal_checkpoint(PASSIVE)") {
+        tracing::debug!(error = %e, "WAL checkpoint from the writer failed; retrying later");
     }
 }

@@ -5,7 +5,7 @@ use actix_web::http::{StatusCode, header};
 use actix_web::web::{Data, Path, Payload};
 use actix_web::{HttpRequest, HttpResponse};
 
-use super::login::{check_csrf, read_form};
+use super::login::signed_in_form;
 use super::pages::{AccountPage, EventLine, FamilyLine};
 use super::session::{self, SignedIn};
 use super::{PageError, format_time, render};
@@ -119,11 +119,9 @@ pub async fn revoke_family(
     path: Path<String>,
     payload: Payload,
 ) -> Result<HttpResponse, PageError> {
-    let form = read_form(&req, payload).await?;
-    let Some(signed_in) = session::current(&state, &req).await? else {
+    let Some((signed_in, _form)) = signed_in_form(&state, &req, payload).await? else {
         return Ok(to_login());
     };
-    check_csrf(&state, &signed_in, &form)?;
     let (family_id, user_id, origin, now) = (
         path.into_inner(),
         signed_in.user.id.clone(),
@@ -155,11 +153,9 @@ pub async fn sign_out_everywhere(
     req: HttpRequest,
     payload: Payload,
 ) -> Result<HttpResponse, PageError> {
-    let form = read_form(&req, payload).await?;
-    let Some(signed_in) = session::current(&state, &req).await? else {
+    let Some((signed_in, _form)) = signed_in_form(&state, &req, payload).await? else {
         return Ok(to_login());
     };
-    check_csrf(&state, &signed_in, &form)?;
     let (user_id, now) = (signed_in.user.id.clone(), state.now());
     state
         .db
@@ -180,11 +176,9 @@ pub async fn change_password(
     req: HttpRequest,
     payload: Payload,
 ) -> Result<HttpResponse, PageError> {
-    let form = read_form(&req, payload).await?;
-    let Some(signed_in) = session::current(&state, &req).await? else {
+    let Some((signed_in, form)) = signed_in_form(&state, &req, payload).await? else {
         return Ok(to_login());
     };
-    check_csrf(&state, &signed_in, &form)?;
     let current = Password::attempt(form.get("current_password").unwrap_or("").to_string());
     let new = match Password::new(form.get("new_password").unwrap_or("").to_string()) {
         Ok(p) => p,

@@ -4,8 +4,7 @@ use actix_web::web::{Data, Payload};
 use actix_web::{HttpRequest, HttpResponse};
 
 use super::PageError;
-use super::login::{check_csrf, read_form};
-use super::session;
+use super::login::signed_in_form;
 use crate::oauth::authorize::{self, PendingConsent, issue_code, redirect_to_client};
 use crate::state::AppState;
 
@@ -14,14 +13,12 @@ pub async fn decide(
     req: HttpRequest,
     payload: Payload,
 ) -> Result<HttpResponse, PageError> {
-    let form = read_form(&req, payload).await?;
-    let Some(signed_in) = session::current(&state, &req).await? else {
+    let Some((signed_in, form)) = signed_in_form(&state, &req, payload).await? else {
         return Err(PageError::bad_request(
             "You were signed out",
             "Go back to the app and start again.",
         ));
     };
-    check_csrf(&state, &signed_in, &form)?;
     let pending: PendingConsent = form
         .get("request")
         .and_then(|h| state.form_signer.open("consent", h))

@@ -34,6 +34,21 @@ pub fn check_csrf(state: &AppState, signed_in: &SignedIn, form: &Form) -> Result
     }
 }
 
+/// A signed-in browser's form post: the form, with its session and CSRF token checked.
+/// `None` when the browser is not signed in (the caller decides where to send it).
+pub async fn signed_in_form(
+    state: &AppState,
+    req: &HttpRequest,
+    payload: Payload,
+) -> Result<Option<(SignedIn, Form)>, PageError> {
+    let form = read_form(req, payload).await?;
+    let Some(signed_in) = session::current(state, req).await? else {
+        return Ok(None);
+    };
+    check_csrf(state, &signed_in, &form)?;
+    Ok(Some((signed_in, form)))
+}
+
 /// "Sign in to continue to <app>" when the sign-in was started by an authorization request.
 async fn app_name_for(state: &AppState, return_to: &str) -> Option<String> {
     let query = return_to.strip_prefix("/authorize?")?;
@@ -174,14 +189,12 @@ pub async fn logout(
     req: HttpRequest,
     payload: Payload,
 ) -> Result<HttpResponse, PageError> {
-    let form = read_form(&req, payload).await?;
     let mut resp = HttpResponse::SeeOther()
         .insert_header((header::LOCATION, "/login"))
         .finish();
-    let Some(signed_in) = session::current(&state, &req).await? else {
+    let Some((signed_in, form)) = signed_in_form(&state, &req, payload).await? else {
         return Ok(resp);
     };
-    check_csrf(&state, &signed_in, &form)?;
     let end_families = matches!(form.get("end_sessions"), Some("on" | "1" | "true" | "yes"));
     let (id_hash, now, origin) = (signed_in.id_hash.clone(), state.now(), Origin::of(&req));
     state

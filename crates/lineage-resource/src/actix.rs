@@ -3,7 +3,7 @@
 //! Register the validator once with `App::new().app_data(web::Data::new(validator))` (a plain
 //! `.app_data(validator)` works too), then:
 //!
-//! ```ignore
+//! ```text
 //! async fn list(auth: Authenticated) -> Result<HttpResponse, AuthError> {
 //!     auth.require_scope("notes:read")?;
 //!     Ok(HttpResponse::Ok().json(notes_of(&auth.sub)))

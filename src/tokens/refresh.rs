@@ -334,7 +334,8 @@ pub fn rotate(
 
         // Already used. A family that has ended for another reason (expiry, rotation cap) just says
         // so: a late retry there is no sign of theft.
-        if let Some(end) = end_reason(&family, user.as_ref(), policy, now)
+        let ended = end_reason(&family, user.as_ref(), policy, now);
+        if let Some(end) = &ended
             && !matches!(end, EndReason::Revoked(_))
         {
             return Err(RefreshError::InvalidGrant(end.description()));
@@ -342,7 +343,7 @@ pub fn rotate(
         // Within the grace, and while its successor is unused, this is a retry after a lost
         // response: hand back the same successor. Otherwise it is reuse.
         let used_at = token.used_at.unwrap_or(now);
-        if policy.grace > 0 && now - used_at <= policy.grace && end_reason(&family, user.as_ref(), policy, now).is_none() {
+        if policy.grace > 0 && now - used_at <= policy.grace && ended.is_none() {
             let next = tokens::find(c, successor.hash().as_str())?;
             if let (Some(next), Some(user)) = (next, user.clone())
                 && next.used_at.is_none()
@@ -368,7 +369,6 @@ pub fn rotate(
             event.user_agent = req.origin.user_agent.clone();
             audit_events::insert(c, &event)?;
             tracing::warn!(family = %family.id, user = %family.user_id, client = %family.client_id, "refresh token reuse detected; family revoked");
-            return Ok(Outcome::ReuseDetected);
         }
         Ok(Outcome::ReuseDetected)
     })?;

@@ -21,7 +21,7 @@ use super::{DbConnection, DbPool, StoreError};
 const MAX_GROUP: usize = 64;
 
 /// How often the writer finishes a checkpoint itself (see `close_wal`).
-const CHECKPOINT_EVERY: Duration = Duration::from_millis(50);
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(20);
 
 /// Delivers a job's result once the fate of its transaction is known.
 type Deliver = Box<dyn FnOnce(Result<(), String>) + Send>;

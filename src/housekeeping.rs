@@ -5,9 +5,9 @@ use diesel::Connection;
 use serde::Serialize;
 
 use crate::db::models::{
-    auth_codes, browser_sessions, refresh_families, refresh_tokens, revoked_access_tokens,
+    audit_events, auth_codes, browser_sessions, refresh_families, refresh_tokens,
+    revoked_access_tokens,
 };
-use crate::db::schema::audit_events;
 use crate::db::{Database, DbConnection, StoreError};
 use crate::tokens::keys::RETIRED_KEY_SKEW;
 
@@ -61,18 +61,7 @@ pub fn collect_batch(
         let sessions = browser_sessions::delete_expired(c, now, BATCH)?;
         // Kept a day past expiry so a replayed code still revokes the family it started.
         let codes = auth_codes::delete_expired(c, now - 86_400, BATCH)?;
-        let old: Vec<String> = {
-            use diesel::prelude::*;
-            audit_events::table
-                .filter(audit_events::at.lt(now - AUDIT_RETENTION))
-                .select(audit_events::id)
-                .limit(BATCH)
-                .load(c)?
-        };
-        let audit = {
-            use diesel::prelude::*;
-            diesel::delete(audit_events::table.filter(audit_events::id.eq_any(&old))).execute(c)?
-        };
+        let audit = audit_events::delete_older_than(c, now - AUDIT_RETENTION, BATCH)?;
         Ok(GcReport {
             families,
             refresh_tokens,

@@ -141,7 +141,7 @@ pub fn mint(
                 user_agent: Some("lineage token mint".into()),
             },
         };
-        let (family, token) = db.write_sync(|c| refresh::start_family(c, spec, &policy, now))?;
+        let (family, token) = db.run_sync(|c| refresh::start_family(c, spec, &policy, now))?;
         use std::io::Write;
         let line = match &signer {
             Some((set, issuer)) => {
@@ -228,7 +228,7 @@ pub fn family(
                 ip: None,
                 user_agent: Some("lineage family revoke".into()),
             };
-            let revoked = db.write_sync(|c| {
+            let revoked = db.run_sync(|c| {
                 if refresh_families::find(c, &family_id)?.is_none() {
                     return Err(StoreError::Other(anyhow::anyhow!(
                         "no family `{family_id}`"

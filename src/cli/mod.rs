@@ -164,7 +164,7 @@ fn dispatch(command: Command, settings: Settings) -> Result<(), Failure> {
             let backend = open_backend(&settings)?;
             let report = backend
                 .db
-                .write_sync(|c| housekeeping::collect_all(c, now, settings.access_token_ttl))?;
+                .run_sync(|c| housekeeping::collect_all(c, now, settings.access_token_ttl))?;
             print(json, json!(report), || {
                 format!(
                     "deleted {} families, {} refresh tokens, {} denylist entries, {} audit events",

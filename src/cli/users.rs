@@ -119,7 +119,7 @@ pub fn run(cmd: UserCommand, backend: &Backend, now: i64) -> Result<(), Failure>
             show(json, v, "enabled");
         }
         UserCommand::RevokeAll { username, json } => {
-            let ended = db.write_sync(|c| {
+            let ended = db.run_sync(|c| {
                 let user = users::get(c, &username).map_err(registry_to_store)?;
                 let ended = refresh::revoke_all_for_user(c, &user.id, "revoked_by_admin", now)?;
                 crate::db::models::browser_sessions::delete_for_user(c, &user.id, None)?;

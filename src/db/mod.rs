@@ -346,7 +346,9 @@ impl Database {
         .map_err(|e| StoreError::Other(anyhow::anyhow!("database task failed: {e}")))?
     }
 
-    /// The same, for callers that are already on a blocking thread (CLI, start-up).
+    /// The same, for callers that are already on a blocking thread (CLI, start-up, tests), reads
+    /// and writes alike: a pooled connection, which on SQLite waits for the writer's lock with
+    /// `busy_timeout` like any other process would.
     pub fn run_sync<T>(
         &self,
         f: impl FnOnce(&mut DbConnection) -> Result<T, StoreError>,
@@ -365,16 +367,6 @@ impl Database {
             Some(w) => w.run(f).await,
             None => self.run(f).await,
         }
-    }
-
-    /// Writes from a blocking context (CLI, tests). These use a pooled connection: in another
-    /// process than the server they wait on SQLite's lock with `busy_timeout`.
-    pub fn write_sync<T>(
-        &self,
-        f: impl FnOnce(&mut DbConnection) -> Result<T, StoreError>,
-    ) -> Result<T, StoreError> {
-        let mut conn = self.pool.get()?;
-        f(&mut conn)
     }
 
     pub async fn ping(&self) -> Result<(), StoreError> {

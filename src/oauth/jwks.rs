@@ -7,7 +7,6 @@ use actix_web::{HttpRequest, HttpResponse};
 use serde::Serialize;
 
 use crate::state::AppState;
-use crate::tokens::secret::HashedToken;
 
 #[derive(Serialize)]
 struct Jwk<'a> {
@@ -42,13 +41,9 @@ pub async fn jwks(state: Data<AppState>, req: HttpRequest) -> HttpResponse {
             .collect(),
     };
     let json = serde_json::to_vec(&body).unwrap_or_else(|_| b"{\"keys\":[]}".to_vec());
-    let etag = format!("\"{}\"", &HashedToken::of(&json).as_str()[..32]);
+    let etag = super::etag_of(&json);
     let cache = format!("public, max-age={}", state.settings.jwks_max_age);
-    let not_modified = req
-        .headers()
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag));
+    let not_modified = super::not_modified(&req, &etag);
     let mut resp = if not_modified {
         HttpResponse::NotModified()
     } else {

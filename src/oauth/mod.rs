@@ -12,3 +12,19 @@ pub mod pkce;
 pub mod revocations;
 pub mod revoke;
 pub mod token;
+
+/// A strong ETag for a response body (the first 128 bits of its SHA-256).
+pub(crate) fn etag_of(body: &[u8]) -> String {
+    format!(
+        "\"{}\"",
+        &crate::tokens::secret::HashedToken::of(body).as_str()[..32]
+    )
+}
+
+/// Whether the request's `If-None-Match` names `etag` (RFC 9110 §13.1.2), for a 304.
+pub(crate) fn not_modified(req: &actix_web::HttpRequest, etag: &str) -> bool {
+    req.headers()
+        .get(actix_web::http::header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag))
+}

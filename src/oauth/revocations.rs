@@ -12,7 +12,6 @@ use super::error::OAuthError;
 use crate::db::models::{refresh_families, users};
 use crate::state::AppState;
 use crate::tokens::keys::RETIRED_KEY_SKEW;
-use crate::tokens::secret::HashedToken;
 
 #[derive(Debug, Deserialize)]
 pub struct FeedQuery {
@@ -76,12 +75,8 @@ pub async fn feed(
             .collect(),
     };
     let listed = serde_json::to_vec(&entries).unwrap_or_default();
-    let etag = format!("\"{}\"", &HashedToken::of(&listed).as_str()[..32]);
-    let not_modified = req
-        .headers()
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag));
+    let etag = super::etag_of(&listed);
+    let not_modified = super::not_modified(&req, &etag);
     if not_modified {
         return Ok(HttpResponse::NotModified()
             .insert_header((header::ETAG, etag))

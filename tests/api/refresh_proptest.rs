@@ -111,7 +111,7 @@ fn run_case(
         origin: Origin::default(),
     };
     let (family, first) = db
-        .write_sync(|c| refresh::start_family(c, spec, &policy, now))
+        .run_sync(|c| refresh::start_family(c, spec, &policy, now))
         .map_err(|e| fail(e.to_string()))?;
     let family_id = family.id;
     let mut model = Model {
@@ -130,7 +130,7 @@ fn run_case(
             Op::Advance(d) => now += d,
             Op::Revoke => {
                 let did = db
-                    .write_sync(|c| {
+                    .run_sync(|c| {
                         refresh::revoke_family(c, &family_id, "test", &Origin::default(), now)
                     })
                     .map_err(|e| fail(e.to_string()))?;
@@ -141,7 +141,7 @@ fn run_case(
                 let i = n % model.tokens.len();
                 let (token, used) = model.tokens[i].clone();
                 let seen = db
-                    .write_sync(|c| refresh::inspect(c, &token, &policy, now))
+                    .run_sync(|c| refresh::inspect(c, &token, &policy, now))
                     .map_err(|e| fail(e.to_string()))?;
                 prop_assert_eq!(
                     seen.is_some(),
@@ -225,7 +225,7 @@ fn run_case(
             prop_assert!(model.revoked);
         }
         let (row, unused, total) = db
-            .write_sync(|c| {
+            .run_sync(|c| {
                 Ok((
                     refresh_families::find(c, &family_id)?,
                     refresh_tokens::count_unused_of(c, &family_id)?,
@@ -280,7 +280,7 @@ fn rotate(
         origin: Origin::default(),
     };
     let out = db
-        .write_sync(|c| Ok(refresh::rotate(c, key, token, &req, policy, now)))
+        .run_sync(|c| Ok(refresh::rotate(c, key, token, &req, policy, now)))
         .map_err(|e| fail(e.to_string()))?;
     match out {
         Ok(r) => Ok(Ok(r)),
@@ -306,7 +306,7 @@ fn random_interleavings_never_leave_two_live_tokens() {
         created_at: START,
         updated_at: START,
     };
-    db.write_sync(|c| users::insert(c, &row))
+    db.run_sync(|c| users::insert(c, &row))
         .expect("insert user");
     let key = SuccessorKey::new(&KeySecret::new(KEY_SECRET.to_string()));
 

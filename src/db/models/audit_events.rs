@@ -60,3 +60,17 @@ pub fn list_kind(conn: &mut DbConnection, kind: &str) -> Result<Vec<AuditEventRo
         .select(AuditEventRow::as_select())
         .load(conn)?)
 }
+
+/// Delete up to `limit` events older than `before`.
+pub fn delete_older_than(
+    conn: &mut DbConnection,
+    before: i64,
+    limit: i64,
+) -> Result<usize, StoreError> {
+    let ids: Vec<String> = audit_events::table
+        .filter(audit_events::at.lt(before))
+        .select(audit_events::id)
+        .limit(limit)
+        .load(conn)?;
+    Ok(diesel::delete(audit_events::table.filter(audit_events::id.eq_any(&ids))).execute(conn)?)
+}

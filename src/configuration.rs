@@ -66,6 +66,8 @@ pub struct Settings {
     pub workers: Option<usize>,
     /// Seconds between housekeeping passes; 0 turns the background collector off.
     pub gc_interval: i64,
+    /// SQLite: write jobs that may wait for the single writer before requests get 503.
+    pub writer_queue: usize,
     /// `serve --demo`: demo clients, a demo user and the /demo walk-through.
     pub demo: bool,
 }
@@ -123,6 +125,9 @@ pub struct SettingsArgs {
     /// Interval of the background housekeeping (`60s`; `0` turns it off).
     #[arg(long, env = "LINEAGE_GC_INTERVAL", global = true)]
     pub gc_interval: Option<String>,
+    /// SQLite: writes that may queue for the writer thread before requests get 503.
+    #[arg(long, env = "LINEAGE_WRITER_QUEUE", global = true)]
+    pub writer_queue: Option<String>,
 }
 
 /// `lineage.toml`: every key optional; durations as numbers (seconds) or strings (`"10m"`).
@@ -143,6 +148,7 @@ struct FileSettings {
     db_pool_size: Option<toml::Value>,
     workers: Option<toml::Value>,
     gc_interval: Option<toml::Value>,
+    writer_queue: Option<toml::Value>,
 }
 
 fn value_to_string(v: toml::Value) -> String {
@@ -274,6 +280,10 @@ impl SettingsArgs {
         let workers = pick_v(&self.workers, file.workers)
             .map(|s| parse_count("workers", &s))
             .transpose()?;
+        let writer_queue = pick_v(&self.writer_queue, file.writer_queue)
+            .map(|s| parse_count("writer-queue", &s))
+            .transpose()?
+            .unwrap_or(crate::db::DEFAULT_WRITER_QUEUE as i64);
 
         for (name, v) in [
             ("access-token-ttl", access_token_ttl),
@@ -302,6 +312,9 @@ impl SettingsArgs {
         if matches!(workers, Some(n) if !(1..=256).contains(&n)) {
             return Err(invalid("workers must be between 1 and 256"));
         }
+        if !(1..=1_000_000).contains(&writer_queue) {
+            return Err(invalid("writer-queue must be between 1 and 1000000"));
+        }
 
         let key_secret = match pick(&self.key_secret, file.key_secret) {
             Some(s) if s.len() < 16 => {
@@ -326,6 +339,7 @@ impl SettingsArgs {
             db_pool_size: db_pool_size as u32,
             workers: workers.map(|n| n as usize),
             gc_interval,
+            writer_queue: writer_queue as usize,
             demo: false,
         })
     }
@@ -382,6 +396,7 @@ impl Settings {
             db_pool_size: 8,
             workers: Some(2),
             gc_interval: 0,
+            writer_queue: crate::db::DEFAULT_WRITER_QUEUE,
             demo: false,
         }
     }

@@ -41,6 +41,7 @@ pub fn open_backend(settings: &Settings) -> anyhow::Result<Backend> {
     let key_secret = settings.key_secret.load()?;
     let options = PoolOptions {
         max_size: settings.db_pool_size,
+        writer_queue: settings.writer_queue,
         ..PoolOptions::default()
     };
     let db = Database::open(&settings.database_url, &options)?;

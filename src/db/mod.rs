@@ -110,29 +110,48 @@ struct SqlitePragmas;
 
 impl CustomizeConnection<DbConnection, diesel::r2d2::Error> for SqlitePragmas {
     fn on_acquire(&self, conn: &mut DbConnection) -> Result<(), diesel::r2d2::Error> {
-        if let DbConnection::Sqlite(c) = conn {
-            c.batch_execute(
-                "PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; \
-                 PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; \
-                 PRAGMA cache_size = -16384; PRAGMA mmap_size = 268435456;",
-            )
-            .map_err(diesel::r2d2::Error::QueryError)?;
-        }
-        Ok(())
+        apply_sqlite_pragmas(conn).map_err(diesel::r2d2::Error::QueryError)
     }
+}
+
+fn apply_sqlite_pragmas(conn: &mut DbConnection) -> diesel::QueryResult<()> {
+    if let DbConnection::Sqlite(c) = conn {
+        c.batch_execute(
+            "PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; \
+             PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; \
+             PRAGMA cache_size = -16384; PRAGMA mmap_size = 268435456;",
+        )?;
+    }
+    Ok(())
+}
+
+/// One configured SQLite connection outside any pool (the writer thread's own).
+fn open_sqlite(path: &str) -> Result<DbConnection, StoreError> {
+    let conn = diesel::SqliteConnection::establish(path)
+        .map_err(|e| StoreError::Unavailable(format!("cannot open the SQLite database: {e}")))?;
+    let mut conn = DbConnection::Sqlite(conn);
+    apply_sqlite_pragmas(&mut conn)?;
+    Ok(conn)
 }
 
 #[derive(Debug, Clone)]
 pub struct PoolOptions {
     pub max_size: u32,
     pub connection_timeout: Duration,
+    /// SQLite: write jobs that may wait for the writer thread; more are refused (503).
+    pub writer_queue: usize,
 }
+
+/// The default bound of the SQLite writer's queue: far above what one writer drains between two
+/// commits at full load (a group is at most 64 jobs), small enough to stay a few MiB.
+pub const DEFAULT_WRITER_QUEUE: usize = 4096;
 
 impl Default for PoolOptions {
     fn default() -> Self {
         Self {
             max_size: 8,
             connection_timeout: Duration::from_secs(3),
+            writer_queue: DEFAULT_WRITER_QUEUE,
         }
     }
 }
@@ -263,16 +282,15 @@ impl fmt::Debug for Database {
 impl Database {
     pub fn open(url: &DatabaseUrl, options: &PoolOptions) -> anyhow::Result<Self> {
         let pool = connect(url, options)?;
-        let writer = if url.is_sqlite() {
-            Some(writer::Writer::start(connect(
-                url,
-                &PoolOptions {
-                    max_size: 1,
-                    ..options.clone()
-                },
-            )?)?)
-        } else {
-            None
+        let writer = match url {
+            DatabaseUrl::Sqlite { path } => {
+                let path = path.clone();
+                Some(writer::Writer::start(
+                    Box::new(move || open_sqlite(&path)),
+                    options.writer_queue,
+                )?)
+            }
+            DatabaseUrl::Postgres { .. } => None,
         };
         Ok(Self {
             pool,
@@ -291,11 +309,7 @@ impl Database {
         };
         writer
             // journal_size_limit: after a burst, the rewound WAL file is cut back to 64 MiB.
-            .run(|c| {
-                Ok(c.batch_execute(
-                    "PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = 67108864",
-                )?)
-            })
+            .configure("PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = 67108864")
             .await?;
         let checkpointer = connect(
             &self.url,

@@ -7,15 +7,18 @@
 //! Group commit: jobs that queue up while one runs are run together in one transaction, each in
 //! its own savepoint (diesel nests `transaction` that way), and their results are released only
 //! after the commit. One commit then writes each touched page once for the whole group.
+//!
+//! The queue is bounded: when it is full a write fails at once as `Unavailable` (503) instead of
+//! piling up memory behind a writer that cannot keep up.
 
 use std::panic::AssertUnwindSafe;
-use std::sync::mpsc;
+use std::sync::mpsc::{self, TrySendError};
 use std::time::{Duration, Instant};
 
 use diesel::Connection;
-use diesel::connection::SimpleConnection;
+use diesel::connection::{SimpleConnection, TransactionManager};
 
-use super::{DbConnection, DbPool, StoreError};
+use super::{DbConnection, StoreError};
 
 /// At most this many jobs share one commit.
 const MAX_GROUP: usize = 64;
@@ -25,29 +28,91 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(20);
 
 /// Delivers a job's result once the fate of its transaction is known.
 type Deliver = Box<dyn FnOnce(Result<(), String>) + Send>;
-type Job = Box<dyn FnOnce(&mut DbConnection) -> Deliver + Send>;
+/// A write job: given the connection (or why there is none), it runs and returns its delivery.
+type Job = Box<dyn FnOnce(Result<&mut DbConnection, StoreError>) -> Deliver + Send>;
+
+enum Message {
+    Job(Job),
+    /// SQL run now and again on every replacement connection (e.g. checkpoint pragmas).
+    Setup(String, tokio::sync::oneshot::Sender<Result<(), StoreError>>),
+}
+
+type TxManager = <DbConnection as Connection>::TransactionManager;
 
 #[derive(Clone)]
 pub struct Writer {
-    jobs: mpsc::Sender<Job>,
+    jobs: mpsc::SyncSender<Message>,
+}
+
+/// The writer thread's connection: opened on demand, replaced after a job panics.
+struct WriterConnection {
+    open: Box<dyn Fn() -> Result<DbConnection, StoreError> + Send>,
+    conn: Option<DbConnection>,
+    setup: Vec<String>,
+}
+
+impl WriterConnection {
+    fn get(&mut self) -> Result<&mut DbConnection, StoreError> {
+        if self.conn.is_none() {
+            let mut fresh = (self.open)()?;
+            for sql in &self.setup {
+                fresh.batch_execute(sql)?;
+            }
+            self.conn = Some(fresh);
+        }
+        self.conn
+            .as_mut()
+            .ok_or_else(|| StoreError::Unavailable("the database writer has no connection".into()))
+    }
+
+    /// After a panic, diesel's transaction depth no longer matches the database: every later
+    /// "commit" would only release a savepoint of a transaction that never commits. Roll back
+    /// what is open and start over on a new connection.
+    fn discard(&mut self) {
+        if let Some(mut conn) = self.conn.take() {
+            while let Ok(Some(_)) =
+                TxManager::transaction_manager_status_mut(&mut conn).transaction_depth()
+            {
+                if TxManager::rollback_transaction(&mut conn).is_err() {
+                    break;
+                }
+            }
+            // Closing the connection rolls back whatever is still open.
+            drop(conn);
+        }
+    }
 }
 
 impl Writer {
-    /// Take the one connection of `pool` (already configured) into a new thread. The thread ends
-    /// when the last `Writer` handle is dropped.
-    pub fn start(pool: DbPool) -> anyhow::Result<Self> {
-        let mut conn = pool.get()?;
-        let (jobs, queue) = mpsc::channel::<Job>();
+    /// Start the writer thread; `open` makes a configured connection (now and after a panic).
+    /// The thread ends when the last `Writer` handle is dropped.
+    pub fn start(
+        open: Box<dyn Fn() -> Result<DbConnection, StoreError> + Send>,
+        queue: usize,
+    ) -> anyhow::Result<Self> {
+        let mut conn = WriterConnection {
+            conn: Some(open()?),
+            open,
+            setup: Vec::new(),
+        };
+        let (jobs, inbox) = mpsc::sync_channel::<Message>(queue.max(1));
         std::thread::Builder::new()
             .name("sqlite-writer".into())
             .spawn(move || {
                 let mut last_checkpoint = Instant::now();
-                while let Ok(first) = queue.recv() {
-                    let mut group = vec![first];
-                    while group.len() < MAX_GROUP {
-                        match queue.try_recv() {
-                            Ok(job) => group.push(job),
-                            Err(_) => break,
+                while let Ok(first) = inbox.recv() {
+                    let mut group = Vec::new();
+                    let mut next = Some(first);
+                    while let Some(message) = next.take() {
+                        match message {
+                            Message::Job(job) => group.push(job),
+                            Message::Setup(sql, reply) => {
+                                run_group(&mut conn, std::mem::take(&mut group));
+                                let _ = reply.send(setup(&mut conn, sql));
+                            }
+                        }
+                        if group.len() < MAX_GROUP {
+                            next = inbox.try_recv().ok();
                         }
                     }
                     run_group(&mut conn, group);
@@ -60,6 +125,17 @@ impl Writer {
         Ok(Self { jobs })
     }
 
+    fn send(&self, message: Message) -> Result<(), StoreError> {
+        self.jobs.try_send(message).map_err(|e| match e {
+            TrySendError::Full(_) => {
+                StoreError::Unavailable("the database writer's queue is full".into())
+            }
+            TrySendError::Disconnected(_) => {
+                StoreError::Unavailable("the database writer has stopped".into())
+            }
+        })
+    }
+
     pub async fn run<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         F: FnOnce(&mut DbConnection) -> Result<T, StoreError> + Send + 'static,
@@ -67,10 +143,13 @@ impl Writer {
     {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let span = tracing::Span::current();
-        let job: Job = Box::new(move |c| {
-            let result = {
-                let _entered = span.enter();
-                f(c)
+        let job: Job = Box::new(move |conn| {
+            let result = match conn {
+                Ok(c) => {
+                    let _entered = span.enter();
+                    f(c)
+                }
+                Err(e) => Err(e),
             };
             Box::new(move |committed: Result<(), String>| {
                 let _ = tx.send(match committed {
@@ -81,49 +160,114 @@ impl Writer {
                 });
             })
         });
-        self.jobs
-            .send(job)
-            .map_err(|_| StoreError::Unavailable("the database writer has stopped".into()))?;
+        self.send(Message::Job(job))?;
+        // A job that panicked drops its sender without an answer.
         rx.await
             .map_err(|_| StoreError::Other(anyhow::anyhow!("a database write failed")))?
     }
+
+    /// Run `sql` on the writer's connection now and on every connection that replaces it.
+    pub async fn configure(&self, sql: &str) -> Result<(), StoreError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.send(Message::Setup(sql.to_string(), tx))?;
+        rx.await
+            .map_err(|_| StoreError::Unavailable("the database writer has stopped".into()))?
+    }
 }
 
+fn setup(conn: &mut WriterConnection, sql: String) -> Result<(), StoreError> {
+    conn.get()?.batch_execute(&sql)?;
+    conn.setup.push(sql);
+    Ok(())
+}
+
+/// Run one job; `None` if it panicked.
 fn run_one(conn: &mut DbConnection, job: Job) -> Option<Deliver> {
-    // A panicking job must not take every later write down with it.
-    match std::panic::catch_unwind(AssertUnwindSafe(|| job(conn))) {
+    match std::panic::catch_unwind(AssertUnwindSafe(|| job(Ok(conn)))) {
         Ok(deliver) => Some(deliver),
         Err(_) => {
-            tracing::error!("a database write panicked; the writer carries on");
+            tracing::error!(
+                "a database write panicked; it was rolled back and the writer reconnects"
+            );
             None
         }
     }
 }
 
-fn run_group(conn: &mut DbConnection, group: Vec<Job>) {
-    if group.len() == 1 {
-        // Alone: the job's own transaction (if any) is the commit.
-        for job in group {
-            if let Some(deliver) = run_one(conn, job) {
-                deliver(Ok(()));
+fn run_group(wc: &mut WriterConnection, group: Vec<Job>) {
+    let mut pending = group.into_iter();
+    loop {
+        let conn = match wc.get() {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "the database writer cannot connect");
+                for job in pending {
+                    job(Err(StoreError::Unavailable(e.to_string())))(Ok(()));
+                }
+                return;
+            }
+        };
+        let mut rest: Vec<Job> = pending.collect();
+        if rest.len() <= 1 {
+            // Alone: the job's own transaction (if any) is the commit.
+            if let Some(job) = rest.pop() {
+                match run_one(conn, job) {
+                    Some(deliver) => deliver(Ok(())),
+                    None => wc.discard(),
+                }
+            }
+            return;
+        }
+        match run_together(conn, rest) {
+            Ok(()) => return,
+            Err(after_panic) => {
+                // The group was rolled back; the jobs after the one that panicked have not run.
+                wc.discard();
+                pending = after_panic.into_iter();
             }
         }
-        return;
     }
+}
+
+/// Run jobs in one transaction. If one panics, the transaction is rolled back, the jobs that ran
+/// are told their writes were not committed, and the jobs not yet run are handed back (`Err`: the
+/// connection must be replaced).
+fn run_together(conn: &mut DbConnection, group: Vec<Job>) -> Result<(), Vec<Job>> {
     let mut delivers = Vec::with_capacity(group.len());
-    let outcome = conn.transaction::<_, diesel::result::Error, _>(|c| {
-        for job in group {
-            delivers.extend(run_one(c, job));
+    let mut jobs = group.into_iter();
+    if let Err(e) = TxManager::begin_transaction(conn) {
+        tracing::error!(error = %e, "could not begin a group commit; reconnecting");
+        let why = e.to_string();
+        for job in jobs {
+            job(Err(StoreError::Unavailable(why.clone())))(Ok(()));
         }
-        Ok(())
-    });
-    let outcome = outcome.map_err(|e| {
+        return Err(Vec::new());
+    }
+    let mut panicked = false;
+    for job in jobs.by_ref() {
+        match run_one(conn, job) {
+            Some(deliver) => delivers.push(deliver),
+            None => {
+                panicked = true;
+                break;
+            }
+        }
+    }
+    if panicked {
+        for deliver in delivers {
+            deliver(Err("another write in the same commit failed".into()));
+        }
+        return Err(jobs.collect());
+    }
+    let outcome = TxManager::commit_transaction(conn).map_err(|e| {
         tracing::error!(error = %e, "a group commit failed; its writes were rolled back");
+        let _ = TxManager::rollback_transaction(conn);
         e.to_string()
     });
     for deliver in delivers {
         deliver(outcome.clone());
     }
+    Ok(())
 }
 
 /// A background connection copies WAL frames into the database file as they come, but while
@@ -132,8 +276,10 @@ fn run_group(conn: &mut DbConnection, group: Vec<Job>) {
 /// bound. Between two groups no frame is being appended, so a checkpoint from the writer itself
 /// completes (cheaply: the background one has done most of the copying) and the next commit
 /// rewinds the WAL.
-fn close_wal(conn: &mut DbConnection) {
-    if let Err(e) = conn.batch_execute("PRAGMA wal_checkpoint(PASSIVE)") {
+fn close_wal(wc: &mut WriterConnection) {
+    if let Some(conn) = wc.conn.as_mut()
+        && let Err(e) = conn.batch_execute("PRAGMA wal_checkpoint(PASSIVE)")
+    {
         tracing::debug!(error = %e, "WAL checkpoint from the writer failed; retrying later");
     }
 }

@@ -17,6 +17,7 @@ mod key_rotation;
 mod multi_node;
 mod token_client_credentials;
 mod token_errors;
+mod writer;
 
 // Issue 5: the front channel (sign-in, consent, codes with PKCE, account page, demo).
 mod account;

@@ -225,6 +225,19 @@ async fn code_of_another_client_is_invalid_grant(backend: Backend) {
         "code issued to another client",
     )
     .await;
+    // Another client's attempt spent nothing: the code still works for its own client.
+    let tokens =
+        expect_tokens(exchange(&app, &client.id, &code, APP_REDIRECT, Some(&p.verifier)).await)
+            .await;
+    // A replay by another client does not revoke the family; only the right client's does.
+    expect_invalid_grant(
+        exchange(&app, &thief.id, &code, APP_REDIRECT, Some(&p.verifier)).await,
+        "used code presented by another client",
+    )
+    .await;
+    let f = family(&app, &tokens.sid()).await;
+    assert!(f.revoked_at.is_none(), "{f:?}");
+    expect_tokens(refresh(&app, &client.id, &tokens.refresh_token).await).await;
 }
 
 async fn failed_exchange_spends_the_code(backend: Backend) {

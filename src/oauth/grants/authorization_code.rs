@@ -93,17 +93,25 @@ fn exchange(
     now: i64,
 ) -> Result<Exchange, StoreError> {
     let hash = code.hash();
-    // Every outcome commits: a failed attempt still spends the code, so it cannot be retried
-    // with other verifiers.
+    // Every outcome commits: a failed attempt by the client the code was issued to still spends
+    // the code, so it cannot be retried with other verifiers.
     c.transaction(|c| {
-        let won = auth_codes::mark_used(c, hash.as_str(), now)?;
         let Some(row) = auth_codes::find(c, hash.as_str())? else {
             return Ok(Exchange::Rejected(
                 "the authorization code is invalid".into(),
             ));
         };
-        if !won {
-            if let Some(family) = &row.family_id
+        // Before anything is spent: a leaked code presented by another client must neither burn
+        // the code nor revoke the session it started.
+        if row.client_id != client_id {
+            return Ok(Exchange::Rejected(
+                "the authorization code was issued to another client".into(),
+            ));
+        }
+        if !auth_codes::mark_used(c, hash.as_str(), now)? {
+            // Read again: a concurrent exchange that won may have just recorded its family.
+            let family_id = auth_codes::find(c, hash.as_str())?.and_then(|r| r.family_id);
+            if let Some(family) = &family_id
                 && refresh::revoke_family(c, family, "code_replayed", &origin, now)?
             {
                 let mut event = AuditEventRow::new(
@@ -120,11 +128,6 @@ fn exchange(
             }
             return Ok(Exchange::Rejected(
                 "the authorization code was already used".into(),
-            ));
-        }
-        if row.client_id != client_id {
-            return Ok(Exchange::Rejected(
-                "the authorization code was issued to another client".into(),
             ));
         }
         if now >= row.expires_at {

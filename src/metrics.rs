@@ -21,8 +21,16 @@ pub struct ResultLabels {
     pub result: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RetryLabels {
+    /// `same` or `other`: whether the retry came from the IP and user agent of the rotation it
+    /// repeats.
+    pub origin: String,
+}
+
 pub struct Metrics {
     registry: Registry,
+    pub refresh_grace_retries: Family<RetryLabels, Counter>,
     pub tokens_issued: Family<GrantLabels, Counter>,
     pub token_errors: Family<ErrorLabels, Counter>,
     pub refresh_reuse_detected: Counter,
@@ -36,6 +44,12 @@ impl Default for Metrics {
         let token_errors = Family::<ErrorLabels, Counter>::default();
         let refresh_reuse_detected = Counter::default();
         let sign_ins = Family::<ResultLabels, Counter>::default();
+        let refresh_grace_retries = Family::<RetryLabels, Counter>::default();
+        registry.register(
+            "refresh_grace_retries",
+            "Refresh tokens presented again within the retry grace, answered with the same successor",
+            refresh_grace_retries.clone(),
+        );
         registry.register(
             "tokens_issued",
             "Successful token-endpoint responses by grant type",
@@ -58,6 +72,7 @@ impl Default for Metrics {
         );
         Self {
             registry,
+            refresh_grace_retries,
             tokens_issued,
             token_errors,
             refresh_reuse_detected,
@@ -86,6 +101,15 @@ impl Metrics {
             .get_or_create(&ErrorLabels {
                 grant_type: grant.to_string(),
                 error: error.to_string(),
+            })
+            .inc();
+    }
+
+    pub fn grace_retry(&self, elsewhere: bool) {
+        let origin = if elsewhere { "other" } else { "same" };
+        self.refresh_grace_retries
+            .get_or_create(&RetryLabels {
+                origin: origin.into(),
             })
             .inc();
     }

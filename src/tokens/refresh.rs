@@ -255,6 +255,8 @@ pub struct Rotated {
     pub scope: Scope,
     /// True when this answered a retry within the grace (the same successor as before).
     pub retried: bool,
+    /// A retry from another IP or user agent than the rotation it repeats.
+    pub retried_elsewhere: bool,
 }
 
 enum Outcome {
@@ -329,7 +331,7 @@ pub fn rotate(
                 ..family
             };
             let user = user.ok_or_else(unknown)?;
-            return Ok(Outcome::Issued(Box::new(Rotated { family, user, refresh_token: successor, scope, retried: false })));
+            return Ok(Outcome::Issued(Box::new(Rotated { family, user, refresh_token: successor, scope, retried: false, retried_elsewhere: false })));
         }
 
         // Already used. A family that has ended for another reason (expiry, rotation cap) just says
@@ -349,7 +351,8 @@ pub fn rotate(
                 && next.used_at.is_none()
             {
                 let scope = granted_scope(&family, req.scope.as_ref())?;
-                return Ok(Outcome::Issued(Box::new(Rotated { family, user, refresh_token: successor, scope, retried: true })));
+                let elsewhere = record_retry(c, &family, &req.origin, now)?;
+                return Ok(Outcome::Issued(Box::new(Rotated { family, user, refresh_token: successor, scope, retried: true, retried_elsewhere: elsewhere })));
             }
         }
         if families::revoke(c, &family.id, "reuse_detected", now)? {
@@ -377,6 +380,51 @@ pub fn rotate(
         Outcome::ReuseDetected => Err(RefreshError::ReuseDetected),
     }
 }
+
+/// A retry within the grace is normal after a lost response, but it is also what a thief replaying
+/// a just-rotated token looks like. Record it; one that comes from another IP or user agent than
+/// the rotation it repeats (the family's last use) is flagged for the user. Returns whether it did.
+fn record_retry(
+    c: &mut DbConnection,
+    family: &FamilyRow,
+    origin: &Origin,
+    now: i64,
+) -> Result<bool, StoreError> {
+    let elsewhere = origin.ip != family.ip || origin.user_agent != family.user_agent;
+    let device = family
+        .device_name
+        .clone()
+        .unwrap_or_else(|| "an unnamed device".into());
+    let (kind, detail) = if elsewhere {
+        (
+            RETRY_ELSEWHERE,
+            format!(
+                "a just-used refresh token of {device} was presented again within the retry grace \
+                 from another network or app than the refresh it repeats (that one came from {}); \
+                 if that was not you, sign the device out",
+                family.ip.as_deref().unwrap_or("an unknown address")
+            ),
+        )
+    } else {
+        (
+            RETRY,
+            format!("{device} repeated a refresh within the retry grace and got the same answer"),
+        )
+    };
+    let mut event = AuditEventRow::new(now, kind, detail);
+    event.user_id = Some(family.user_id.clone());
+    event.client_id = Some(family.client_id.clone());
+    event.family_id = Some(family.id.clone());
+    event.ip = origin.ip.clone();
+    event.user_agent = origin.user_agent.clone();
+    audit_events::insert(c, &event)?;
+    Ok(elsewhere)
+}
+
+/// Audit kinds of a refresh answered within the retry grace: from the same origin as the rotation
+/// it repeats, or from another one.
+pub const RETRY: &str = audit_events::REFRESH_RETRY;
+pub const RETRY_ELSEWHERE: &str = "refresh_retry_elsewhere";
 
 /// Revoke one family (and with it every token it has). Returns whether it was live.
 pub fn revoke_family(

@@ -84,7 +84,10 @@ async fn render_account(
                     at: format_time(e.at),
                     alarming: matches!(
                         e.kind.as_str(),
-                        "refresh_token_reuse" | "code_replayed" | "sign_in_failed"
+                        "refresh_token_reuse"
+                            | "code_replayed"
+                            | "sign_in_failed"
+                            | refresh::RETRY_ELSEWHERE
                     ),
                     text: match &e.ip {
                         Some(ip) => format!("{} (from {ip})", capital(&e.detail)),

@@ -9,6 +9,7 @@ use crate::browser_helpers::{
     expect_invalid_grant, expect_tokens, family, is_signed_in, refresh, signed_in_tokens,
 };
 use crate::helpers::{Backend, spawn_app, spawn_app_with};
+use crate::refresh_helpers::audit_events_of_kind;
 
 both_backends!(
     account_page_needs_a_signed_in_browser,
@@ -19,6 +20,7 @@ both_backends!(
     change_password_ends_everything_else_and_keeps_this_browser,
     change_password_with_a_wrong_current_password_is_refused,
     refresh_token_reuse_shows_up_as_a_security_event,
+    a_retry_within_the_grace_from_elsewhere_is_flagged,
     device_and_app_names_are_escaped,
 );
 
@@ -435,6 +437,51 @@ async fn refresh_token_reuse_shows_up_as_a_security_event(backend: Backend) {
             .is_none(),
         "the revoked device is gone from the list"
     );
+}
+
+async fn a_retry_within_the_grace_from_elsewhere_is_flagged(backend: Backend) {
+    let Some(app) = spawn_app_with(backend, |s| s.refresh_grace = 5).await else {
+        return;
+    };
+    let client = app_client(&app, "notes:read").await;
+    create_user(&app, "alice").await;
+    let (b, tokens) = signed_in_tokens(&app, &client, "notes:read", "alice", "phone").await;
+    let next = expect_tokens(refresh(&app, &client.id, &tokens.refresh_token).await).await;
+
+    // The app retries after a lost response: the same successor, recorded, not shown to the user.
+    let again = expect_tokens(refresh(&app, &client.id, &tokens.refresh_token).await).await;
+    assert_eq!(again.refresh_token, next.refresh_token);
+    assert_eq!(audit_events_of_kind(&app, "refresh_retry").await.len(), 1);
+    let page = b.get("/account").await;
+    assert!(!page.text().contains("retry grace"), "{}", page.text());
+
+    // The same token from another program within the grace: answered, and flagged.
+    let from_elsewhere = reqwest::Client::builder()
+        .user_agent("curl/8.5.0")
+        .build()
+        .expect("client")
+        .post(app.url("/token"))
+        .form(&[
+            ("grant_type", "refresh_token"),
+            ("client_id", client.id.as_str()),
+            ("refresh_token", tokens.refresh_token.as_str()),
+        ])
+        .send()
+        .await
+        .expect("POST /token");
+    let same = expect_tokens(from_elsewhere).await;
+    assert_eq!(same.refresh_token, next.refresh_token);
+    let flagged = audit_events_of_kind(&app, "refresh_retry_elsewhere").await;
+    assert_eq!(flagged.len(), 1);
+    assert_eq!(flagged[0].user_agent.as_deref(), Some("curl/8.5.0"));
+    assert_eq!(flagged[0].ip.as_deref(), Some("127.0.0.1"));
+    let page = b.get("/account").await;
+    let text = page.text();
+    assert!(
+        text.contains("phone") && text.contains("retry grace"),
+        "the event names the device: {text}"
+    );
+    assert!(page.body.contains("alarm"), "and is highlighted");
 }
 
 async fn device_and_app_names_are_escaped(backend: Backend) {

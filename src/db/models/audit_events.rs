@@ -40,6 +40,14 @@ pub fn insert(conn: &mut DbConnection, row: &AuditEventRow) -> Result<(), StoreE
     Ok(())
 }
 
+/// Kinds recorded for investigations but not shown to the user: routine, and numerous enough to
+/// push the alarming ones off the account page.
+pub const NOT_SHOWN_TO_USERS: &[&str] = &[REFRESH_RETRY];
+
+/// A refresh answered within the retry grace from the origin of the rotation it repeats.
+pub const REFRESH_RETRY: &str = "refresh_retry";
+
+/// The user's most recent events, as the account page lists them.
 pub fn recent_for_user(
     conn: &mut DbConnection,
     user: &str,
@@ -47,6 +55,7 @@ pub fn recent_for_user(
 ) -> Result<Vec<AuditEventRow>, StoreError> {
     Ok(audit_events::table
         .filter(audit_events::user_id.eq(user))
+        .filter(audit_events::kind.ne_all(NOT_SHOWN_TO_USERS))
         .order(audit_events::at.desc())
         .limit(limit)
         .select(AuditEventRow::as_select())

@@ -78,6 +78,9 @@ pub async fn grant(
         })
         .await??;
     let rotated = rotated.map_err(|e| wire_error(state, e))?;
+    if rotated.retried {
+        state.metrics.grace_retry(rotated.retried_elsewhere);
+    }
     respond(state, &client, rotated).await
 }
 

@@ -38,6 +38,39 @@ impl fmt::Debug for KeySecret {
     }
 }
 
+/// A setting as typed (flag, environment or file) that may hold a secret: the key secret, or a
+/// database URL with a password. `Debug` never shows the secret.
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct SensitiveSetting(String);
+
+impl SensitiveSetting {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    fn into_inner(self) -> String {
+        self.0
+    }
+}
+
+impl std::str::FromStr for SensitiveSetting {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self(s.to_string()))
+    }
+}
+
+impl fmt::Debug for SensitiveSetting {
+    // A database URL shows with its password masked; anything else not at all.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match DatabaseUrl::parse(&self.0) {
+            Ok(url @ DatabaseUrl::Postgres { .. }) => f.write_str(&url.redacted()),
+            _ => f.write_str("[redacted]"),
+        }
+    }
+}
+
 /// Where the key secret comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeySecretSource {
@@ -85,8 +118,13 @@ pub struct SettingsArgs {
     #[arg(long, env = "LINEAGE_ISSUER", global = true)]
     pub issuer: Option<String>,
     /// `sqlite://PATH` (default `sqlite://lineage.db`) or `postgres://…`.
-    #[arg(long, env = "LINEAGE_DATABASE_URL", global = true)]
-    pub database_url: Option<String>,
+    #[arg(
+        long,
+        env = "LINEAGE_DATABASE_URL",
+        global = true,
+        hide_env_values = true
+    )]
+    pub database_url: Option<SensitiveSetting>,
     /// Access-token lifetime: seconds, or with a unit (`10m`).
     #[arg(long, env = "LINEAGE_ACCESS_TOKEN_TTL", global = true)]
     pub access_token_ttl: Option<String>,
@@ -109,7 +147,7 @@ pub struct SettingsArgs {
         global = true,
         hide_env_values = true
     )]
-    pub key_secret: Option<String>,
+    pub key_secret: Option<SensitiveSetting>,
     /// How long a rotated-in signing key is published before it signs (`10m`).
     #[arg(long, env = "LINEAGE_KEY_PUBLISH_LEAD", global = true)]
     pub key_publish_lead: Option<String>,
@@ -136,13 +174,13 @@ pub struct SettingsArgs {
 struct FileSettings {
     bind: Option<String>,
     issuer: Option<String>,
-    database_url: Option<String>,
+    database_url: Option<SensitiveSetting>,
     access_token_ttl: Option<toml::Value>,
     refresh_idle_ttl: Option<toml::Value>,
     refresh_absolute_ttl: Option<toml::Value>,
     refresh_grace: Option<toml::Value>,
     refresh_max_rotations: Option<toml::Value>,
-    key_secret: Option<String>,
+    key_secret: Option<SensitiveSetting>,
     key_publish_lead: Option<toml::Value>,
     jwks_max_age: Option<toml::Value>,
     db_pool_size: Option<toml::Value>,
@@ -226,7 +264,11 @@ impl SettingsArgs {
         let issuer = pick(&self.issuer, file.issuer)
             .map(|s| parse_issuer(&s))
             .transpose()?;
-        let db_raw = pick(&self.database_url, file.database_url)
+        let db_raw = self
+            .database_url
+            .clone()
+            .or(file.database_url)
+            .map(SensitiveSetting::into_inner)
             .unwrap_or_else(|| "sqlite://lineage.db".into());
         let database_url =
             DatabaseUrl::parse(&db_raw).map_err(|e| invalid(format!("database-url: {e}")))?;
@@ -316,7 +358,12 @@ impl SettingsArgs {
             return Err(invalid("writer-queue must be between 1 and 1000000"));
         }
 
-        let key_secret = match pick(&self.key_secret, file.key_secret) {
+        let key_secret = match self
+            .key_secret
+            .clone()
+            .or(file.key_secret)
+            .map(SensitiveSetting::into_inner)
+        {
             Some(s) if s.len() < 16 => {
                 return Err(invalid("key-secret must be at least 16 characters"));
             }
@@ -483,6 +530,43 @@ mod tests {
         assert_eq!(parse_duration("x", "7d").ok(), Some(604_800));
         assert!(parse_duration("x", "10 minutes").is_err());
         assert!(parse_duration("x", "").is_err());
+    }
+
+    #[test]
+    fn debug_output_never_shows_secrets() {
+        const KEY: &str = "super-secret-key-value";
+        const PASSWORD: &str = "hunter2pass";
+        let url = format!("postgres://lineage:{PASSWORD}@db.internal/lineage");
+        let args = SettingsArgs {
+            key_secret: Some(SensitiveSetting::new(KEY)),
+            database_url: Some(SensitiveSetting::new(url.clone())),
+            config: Some(PathBuf::from("/nonexistent/lineage.toml")),
+            ..Default::default()
+        };
+        let file: FileSettings = toml::from_str(&format!(
+            "key_secret = \"{KEY}\"\ndatabase_url = \"{url}\"\n"
+        ))
+        .unwrap_or_default();
+        assert_eq!(file.key_secret, Some(SensitiveSetting::new(KEY)));
+        let settings = SettingsArgs {
+            config: None,
+            ..args.clone()
+        }
+        .resolve()
+        .map_err(|e| e.to_string());
+        assert!(settings.is_ok(), "{settings:?}");
+        for shown in [
+            format!("{args:?}"),
+            format!("{file:?}"),
+            format!("{settings:?}"),
+        ] {
+            assert!(!shown.contains(KEY), "{shown}");
+            assert!(!shown.contains(PASSWORD), "{shown}");
+            assert!(
+                shown.contains("db.internal"),
+                "the safe part stays: {shown}"
+            );
+        }
     }
 
     #[test]

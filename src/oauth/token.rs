@@ -14,7 +14,7 @@ use crate::state::AppState;
 use crate::tokens::jwt::{self, AccessClaims};
 use crate::tokens::refresh::Origin;
 
-#[derive(Debug, Serialize)]
+#[derive(Serialize)]
 pub struct TokenResponse {
     pub access_token: String,
     pub token_type: &'static str,
@@ -22,6 +22,22 @@ pub struct TokenResponse {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub refresh_token: Option<String>,
     pub scope: String,
+}
+
+// The tokens are bearer secrets: `Debug` shows that they are there, never what they are.
+impl std::fmt::Debug for TokenResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenResponse")
+            .field("access_token", &"[redacted]")
+            .field("token_type", &self.token_type)
+            .field("expires_in", &self.expires_in)
+            .field(
+                "refresh_token",
+                &self.refresh_token.as_ref().map(|_| "[redacted]"),
+            )
+            .field("scope", &self.scope)
+            .finish()
+    }
 }
 
 pub async fn token(
@@ -163,5 +179,25 @@ impl Origin {
             .and_then(|v| v.to_str().ok())
             .map(|s| s.chars().take(256).collect());
         Origin { ip, user_agent }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TokenResponse;
+
+    #[test]
+    fn debug_never_shows_the_tokens() {
+        let response = TokenResponse {
+            access_token: "eyJhbGciOiJFZERTQSJ9.secret-claims.signature".into(),
+            token_type: "Bearer",
+            expires_in: 600,
+            refresh_token: Some("7d4c3a52-9c1e-4b7a-8f0e-2d6b1c9a0e11".into()),
+            scope: "notes:read".into(),
+        };
+        let shown = format!("{response:?}");
+        assert!(!shown.contains("secret-claims"), "{shown}");
+        assert!(!shown.contains("7d4c3a52"), "{shown}");
+        assert!(shown.contains("notes:read"), "{shown}");
     }
 }

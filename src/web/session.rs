@@ -65,12 +65,23 @@ impl CookieNames {
 }
 
 /// A signed-in browser.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct SignedIn {
     /// The cookie value: binds CSRF tokens of this browser's forms.
     pub cookie_value: String,
     pub id_hash: String,
     pub user: UserRow,
+}
+
+// The cookie value is the session's bearer secret, and its hash the key that finds the session.
+impl std::fmt::Debug for SignedIn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SignedIn")
+            .field("cookie_value", &"[redacted]")
+            .field("id_hash", &"[redacted]")
+            .field("user", &self.user)
+            .finish()
+    }
 }
 
 /// The signed-in user of this request, if the session is live and still valid for the user.
@@ -168,4 +179,33 @@ pub fn presented_session_hash(state: &AppState, req: &HttpRequest) -> Option<Str
     req.cookie(state.cookies.session)
         .filter(|c| !c.value().is_empty())
         .map(|c| HashedToken::of(c.value().as_bytes()).into_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SignedIn;
+    use crate::db::models::users::UserRow;
+
+    #[test]
+    fn debug_never_shows_the_session_cookie() {
+        let signed_in = SignedIn {
+            cookie_value: "Zm9vYmFyLXNlc3Npb24tY29va2llLXZhbHVl".into(),
+            id_hash: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08".into(),
+            user: UserRow {
+                id: "u1".into(),
+                username: "alice".into(),
+                password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
+                security_version: 1,
+                disabled: false,
+                not_before: None,
+                created_at: 0,
+                updated_at: 0,
+            },
+        };
+        let shown = format!("{signed_in:?}");
+        assert!(!shown.contains("Zm9vYmFy"), "{shown}");
+        assert!(!shown.contains("9f86d081"), "{shown}");
+        assert!(!shown.contains("argon2id"), "{shown}");
+        assert!(shown.contains("alice"), "{shown}");
+    }
 }

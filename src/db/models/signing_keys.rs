@@ -3,7 +3,7 @@ use diesel::prelude::*;
 use crate::db::schema::signing_keys;
 use crate::db::{DbConnection, StoreError};
 
-#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[derive(Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = signing_keys)]
 pub struct SigningKeyRow {
     pub kid: String,
@@ -13,6 +13,19 @@ pub struct SigningKeyRow {
     pub created_at: i64,
     pub activates_at: i64,
     pub retired_at: Option<i64>,
+}
+
+// The private key is encrypted, but its ciphertext has no business in logs either.
+impl std::fmt::Debug for SigningKeyRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SigningKeyRow")
+            .field("kid", &self.kid)
+            .field("algorithm", &self.algorithm)
+            .field("created_at", &self.created_at)
+            .field("activates_at", &self.activates_at)
+            .field("retired_at", &self.retired_at)
+            .finish_non_exhaustive()
+    }
 }
 
 pub fn insert(conn: &mut DbConnection, row: &SigningKeyRow) -> Result<(), StoreError> {

@@ -251,7 +251,8 @@ pub struct RotateRequest {
 pub struct Rotated {
     pub family: FamilyRow,
     pub user: UserRow,
-    pub refresh_token: PlainToken,
+    /// `None` for the rotation that reaches `max_rotations`: the family ends with it.
+    pub refresh_token: Option<PlainToken>,
     pub scope: Scope,
     /// True when this answered a retry within the grace (the same successor as before).
     pub retried: bool,
@@ -307,17 +308,21 @@ pub fn rotate(
                 return Err(RefreshError::InvalidGrant(end.description()));
             }
             let scope = granted_scope(&family, req.scope.as_ref())?;
-            tokens::insert(
-                c,
-                &RefreshTokenRow {
-                    token_hash: successor.hash().into_string(),
-                    family_id: family.id.clone(),
-                    generation: token.generation + 1,
-                    parent_hash: Some(hash.as_str().to_string()),
-                    created_at: now,
-                    used_at: None,
-                },
-            )?;
+            // The rotation that reaches the cap hands out no successor: it would be dead on arrival.
+            let last = policy.max_rotations.is_some_and(|max| family.rotation_count + 1 >= max);
+            if !last {
+                tokens::insert(
+                    c,
+                    &RefreshTokenRow {
+                        token_hash: successor.hash().into_string(),
+                        family_id: family.id.clone(),
+                        generation: token.generation + 1,
+                        parent_hash: Some(hash.as_str().to_string()),
+                        created_at: now,
+                        used_at: None,
+                    },
+                )?;
+            }
             let idle = (now + policy.idle_ttl).min(family.absolute_expires_at);
             let (ip, ua) = (req.origin.ip.as_deref(), req.origin.user_agent.as_deref());
             families::touch(c, &family.id, now, idle, ip, ua)?;
@@ -331,28 +336,41 @@ pub fn rotate(
                 ..family
             };
             let user = user.ok_or_else(unknown)?;
-            return Ok(Outcome::Issued(Box::new(Rotated { family, user, refresh_token: successor, scope, retried: false, retried_elsewhere: false })));
+            let refresh_token = (!last).then_some(successor);
+            return Ok(Outcome::Issued(Box::new(Rotated { family, user, refresh_token, scope, retried: false, retried_elsewhere: false })));
         }
 
         // Already used. A family that has ended for another reason (expiry, rotation cap) just says
         // so: a late retry there is no sign of theft.
         let ended = end_reason(&family, user.as_ref(), policy, now);
+        let used_at = token.used_at.unwrap_or(now);
+        let within_grace = policy.grace > 0 && now - used_at <= policy.grace;
         if let Some(end) = &ended
             && !matches!(end, EndReason::Revoked(_))
         {
+            // A retry of the rotation that reached the cap gets the same answer: no successor.
+            let repeats_last = end == &EndReason::MaxRotations
+                && token.generation + 1 == family.rotation_count;
+            if let Some(user) = user.clone().filter(|u| !u.disabled)
+                && repeats_last
+                && within_grace
+            {
+                let scope = granted_scope(&family, req.scope.as_ref())?;
+                let elsewhere = record_retry(c, &family, &req.origin, now)?;
+                return Ok(Outcome::Issued(Box::new(Rotated { family, user, refresh_token: None, scope, retried: true, retried_elsewhere: elsewhere })));
+            }
             return Err(RefreshError::InvalidGrant(end.description()));
         }
         // Within the grace, and while its successor is unused, this is a retry after a lost
         // response: hand back the same successor. Otherwise it is reuse.
-        let used_at = token.used_at.unwrap_or(now);
-        if policy.grace > 0 && now - used_at <= policy.grace && ended.is_none() {
+        if within_grace && ended.is_none() {
             let next = tokens::find(c, successor.hash().as_str())?;
             if let (Some(next), Some(user)) = (next, user.clone())
                 && next.used_at.is_none()
             {
                 let scope = granted_scope(&family, req.scope.as_ref())?;
                 let elsewhere = record_retry(c, &family, &req.origin, now)?;
-                return Ok(Outcome::Issued(Box::new(Rotated { family, user, refresh_token: successor, scope, retried: true, retried_elsewhere: elsewhere })));
+                return Ok(Outcome::Issued(Box::new(Rotated { family, user, refresh_token: Some(successor), scope, retried: true, retried_elsewhere: elsewhere })));
             }
         }
         if families::revoke(c, &family.id, "reuse_detected", now)? {

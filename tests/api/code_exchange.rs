@@ -4,9 +4,9 @@
 use serde_json::Value;
 
 use crate::browser_helpers::{
-    APP_REDIRECT, APP_UA, Front, app_client, authorize_path, code_request, create_user, exchange,
-    expect_invalid_grant, expect_tokens, family, pkce, refresh, signed_in_tokens, token_request,
-    web_app_client,
+    APP_REDIRECT, APP_UA, Front, app_client, app_spec, authorize_path, code_request, create_user,
+    exchange, expect_invalid_grant, expect_tokens, family, pkce, refresh, register,
+    signed_in_tokens, token_request, web_app_client,
 };
 use crate::helpers::{Backend, assert_no_store, basic_auth, spawn_app, verify_jwt};
 
@@ -22,6 +22,7 @@ both_backends!(
     garbage_code_is_invalid_grant,
     code_issued_before_sign_out_everywhere_is_refused,
     code_issued_before_a_password_change_is_refused,
+    a_client_without_the_refresh_grant_gets_no_refresh_token,
 );
 
 async fn code_exchange_returns_tokens_and_starts_a_named_family(backend: Backend) {
@@ -489,4 +490,43 @@ async fn code_issued_before_a_password_change_is_refused(backend: Backend) {
         "a code issued before an administrator reset the password",
     )
     .await;
+}
+
+async fn a_client_without_the_refresh_grant_gets_no_refresh_token(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let client = register(
+        &app,
+        lineage::clients::NewClient {
+            grant_types: vec![lineage::domain::GrantType::AuthorizationCode],
+            ..app_spec("notes:read")
+        },
+    )
+    .await;
+    create_user(&app, "alice").await;
+    let b = app.browser();
+    let p = pkce();
+    let code = b
+        .code(
+            &code_request(&client.id, APP_REDIRECT, "notes:read", &p),
+            "alice",
+            Some("kiosk"),
+        )
+        .await;
+    let resp = exchange(&app, &client.id, &code, APP_REDIRECT, Some(&p.verifier)).await;
+    assert_eq!(resp.status(), 200);
+    let body: Value = resp.json().await.expect("JSON");
+    assert!(body["access_token"].is_string(), "{body}");
+    assert!(body.get("refresh_token").is_none(), "{body}");
+    // The sign-in is still a family the user can see and end, living as long as the access token.
+    let claims = verify_jwt(
+        body["access_token"].as_str().unwrap_or_default(),
+        &app.jwks().await,
+    )
+    .expect("the access token verifies")
+    .claims;
+    let sid = claims["sid"].as_str().expect("sid").to_string();
+    let f = family(&app, &sid).await;
+    assert_eq!(f.idle_expires_at, app.now() + app.settings.access_token_ttl);
 }

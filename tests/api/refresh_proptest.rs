@@ -177,14 +177,22 @@ fn run_case(
                                 ))
                             })?;
                             prop_assert!(!r.retried);
-                            prop_assert!(
-                                r.refresh_token == expected_successor,
-                                "step {}: the successor is HMAC(parent)",
-                                step
-                            );
                             model.tokens[i].1 = Some(now);
-                            model.tokens.push((r.refresh_token, None));
                             model.rotations += 1;
+                            let last = policy.max_rotations == Some(model.rotations);
+                            match r.refresh_token {
+                                // The rotation that reaches the cap hands out no successor.
+                                None => prop_assert!(last, "step {}: no successor", step),
+                                Some(next) => {
+                                    prop_assert!(!last, "step {}: a successor past the cap", step);
+                                    prop_assert!(
+                                        next == expected_successor,
+                                        "step {}: the successor is HMAC(parent)",
+                                        step
+                                    );
+                                    model.tokens.push((next, None));
+                                }
+                            }
                             model.idle_expires_at =
                                 (now + policy.idle_ttl).min(model.absolute_expires_at);
                         } else {
@@ -192,18 +200,24 @@ fn run_case(
                         }
                     }
                     Some(used) => {
-                        let successor_unused = model.tokens[i + 1].1.is_none();
-                        let retry = policy.grace > 0
-                            && now - used <= policy.grace
-                            && successor_unused
+                        let within_grace = policy.grace > 0 && now - used <= policy.grace;
+                        let successor = model.tokens.get(i + 1).cloned();
+                        // The token whose use reached the cap has no successor.
+                        let retry_of_last = successor.is_none()
+                            && within_grace
+                            && !model.revoked
+                            && now < model.absolute_expires_at
+                            && now < model.idle_expires_at;
+                        let retry = within_grace
+                            && successor.as_ref().is_some_and(|s| s.1.is_none())
                             && model.live(now);
-                        if retry {
+                        if retry || retry_of_last {
                             let r = out.map_err(|e| {
                                 fail(format!("step {step}: a retry within the grace failed: {e}"))
                             })?;
                             prop_assert!(r.retried);
                             prop_assert!(
-                                r.refresh_token == model.tokens[i + 1].0,
+                                r.refresh_token == successor.map(|s| s.0),
                                 "step {}: a retry returns the same successor",
                                 step
                             );
@@ -241,10 +255,11 @@ fn run_case(
             })
             .map_err(|e| fail(e.to_string()))?;
         let row = row.ok_or_else(|| fail("the family vanished"))?;
+        let capped = policy.max_rotations == Some(model.rotations);
         prop_assert_eq!(
             unused,
-            1,
-            "step {}: exactly one unused token, never two",
+            i64::from(!capped),
+            "step {}: exactly one unused token (none once capped), never two",
             step
         );
         prop_assert_eq!(total, model.tokens.len() as i64, "step {}: no branch", step);

@@ -12,7 +12,7 @@ use crate::clients::Client;
 use crate::db::models::audit_events::{self, AuditEventRow};
 use crate::db::models::{auth_codes, browser_sessions, users};
 use crate::db::{DbConnection, StoreError};
-use crate::domain::Scope;
+use crate::domain::{GrantType, Scope};
 use crate::state::AppState;
 use crate::tokens::jwt::user_claims;
 use crate::tokens::refresh::{self, NewFamily, Origin, RefreshPolicy};
@@ -37,7 +37,15 @@ pub async fn grant(
     let code = PlainToken::new(form.require("code")?);
     let redirect_uri = form.require("redirect_uri")?.to_string();
     let verifier = form.get("code_verifier").map(str::to_string);
-    let (client_id, policy, now) = (client.client_id.clone(), state.refresh_policy, state.now());
+    let (client_id, mut policy, now) =
+        (client.client_id.clone(), state.refresh_policy, state.now());
+    // A client not allowed the refresh_token grant gets no refresh token. Its sign-in is still a
+    // family (the device list, revocation and code-replay detection work on it), one that ends
+    // when its access token does.
+    let issue_refresh = client.allows_grant(GrantType::RefreshToken);
+    if !issue_refresh {
+        policy.idle_ttl = policy.idle_ttl.min(state.settings.access_token_ttl);
+    }
     let outcome = state
         .db
         .write(move |c| {
@@ -76,7 +84,7 @@ pub async fn grant(
         access_token,
         token_type: "Bearer",
         expires_in,
-        refresh_token: Some(token.expose().to_string()),
+        refresh_token: issue_refresh.then(|| token.expose().to_string()),
         scope: scope.to_string(),
     })
 }

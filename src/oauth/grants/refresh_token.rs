@@ -121,7 +121,7 @@ async fn respond(
         access_token,
         token_type: "Bearer",
         expires_in,
-        refresh_token: Some(rotated.refresh_token.expose().to_string()),
+        refresh_token: rotated.refresh_token.map(|t| t.expose().to_string()),
         scope: rotated.scope.to_string(),
     })
 }

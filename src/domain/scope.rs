@@ -15,7 +15,7 @@ impl Scope {
                 .all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b))
             {
                 return Err(format!(
-                    "`{token}` is not a valid scope token (RFC 6749 §3.3)"
+                    "`{token}` is not a valid scope token (RFC 6749 section 3.3)"
                 ));
             }
             set.insert(token.to_string());

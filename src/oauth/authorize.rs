@@ -85,7 +85,13 @@ fn error_redirect(
     redirect_to_client(
         state,
         areq_uri,
-        &[("error", code), ("error_description", description)],
+        &[
+            ("error", code),
+            (
+                "error_description",
+                &crate::oauth::error::description_chars(description),
+            ),
+        ],
         client_state,
     )
 }

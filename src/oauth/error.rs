@@ -53,11 +53,25 @@ struct Body<'a> {
     error_description: Option<&'a str>,
 }
 
+/// `error_description` may only carry `%x20-21 / %x23-5B / %x5D-7E` (RFC 6749 §5.2, §4.1.2.1):
+/// any other character — a quote, a backslash, a control or non-ASCII character, which could only
+/// come from request bytes echoed into a message — becomes `?`. Long messages are cut.
+pub fn description_chars(text: &str) -> String {
+    const MAX_CHARS: usize = 300;
+    text.chars()
+        .take(MAX_CHARS)
+        .map(|c| match c {
+            ' ' | '!' | '#'..='[' | ']'..='~' => c,
+            _ => '?',
+        })
+        .collect()
+}
+
 impl OAuthError {
     pub fn new(code: ErrorCode, description: impl Into<String>) -> Self {
         Self {
             code,
-            description: Some(description.into()),
+            description: Some(description_chars(&description.into())),
             status: None,
         }
     }
@@ -143,5 +157,18 @@ impl ResponseError for OAuthError {
             error: self.code.as_str(),
             error_description: self.description.as_deref(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn descriptions_keep_to_the_rfc_6749_character_set() {
+        let e = OAuthError::invalid_request("bad `x\"y\\z` \u{e9}\n\u{7f} ok");
+        assert_eq!(e.description.as_deref(), Some("bad `x?y?z` ??? ok"));
+        let long = OAuthError::invalid_request("a".repeat(5000));
+        assert_eq!(long.description.map(|d| d.len()), Some(300));
     }
 }

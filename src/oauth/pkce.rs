@@ -6,11 +6,19 @@ use std::borrow::Cow;
 use oxide_auth::code_grant::extensions::Pkce;
 use oxide_auth::primitives::grant::Value;
 
-/// 43–128 characters of `[A-Za-z0-9-._~]` (RFC 7636 §4.1; an S256 challenge is always 43).
-fn is_pkce_string(s: &str) -> bool {
+/// A code verifier: 43–128 characters of `[A-Za-z0-9-._~]` (RFC 7636 §4.1).
+fn is_verifier(s: &str) -> bool {
     (43..=128).contains(&s.len())
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
+}
+
+/// An S256 challenge is `BASE64URL(SHA-256(verifier))` without padding: exactly 43 characters of
+/// the base64url alphabet (RFC 7636 §4.2).
+fn is_s256_challenge(s: &str) -> bool {
+    s.len() == 43
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'))
 }
 
 /// Check the authorization request's challenge; returns the value to store with the code.
@@ -32,8 +40,10 @@ pub fn challenge(
         (Some(_), Some(m)) if m != "S256" => {
             return Err(format!("unsupported code_challenge_method `{m}`"));
         }
-        (Some(c), Some(_)) if !is_pkce_string(c) => {
-            return Err("code_challenge is malformed".into());
+        (Some(c), Some(_)) if !is_s256_challenge(c) => {
+            return Err(
+                "code_challenge must be the 43-character base64url SHA-256 of the verifier".into(),
+            );
         }
         _ => {}
     }
@@ -64,7 +74,7 @@ pub fn verify(stored: Option<&str>, verifier: Option<&str>) -> Result<(), String
         }
         (Some(_), None) => Err("code_verifier is required".into()),
         (Some(s), Some(v)) => {
-            if !is_pkce_string(v) {
+            if !is_verifier(v) {
                 return Err("code_verifier is malformed".into());
             }
             Pkce::optional()

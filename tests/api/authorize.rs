@@ -267,6 +267,8 @@ async fn plain_or_missing_code_challenge_method_is_invalid_request(backend: Back
     let client = app_client(&app, "notes:read").await;
     let b = app.browser();
     let p = pkce();
+    let long_challenge = format!("{}A", p.challenge);
+    let dotted_challenge = format!("{}.", &p.challenge[..42]);
     let cases: Vec<(&str, Vec<(&str, &str)>)> = vec![
         (
             "plain",
@@ -291,6 +293,22 @@ async fn plain_or_missing_code_challenge_method_is_invalid_request(backend: Back
             "malformed challenge",
             vec![
                 ("code_challenge", "too-short"),
+                ("code_challenge_method", "S256"),
+            ],
+        ),
+        // An S256 challenge is BASE64URL(SHA-256(verifier)): exactly 43 characters of the
+        // base64url alphabet (RFC 7636 §4.2), not any 43-128 character string.
+        (
+            "S256 challenge one character too long",
+            vec![
+                ("code_challenge", &long_challenge),
+                ("code_challenge_method", "S256"),
+            ],
+        ),
+        (
+            "S256 challenge outside the base64url alphabet",
+            vec![
+                ("code_challenge", &dotted_challenge),
                 ("code_challenge_method", "S256"),
             ],
         ),

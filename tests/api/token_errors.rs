@@ -4,7 +4,8 @@ use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::helpers::{
-    Backend, TestApp, assert_no_store, assert_oauth_error, basic_auth, spawn_app, web_client,
+    Backend, TestApp, assert_no_store, assert_oauth_error, basic_auth, form_body, spawn_app,
+    web_client,
 };
 
 both_backends!(
@@ -19,9 +20,46 @@ both_backends!(
     chunked_body_over_16_kib_is_413_json,
     body_of_exactly_16_kib_is_accepted,
     other_methods_on_token_are_not_cached,
+    error_descriptions_keep_to_the_rfc_6749_character_set,
 );
 
 const CC: (&str, &str) = ("grant_type", "client_credentials");
+
+/// RFC 6749 §5.2: `error_description` is `%x20-21 / %x23-5B / %x5D-7E` only, so request bytes
+/// (quotes, backslashes, controls, non-ASCII) never come back verbatim.
+async fn error_descriptions_keep_to_the_rfc_6749_character_set(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let client = app.create_client("x").await;
+    let hostile = "x\"<b>\\\u{e9}\u{1}";
+    let bodies = [
+        form_body(&[("grant_type", hostile)]),
+        form_body(&[CC, ("scope", hostile)]),
+        format!(
+            "{}&{}",
+            form_body(&[(hostile, "1")]),
+            form_body(&[(hostile, "2")])
+        ),
+    ];
+    for body in bodies {
+        let resp = app
+            .post_token_raw(
+                body.clone(),
+                Some("application/x-www-form-urlencoded"),
+                Some(&basic_auth(&client.id, &client.secret)),
+            )
+            .await;
+        assert_eq!(resp.status(), 400, "{body}");
+        let json: Value = resp.json().await.expect("JSON");
+        let d = json["error_description"].as_str().expect("a description");
+        assert!(
+            d.chars()
+                .all(|c| matches!(c, ' ' | '!' | '#'..='[' | ']'..='~')),
+            "{d:?} for {body}"
+        );
+    }
+}
 
 async fn missing_grant_type_is_invalid_request(backend: Backend) {
     let Some(app) = spawn_app(backend).await else {

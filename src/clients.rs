@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use crate::db::models::audit_events::{self, AuditEventRow};
 use crate::db::models::clients::{self as store, ClientRow};
-use crate::db::models::{consents, refresh_families};
+use crate::db::models::{consents, refresh_families, users};
 use crate::db::{DbConnection, StoreError};
 use crate::domain::{GrantType, RedirectUri, Scope};
 use crate::tokens::secret::{HashedToken, PlainToken};
@@ -254,6 +254,13 @@ pub fn create(
         if store::find(conn, &client_id)?.is_some() {
             return Err(RegistryError::Conflict(format!(
                 "client `{client_id}` already exists"
+            )));
+        }
+        // A client_credentials token's `sub` is its client id and a user's token's `sub` is the
+        // user id: one id in both namespaces would let a service token pass for a user's.
+        if users::find(conn, &client_id)?.is_some() {
+            return Err(RegistryError::Conflict(format!(
+                "`{client_id}` is the id of a user; a client id must not equal a user id"
             )));
         }
         store::insert(conn, &row)?;

@@ -101,6 +101,10 @@ pub struct Settings {
     pub gc_interval: i64,
     /// SQLite: write jobs that may wait for the single writer before requests get 503.
     pub writer_queue: usize,
+    /// Serve a plain-http issuer on a non-loopback address (only behind something that adds TLS).
+    pub insecure_http: bool,
+    /// Where `/metrics` is served; `None` = nowhere. Never on the public listener.
+    pub metrics_bind: Option<SocketAddr>,
     /// `serve --demo`: demo clients, a demo user and the /demo walk-through.
     pub demo: bool,
 }
@@ -166,6 +170,13 @@ pub struct SettingsArgs {
     /// SQLite: writes that may queue for the writer thread before requests get 503.
     #[arg(long, env = "LINEAGE_WRITER_QUEUE", global = true)]
     pub writer_queue: Option<String>,
+    /// Allow an http:// issuer on a non-loopback address (tokens and cookies then cross the
+    /// network in clear unless something in front adds TLS).
+    #[arg(long, env = "LINEAGE_INSECURE_HTTP", global = true, num_args = 0..=1, default_missing_value = "true")]
+    pub insecure_http: Option<String>,
+    /// Address of a separate listener for Prometheus `/metrics` (off by default; never the public port).
+    #[arg(long, env = "LINEAGE_METRICS_BIND", global = true)]
+    pub metrics_bind: Option<String>,
 }
 
 /// `lineage.toml`: every key optional; durations as numbers (seconds) or strings (`"10m"`).
@@ -187,6 +198,8 @@ struct FileSettings {
     workers: Option<toml::Value>,
     gc_interval: Option<toml::Value>,
     writer_queue: Option<toml::Value>,
+    insecure_http: Option<toml::Value>,
+    metrics_bind: Option<String>,
 }
 
 fn value_to_string(v: toml::Value) -> String {
@@ -220,7 +233,19 @@ pub fn parse_duration(name: &str, raw: &str) -> Result<i64, ConfigError> {
         }
     };
     n.checked_mul(factor)
-        .ok_or_else(|| invalid(format!("{name}: `{raw}` is too large")))
+        .filter(|secs| *secs <= MAX_DURATION)
+        .ok_or_else(|| invalid(format!("{name}: `{raw}` is longer than 10 years")))
+}
+
+/// No lifetime or interval may exceed this: `now + ttl` then always fits, with room to spare.
+pub const MAX_DURATION: i64 = 10 * 365 * 86_400;
+
+fn parse_bool(name: &str, raw: &str) -> Result<bool, ConfigError> {
+    match raw.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        _ => Err(invalid(format!("{name}: `{raw}` is not true or false"))),
+    }
 }
 
 fn parse_count(name: &str, raw: &str) -> Result<i64, ConfigError> {
@@ -354,6 +379,24 @@ impl SettingsArgs {
         if matches!(workers, Some(n) if !(1..=256).contains(&n)) {
             return Err(invalid("workers must be between 1 and 256"));
         }
+        let insecure_http = pick_v(&self.insecure_http, file.insecure_http)
+            .map(|s| parse_bool("insecure-http", &s))
+            .transpose()?
+            .unwrap_or(false);
+        let metrics_bind = pick(&self.metrics_bind, file.metrics_bind)
+            .map(|raw| {
+                raw.parse::<SocketAddr>().map_err(|_| {
+                    invalid(format!(
+                        "metrics-bind: `{raw}` is not an address like 127.0.0.1:9090"
+                    ))
+                })
+            })
+            .transpose()?;
+        if metrics_bind.is_some_and(|m| m == bind && m.port() != 0) {
+            return Err(invalid(
+                "metrics-bind must differ from bind: metrics are not served on the public listener",
+            ));
+        }
         if !(1..=1_000_000).contains(&writer_queue) {
             return Err(invalid("writer-queue must be between 1 and 1000000"));
         }
@@ -387,6 +430,8 @@ impl SettingsArgs {
             workers: workers.map(|n| n as usize),
             gc_interval,
             writer_queue: writer_queue as usize,
+            insecure_http,
+            metrics_bind,
             demo: false,
         })
     }
@@ -426,6 +471,24 @@ fn default_key_secret_path(url: &DatabaseUrl) -> PathBuf {
 }
 
 impl Settings {
+    /// `serve` on a non-loopback address with a plain-http issuer would hand out tokens, codes
+    /// and session cookies in clear over the network: refused unless `insecure_http` says that
+    /// something in front adds TLS. (Loopback is for development and local proxies.)
+    pub fn check_transport(&self) -> Result<(), ConfigError> {
+        let plain_http = self
+            .issuer
+            .as_deref()
+            .is_none_or(|i| i.starts_with("http://"));
+        if plain_http && !self.bind.ip().is_loopback() && !self.insecure_http {
+            return Err(invalid(format!(
+                "refusing to serve an http:// issuer on {}: set --issuer https://… (TLS in front), \
+                 bind a loopback address, or pass --insecure-http",
+                self.bind
+            )));
+        }
+        Ok(())
+    }
+
     /// Settings for tests and embedding: defaults with the given database.
     pub fn for_database(database_url: DatabaseUrl, key_secret: KeySecret) -> Self {
         Self {
@@ -444,6 +507,8 @@ impl Settings {
             workers: Some(2),
             gc_interval: 0,
             writer_queue: crate::db::DEFAULT_WRITER_QUEUE,
+            insecure_http: false,
+            metrics_bind: None,
             demo: false,
         }
     }
@@ -567,6 +632,24 @@ mod tests {
                 "the safe part stays: {shown}"
             );
         }
+    }
+
+    #[test]
+    fn lifetimes_that_would_overflow_are_rejected() {
+        for raw in ["9223372036854775807", "106751991167300d", "3650d1"] {
+            let args = SettingsArgs {
+                refresh_absolute_ttl: Some(raw.into()),
+                config: Some(PathBuf::from("/nonexistent/lineage.toml")),
+                ..Default::default()
+            };
+            assert!(args.resolve().is_err(), "{raw}");
+        }
+        let err = parse_duration("refresh-absolute-ttl", "9223372036854775807")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("refresh-absolute-ttl"), "{err}");
+        assert_eq!(parse_duration("x", "3650d").ok(), Some(MAX_DURATION));
     }
 
     #[test]

@@ -27,6 +27,8 @@ use crate::web::{account, consent, demo, health, html_headers, login};
 pub struct Application {
     port: u16,
     server: Server,
+    /// The separate `/metrics` listener, when `metrics_bind` is set.
+    metrics: Option<(u16, Server)>,
     state: Data<AppState>,
 }
 
@@ -55,6 +57,7 @@ impl Application {
     }
 
     pub async fn build_with_clock(settings: Settings, clock: SharedClock) -> anyhow::Result<Self> {
+        settings.check_transport()?;
         crypto::install();
         let now = clock.now();
         let ttl = settings.access_token_ttl;
@@ -108,9 +111,14 @@ impl Application {
             ));
         }
         let server = run(listener, state.clone(), settings.workers)?;
+        let metrics = settings
+            .metrics_bind
+            .map(|addr| serve_metrics(addr, state.clone()))
+            .transpose()?;
         Ok(Self {
             port: addr.port(),
             server,
+            metrics,
             state,
         })
     }
@@ -127,9 +135,39 @@ impl Application {
         self.state.clone()
     }
 
-    pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+    /// The port of the `/metrics` listener, if there is one.
+    pub fn metrics_port(&self) -> Option<u16> {
+        self.metrics.as_ref().map(|(port, _)| *port)
     }
+
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        match self.metrics {
+            Some((_, metrics)) => futures_util::future::try_join(self.server, metrics)
+                .await
+                .map(|_| ()),
+            None => self.server.await,
+        }
+    }
+}
+
+/// Prometheus `/metrics` on its own listener, so scrapers reach it on an internal address while
+/// the public port never shows it.
+fn serve_metrics(
+    addr: std::net::SocketAddr,
+    state: Data<AppState>,
+) -> anyhow::Result<(u16, Server)> {
+    let listener =
+        TcpListener::bind(addr).with_context(|| format!("cannot listen on {addr} for metrics"))?;
+    let port = listener.local_addr()?.port();
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .route("/metrics", web::get().to(crate::metrics::endpoint))
+    })
+    .workers(1)
+    .listen(listener)?
+    .run();
+    Ok((port, server))
 }
 
 fn no_store() -> DefaultHeaders {
@@ -177,7 +215,6 @@ fn run(
 fn routes(cfg: &mut web::ServiceConfig, demo: bool) {
     cfg.route("/", web::get().to(health::index))
         .route("/healthz", web::get().to(health::healthz))
-        .route("/metrics", web::get().to(crate::metrics::endpoint))
         .route(
             "/.well-known/oauth-authorization-server",
             web::get().to(discovery::metadata),

@@ -138,7 +138,12 @@ fn print(json_out: bool, value: serde_json::Value, human: impl FnOnce() -> Strin
 fn dispatch(command: Command, settings: Settings) -> Result<(), Failure> {
     let now = SystemClock.now();
     match command {
-        Command::Serve { demo } => serve(Settings { demo, ..settings }, demo),
+        Command::Serve { demo } => {
+            settings
+                .check_transport()
+                .map_err(|e| usage(format!("invalid configuration: {e}")))?;
+            serve(Settings { demo, ..settings }, demo)
+        }
         Command::Migrate { revert } => {
             let db = crate::db::Database::open(&settings.database_url, &Default::default())?;
             if revert {
@@ -184,6 +189,9 @@ fn serve(settings: Settings, demo: bool) -> Result<(), Failure> {
     system.block_on(async move {
         let app = Application::build(settings.clone()).await?;
         tracing::info!(issuer = app.issuer(), port = app.port(), database = %settings.database_url.redacted(), "lineage is listening");
+        if let Some(port) = app.metrics_port() {
+            tracing::info!(port, "metrics are served on /metrics of the metrics listener");
+        }
         if demo {
             let state = app.state();
             demo::prepare(&state).await?;

@@ -577,6 +577,14 @@ fn invalid_configuration_exits_2_with_one_line() {
             &[],
             "refresh-absolute-ttl",
         ),
+        // `now + ttl` must never overflow: lifetimes are capped.
+        (
+            &["--refresh-absolute-ttl", "9223372036854775807"],
+            &[],
+            "refresh-absolute-ttl",
+        ),
+        (&["--metrics-bind", "nowhere"], &[], "metrics-bind"),
+        (&["--insecure-http", "maybe"], &[], "insecure-http"),
         (&["--database-url", "mysql://x"], &[], "mysql"),
         (&["--issuer", "not-a-url"], &[], "issuer"),
         (&["--issuer", "ftp://example.com"], &[], "issuer"),
@@ -619,6 +627,31 @@ fn invalid_configuration_exits_2_with_one_line() {
         );
         assert_clear_failure(&out, expected);
         assert!(stdout(&out).is_empty(), "{args:?}: nothing on stdout");
+    }
+    assert!(!dir.0.join("x.db").exists(), "nothing was touched");
+}
+
+/// A plain-http issuer on a public address would send tokens and cookies over the network in
+/// clear: `serve` refuses it (exit 2, one line) unless told `--insecure-http`.
+#[test]
+fn serve_refuses_plain_http_on_a_public_address() {
+    let dir = WorkDir::new();
+    let db = format!("sqlite://{}", dir.0.join("x.db").display());
+    for extra in [&[][..], &["--issuer", "http://auth.example.com"][..]] {
+        let out = lineage(&dir.0)
+            .args(["--database-url", &db, "--key-secret", KEY_SECRET])
+            .args(extra)
+            .args(["serve", "--bind", "0.0.0.0:0"])
+            .output()
+            .expect("run lineage serve");
+        assert_eq!(out.status.code(), Some(2), "{extra:?}: {}", stderr(&out));
+        assert_eq!(
+            stderr(&out).trim_end().lines().count(),
+            1,
+            "{}",
+            stderr(&out)
+        );
+        assert_clear_failure(&out, "--insecure-http");
     }
     assert!(!dir.0.join("x.db").exists(), "nothing was touched");
 }

@@ -168,6 +168,8 @@ pub struct TestClient {
 pub struct TestApp {
     /// `http://127.0.0.1:PORT`
     pub address: String,
+    /// `http://127.0.0.1:PORT` of the `/metrics` listener, when `metrics_bind` was set.
+    pub metrics_address: Option<String>,
     pub port: u16,
     pub issuer: String,
     pub clock: ManualClock,
@@ -215,6 +217,7 @@ pub async fn spawn_app_on(
         .await
         .expect("the application builds");
     let port = app.port();
+    let metrics_address = app.metrics_port().map(|p| format!("http://127.0.0.1:{p}"));
     let issuer = app.issuer().to_string();
     let db = app.state().db.clone();
     let server = tokio::spawn(app.run_until_stopped());
@@ -224,6 +227,7 @@ pub async fn spawn_app_on(
         .expect("reqwest client");
     TestApp {
         address: format!("http://127.0.0.1:{port}"),
+        metrics_address,
         port,
         issuer,
         clock,

@@ -14,6 +14,7 @@ mod discovery;
 mod health;
 mod jwks;
 mod key_rotation;
+mod metrics;
 mod multi_node;
 mod token_client_credentials;
 mod token_errors;

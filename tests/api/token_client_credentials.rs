@@ -11,6 +11,7 @@ both_backends!(
     narrower_scope_is_granted_as_asked,
     client_secret_post_works,
     deleted_client_can_no_longer_get_tokens,
+    a_client_id_can_never_be_a_user_id,
 );
 
 async fn issues_a_jwt_that_verifies_against_the_jwks(backend: Backend) {
@@ -156,4 +157,38 @@ async fn deleted_client_can_no_longer_get_tokens(backend: Backend) {
         .token_post(&client, &[("grant_type", "client_credentials")])
         .await;
     assert_oauth_error(resp, 401, "invalid_client").await;
+}
+
+/// A client_credentials token's `sub` is its client id: a client may not take a user's id, or its
+/// tokens would look like that user's.
+async fn a_client_id_can_never_be_a_user_id(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let user = crate::refresh_helpers::create_user(&app, "alice").await;
+    let now = app.now();
+    let spec = lineage::clients::NewClient {
+        client_id: Some(user.id.clone()),
+        ..crate::helpers::service_client("x")
+    };
+    let refused = app
+        .db
+        .write(move |c| Ok(lineage::clients::create(c, spec, now)))
+        .await
+        .expect("database");
+    match refused {
+        Err(lineage::clients::RegistryError::Conflict(why)) => {
+            assert!(why.contains("user"), "{why}")
+        }
+        other => panic!("a client took a user's id: {other:?}"),
+    }
+    // A service token and a user's token are told apart by `sub` alone.
+    let client = app.create_client("x").await;
+    let token = app.client_credentials_token(&client).await;
+    let claims = verify_jwt(&token, &app.jwks().await)
+        .expect("verifies")
+        .claims;
+    assert_eq!(claims["sub"], client.id);
+    assert_ne!(claims["sub"], user.id);
+    assert!(claims.get("sid").is_none(), "{claims}");
 }

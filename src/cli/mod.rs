@@ -64,6 +64,14 @@ pub enum Command {
     /// See and revoke refresh-token families (one login on one device).
     #[command(subcommand)]
     Family(FamilyCommand),
+    /// Copy the SQLite database to PATH while the server runs (one consistent snapshot).
+    /// PostgreSQL: use pg_dump.
+    Backup {
+        /// The new file to write (must not exist).
+        path: std::path::PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
     /// Delete ended families, expired denylist entries and old audit events now.
     Gc {
         #[arg(long)]
@@ -165,6 +173,7 @@ fn dispatch(command: Command, settings: Settings) -> Result<(), Failure> {
         Command::Keys(cmd) => keys::run(cmd, &settings, &open_backend(&settings)?, now),
         Command::Token(cmd) => families::mint(cmd, &settings, &open_backend(&settings)?, now),
         Command::Family(cmd) => families::family(cmd, &settings, &open_backend(&settings)?, now),
+        Command::Backup { path, json } => backup(&settings, &path, json),
         Command::Gc { json } => {
             let backend = open_backend(&settings)?;
             let report = backend
@@ -182,6 +191,37 @@ fn dispatch(command: Command, settings: Settings) -> Result<(), Failure> {
             Ok(())
         }
     }
+}
+
+fn backup(settings: &Settings, path: &std::path::Path, json_out: bool) -> Result<(), Failure> {
+    use crate::db::backup::{self, BackupError};
+    let failed = |e: BackupError| Failure {
+        message: e.to_string(),
+        code: 1,
+    };
+    backup::check_target(&settings.database_url, path).map_err(failed)?;
+    let db = crate::db::Database::open(&settings.database_url, &Default::default())?;
+    let started = std::time::Instant::now();
+    db.run_sync(|c| {
+        backup::sqlite_into(c, path).map_err(|e| match e {
+            BackupError::Store(s) => s,
+            other => StoreError::Other(anyhow::anyhow!(other.to_string())),
+        })
+    })?;
+    let bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    print(
+        json_out,
+        json!({"path": path.display().to_string(), "bytes": bytes}),
+        || {
+            format!(
+                "backed up {} to {} ({bytes} bytes in {:.1?}); keep the key secret with it",
+                settings.database_url.redacted(),
+                path.display(),
+                started.elapsed()
+            )
+        },
+    );
+    Ok(())
 }
 
 fn serve(settings: Settings, demo: bool) -> Result<(), Failure> {

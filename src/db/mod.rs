@@ -1,5 +1,6 @@
 //! Storage: one diesel connection type over SQLite and PostgreSQL, chosen by URL, behind an r2d2 pool.
 
+pub mod backup;
 pub mod models;
 pub mod schema;
 mod writer;

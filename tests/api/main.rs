@@ -7,6 +7,7 @@
 #[macro_use]
 mod helpers;
 
+mod backup;
 mod cli;
 mod client_auth;
 mod database_unavailable;

@@ -17,6 +17,7 @@ mod jwks;
 mod key_rotation;
 mod metrics;
 mod multi_node;
+mod oauth2_client;
 mod token_client_credentials;
 mod token_errors;
 mod writer;

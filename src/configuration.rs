@@ -105,6 +105,8 @@ pub struct Settings {
     pub insecure_http: bool,
     /// Where `/metrics` is served; `None` = nowhere. Never on the public listener.
     pub metrics_bind: Option<SocketAddr>,
+    /// Seconds in-flight requests get to finish after SIGTERM/SIGINT.
+    pub shutdown_timeout: i64,
     /// `serve --demo`: demo clients, a demo user and the /demo walk-through.
     pub demo: bool,
 }
@@ -177,6 +179,9 @@ pub struct SettingsArgs {
     /// Address of a separate listener for Prometheus `/metrics` (off by default; never the public port).
     #[arg(long, env = "LINEAGE_METRICS_BIND", global = true)]
     pub metrics_bind: Option<String>,
+    /// On SIGTERM/SIGINT: how long in-flight requests may take to finish (`30s`).
+    #[arg(long, env = "LINEAGE_SHUTDOWN_TIMEOUT", global = true)]
+    pub shutdown_timeout: Option<String>,
 }
 
 /// `lineage.toml`: every key optional; durations as numbers (seconds) or strings (`"10m"`).
@@ -200,6 +205,7 @@ struct FileSettings {
     writer_queue: Option<toml::Value>,
     insecure_http: Option<toml::Value>,
     metrics_bind: Option<String>,
+    shutdown_timeout: Option<toml::Value>,
 }
 
 fn value_to_string(v: toml::Value) -> String {
@@ -337,6 +343,12 @@ impl SettingsArgs {
         )?;
         let gc_interval = duration("gc-interval", &self.gc_interval, file.gc_interval, "60s")?;
         let jwks_max_age = duration("jwks-max-age", &self.jwks_max_age, file.jwks_max_age, "5m")?;
+        let shutdown_timeout = duration(
+            "shutdown-timeout",
+            &self.shutdown_timeout,
+            file.shutdown_timeout,
+            "30s",
+        )?;
         let refresh_max_rotations = pick_v(&self.refresh_max_rotations, file.refresh_max_rotations)
             .map(|s| parse_count("refresh-max-rotations", &s))
             .transpose()?;
@@ -432,6 +444,7 @@ impl SettingsArgs {
             writer_queue: writer_queue as usize,
             insecure_http,
             metrics_bind,
+            shutdown_timeout,
             demo: false,
         })
     }
@@ -509,6 +522,7 @@ impl Settings {
             writer_queue: crate::db::DEFAULT_WRITER_QUEUE,
             insecure_http: false,
             metrics_bind: None,
+            shutdown_timeout: 30,
             demo: false,
         }
     }

@@ -110,7 +110,7 @@ impl Application {
                 std::time::Duration::from_secs(settings.gc_interval as u64),
             ));
         }
-        let server = run(listener, state.clone(), settings.workers)?;
+        let server = run(listener, state.clone(), &settings)?;
         let metrics = settings
             .metrics_bind
             .map(|addr| serve_metrics(addr, state.clone()))
@@ -140,6 +140,31 @@ impl Application {
         self.metrics.as_ref().map(|(port, _)| *port)
     }
 
+    /// `serve`: run until SIGTERM or SIGINT, then stop accepting, let in-flight requests finish
+    /// (at most `shutdown_timeout`), and commit every queued write before returning.
+    pub async fn run_until_signalled(self) -> anyhow::Result<()> {
+        let handles: Vec<_> = std::iter::once(self.server.handle())
+            .chain(self.metrics.as_ref().map(|(_, m)| m.handle()))
+            .collect();
+        let timeout = self.state.settings.shutdown_timeout;
+        tokio::spawn(async move {
+            let signal = shutdown_signal().await;
+            tracing::info!(
+                signal,
+                timeout_seconds = timeout,
+                "shutting down: no new connections; in-flight requests finish"
+            );
+            for handle in handles {
+                handle.stop(true).await;
+            }
+        });
+        let state = self.state.clone();
+        self.run_until_stopped().await?;
+        state.db.flush().await?;
+        tracing::info!("stopped: every accepted request was answered and every write committed");
+        Ok(())
+    }
+
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         match self.metrics {
             Some((_, metrics)) => futures_util::future::try_join(self.server, metrics)
@@ -165,6 +190,7 @@ fn serve_metrics(
             .route("/metrics", web::get().to(crate::metrics::endpoint))
     })
     .workers(1)
+    .disable_signals()
     .listen(listener)?
     .run();
     Ok((port, server))
@@ -179,8 +205,9 @@ fn no_store() -> DefaultHeaders {
 fn run(
     listener: TcpListener,
     state: Data<AppState>,
-    workers: Option<usize>,
+    settings: &Settings,
 ) -> anyhow::Result<Server> {
+    let workers = settings.workers;
     let server = HttpServer::new(move || {
         let demo = state.settings.demo;
         App::new()
@@ -206,6 +233,10 @@ fn run(
             .configure(|cfg| routes(cfg, demo))
     })
     .workers(workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())))
+    .shutdown_timeout(settings.shutdown_timeout.max(0) as u64)
+    // `serve` handles SIGTERM and SIGINT itself (`run_until_signalled`): both drain in-flight
+    // requests, where actix would stop at once on SIGINT. Embedders and tests stop it themselves.
+    .disable_signals()
     .listen(listener)?
     .run();
     Ok(server)
@@ -274,4 +305,30 @@ async fn stylesheet() -> actix_web::HttpResponse {
         .content_type("text/css; charset=utf-8")
         .insert_header((header::CACHE_CONTROL, "public, max-age=3600"))
         .body(include_str!("../static/lineage.css"))
+}
+
+/// The first of SIGTERM (service managers, `docker stop`, Kubernetes) or SIGINT (Ctrl-C).
+async fn shutdown_signal() -> &'static str {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            (Ok(mut term), Ok(mut int)) => tokio::select! {
+                _ = term.recv() => "SIGTERM",
+                _ = int.recv() => "SIGINT",
+            },
+            _ => {
+                tracing::warn!("cannot listen for SIGTERM/SIGINT; stop the server by killing it");
+                std::future::pending().await
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        "Ctrl-C"
+    }
 }

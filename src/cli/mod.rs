@@ -236,7 +236,7 @@ fn serve(settings: Settings, demo: bool) -> Result<(), Failure> {
             let state = app.state();
             demo::prepare(&state).await?;
         }
-        app.run_until_stopped().await.map_err(|e| Failure::from(anyhow::Error::from(e)))
+        app.run_until_signalled().await.map_err(Failure::from)
     })
 }
 

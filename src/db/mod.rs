@@ -384,6 +384,14 @@ impl Database {
         }
     }
 
+    /// At shutdown: every queued write committed and (SQLite) the WAL checkpointed.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        match &self.writer {
+            Some(w) => w.flush().await,
+            None => Ok(()),
+        }
+    }
+
     pub async fn ping(&self) -> Result<(), StoreError> {
         self.run(|c| c.batch_execute("SELECT 1").map_err(StoreError::from))
             .await

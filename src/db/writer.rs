@@ -33,6 +33,8 @@ type Job = Box<dyn FnOnce(Result<&mut DbConnection, StoreError>) -> Deliver + Se
 
 enum Message {
     Job(Job),
+    /// Reply once every job queued before has committed, after a final checkpoint.
+    Flush(tokio::sync::oneshot::Sender<()>),
     /// SQL run now and again on every replacement connection (e.g. checkpoint pragmas).
     Setup(String, tokio::sync::oneshot::Sender<Result<(), StoreError>>),
 }
@@ -110,6 +112,11 @@ impl Writer {
                                 run_group(&mut conn, std::mem::take(&mut group));
                                 let _ = reply.send(setup(&mut conn, sql));
                             }
+                            Message::Flush(reply) => {
+                                run_group(&mut conn, std::mem::take(&mut group));
+                                checkpoint(&mut conn, "TRUNCATE");
+                                let _ = reply.send(());
+                            }
                         }
                         if group.len() < MAX_GROUP {
                             next = inbox.try_recv().ok();
@@ -164,6 +171,20 @@ impl Writer {
         // A job that panicked drops its sender without an answer.
         rx.await
             .map_err(|_| StoreError::Other(anyhow::anyhow!("a database write failed")))?
+    }
+
+    /// Wait until every write queued so far has committed, then checkpoint the WAL into the
+    /// database file (at shutdown: the file alone is then complete).
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        // Blocking send: a flush must not be refused because the queue is momentarily full.
+        let jobs = self.jobs.clone();
+        tokio::task::spawn_blocking(move || jobs.send(Message::Flush(tx)))
+            .await
+            .map_err(|e| StoreError::Other(anyhow::anyhow!("flush task failed: {e}")))?
+            .map_err(|_| StoreError::Unavailable("the database writer has stopped".into()))?;
+        rx.await
+            .map_err(|_| StoreError::Unavailable("the database writer has stopped".into()))
     }
 
     /// Run `sql` on the writer's connection now and on every connection that replaces it.
@@ -277,9 +298,13 @@ fn run_together(conn: &mut DbConnection, group: Vec<Job>) -> Result<(), Vec<Job>
 /// completes (cheaply: the background one has done most of the copying) and the next commit
 /// rewinds the WAL.
 fn close_wal(wc: &mut WriterConnection) {
+    checkpoint(wc, "PASSIVE");
+}
+
+fn checkpoint(wc: &mut WriterConnection, mode: &str) {
     if let Some(conn) = wc.conn.as_mut()
-        && let Err(e) = conn.batch_execute("PRAGMA wal_checkpoint(PASSIVE)")
+        && let Err(e) = conn.batch_execute(&format!("PRAGMA wal_checkpoint({mode})"))
     {
-        tracing::debug!(error = %e, "WAL checkpoint from the writer failed; retrying later");
+        tracing::debug!(error = %e, mode, "WAL checkpoint from the writer failed");
     }
 }

@@ -15,6 +15,7 @@ mod discovery;
 mod health;
 mod jwks;
 mod key_rotation;
+mod lifecycle;
 mod metrics;
 mod multi_node;
 mod oauth2_client;

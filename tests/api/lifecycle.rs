@@ -62,7 +62,7 @@ fn free_port() -> u16 {
 
 /// Start `lineage serve` and wait until it answers.
 async fn serve(dir: &CliDir, database: &TestDatabase, port: u16) -> Child {
-    let child = lineage(dir, database)
+    let mut child = lineage(dir, database)
         .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -70,13 +70,15 @@ async fn serve(dir: &CliDir, database: &TestDatabase, port: u16) -> Child {
         .expect("spawn lineage serve");
     let deadline = Instant::now() + Duration::from_secs(30);
     let url = format!("http://127.0.0.1:{port}/healthz");
-    loop {
+    while Instant::now() < deadline {
         if reqwest::get(&url).await.is_ok_and(|r| r.status() == 200) {
             return child;
         }
-        assert!(Instant::now() < deadline, "lineage serve did not come up");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("lineage serve did not come up");
 }
 
 fn wait_for_exit(child: &mut Child, limit: Duration) -> Option<i32> {

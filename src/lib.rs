@@ -2,6 +2,7 @@ pub mod cli;
 pub mod clients;
 pub mod clock;
 pub mod configuration;
+pub mod consents;
 pub mod db;
 pub mod demo;
 pub mod domain;

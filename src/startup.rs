@@ -287,6 +287,9 @@ fn routes(cfg: &mut web::ServiceConfig, demo: bool) {
                 .route(web::post().to(account::revoke_family)),
         )
         .service(
+            html("/account/apps/{client_id}/remove").route(web::post().to(account::remove_app)),
+        )
+        .service(
             html("/account/sign-out-everywhere")
                 .route(web::post().to(account::sign_out_everywhere)),
         )

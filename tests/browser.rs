@@ -1,7 +1,10 @@
 //! The real-browser end-to-end test: headless Chromium driven over WebDriver (chromedriver +
 //! fantoccini) through `serve --demo`: sign in, consent (naming the device), the demo callback
 //! exchanging the code, a refresh, then revoking the device on /account and seeing the refresh
-//! fail. Screenshots of each page go to `target/screenshots/`.
+//! fail; a second sign-in through the one-click confirmation (the demo app is public), removing
+//! the app's access, and forms whose submission ends in a redirect to another origin (which
+//! Chromium checks against CSP `form-action`). Screenshots of each page go to
+//! `target/screenshots/`.
 //!
 //! Run alone with `cargo test --test browser`. Without /usr/bin/chromium or
 //! /usr/bin/chromedriver it prints one skip line and passes.
@@ -16,18 +19,26 @@ use std::time::Duration;
 
 use fantoccini::elements::Element;
 use fantoccini::{Client, ClientBuilder, Locator};
+use lineage::clients::NewClient;
 use lineage::clock::SystemClock;
 use lineage::configuration::{KeySecret, Settings};
 use lineage::db::{DatabaseUrl, StoreError};
-use lineage::domain::Password;
+use lineage::domain::{GrantType, Password, RedirectUri, Scope};
 use lineage::startup::Application;
 use serde_json::{Value, json};
+
+#[path = "browser/second_visit.rs"]
+mod second_visit;
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 const DEMO_PASSWORD: &str = "browser test password";
 const DEVICE: &str = "E2E Chromium laptop";
 const WAIT: Duration = Duration::from_secs(20);
+/// Clients whose redirect URI is on another origin than the server (`localhost` rather than
+/// `127.0.0.1`, served by the same process): a confidential web app and a public native app.
+const ELSEWHERE_WEB: &str = "elsewhere-web";
+const ELSEWHERE_NATIVE: &str = "elsewhere-native";
 
 /// chromedriver in its own process group; the group (driver and any browser it left) is ended on
 /// drop, along with the browser's profile directory.
@@ -111,6 +122,8 @@ fn free_port() -> u16 {
 /// The demo server on a temporary SQLite database, with a known password for `demo`.
 struct Server {
     issuer: String,
+    /// The redirect URI of the `ELSEWHERE_*` clients.
+    elsewhere: String,
     db_path: PathBuf,
     handle: tokio::task::JoinHandle<std::io::Result<()>>,
 }
@@ -153,10 +166,34 @@ async fn start_server() -> Server {
         })
         .await
         .expect("demo password");
+    let elsewhere = format!("http://localhost:{}/healthz", app.port());
+    let redirect = RedirectUri::parse(&elsewhere).expect("redirect URI");
+    state
+        .db
+        .write(move |c| {
+            for (id, public) in [(ELSEWHERE_WEB, false), (ELSEWHERE_NATIVE, true)] {
+                let spec = NewClient {
+                    client_id: Some(id.into()),
+                    name: format!("App at {id}"),
+                    public,
+                    grant_types: vec![GrantType::AuthorizationCode],
+                    scopes: Scope::parse("notes:read").expect("scope"),
+                    redirect_uris: vec![redirect.clone()],
+                    audience: None,
+                    first_party: false,
+                };
+                lineage::clients::create(c, spec, now)
+                    .map_err(|e| StoreError::Other(anyhow::anyhow!(e.to_string())))?;
+            }
+            Ok(())
+        })
+        .await
+        .expect("clients on another origin");
     let issuer = app.issuer().to_string();
     let handle = tokio::spawn(app.run_until_stopped());
     Server {
         issuer,
+        elsewhere,
         db_path,
         handle,
     }
@@ -479,5 +516,16 @@ async fn run(browser: &Client, server: &Server) -> Result<(), String> {
     if !text.contains("invalid_grant") {
         return Err(format!("the demo's refresh after revoking: {text}"));
     }
-    Ok(())
+    second_visit::sign_in_again_and_remove_access(browser, issuer).await?;
+    second_visit::forms_that_end_on_another_origin(browser, server).await
+}
+
+async fn click(browser: &Client, css: &str) -> Result<(), String> {
+    browser
+        .find(Locator::Css(css))
+        .await
+        .map_err(|e| format!("{css}: {e}"))?
+        .click()
+        .await
+        .map_err(|e| e.to_string())
 }

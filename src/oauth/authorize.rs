@@ -3,28 +3,27 @@
 //! The client and redirect URI are checked first: until both are trusted, errors are an HTML page
 //! and never a redirect. After that, errors go back to the client as `error=…&state=…&iss=…`.
 
-use actix_web::http::{StatusCode, header};
+use actix_web::http::header;
 use actix_web::web::Data;
 use actix_web::{HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 
+use super::approval::{self, Approval};
 use super::form::Form;
 use super::pkce;
+use super::prompt::Prompt;
 use crate::clients::{self, Client};
 use crate::db::models::auth_codes::{self, AuthCodeRow};
-use crate::db::models::consents;
 use crate::domain::{GrantType, Scope};
 use crate::state::AppState;
 use crate::tokens::refresh::Origin;
 use crate::tokens::secret::PlainToken;
-use crate::web::pages::{ConsentPage, ScopeLine, describe_scope, device_name_from_user_agent};
+use crate::web::PageError;
+use crate::web::pages::device_name_from_user_agent;
 use crate::web::session::{self, SignedIn};
-use crate::web::{PageError, render};
 
 /// Authorization codes live this long (RFC 6749 §4.1.2 recommends at most 10 minutes).
 pub const CODE_TTL: i64 = 60;
-/// The consent page's request handle is good for this long.
-pub const CONSENT_TTL: i64 = 600;
 
 /// A validated authorization request.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -140,11 +139,15 @@ enum Rejection {
     Redirect(HttpResponse),
 }
 
+/// A validated request, its client, and what the client asked the server to show.
+struct Validated {
+    request: AuthorizationRequest,
+    client: Client,
+    prompt: Prompt,
+}
+
 /// Validate the query of `/authorize`.
-async fn validate(
-    state: &AppState,
-    query: &str,
-) -> Result<(AuthorizationRequest, Client), Rejection> {
+async fn validate(state: &AppState, query: &str) -> Result<Validated, Rejection> {
     let form = Form::parse(query.as_bytes()).map_err(|e| {
         Rejection::Page(PageError::bad_request(
             "Invalid authorization request",
@@ -218,8 +221,9 @@ async fn validate(
         form.get("code_challenge"),
     )
     .map_err(|e| fail("invalid_request", &e))?;
-    Ok((
-        AuthorizationRequest {
+    let prompt = Prompt::parse(form.get("prompt")).map_err(|e| fail("invalid_request", &e))?;
+    Ok(Validated {
+        request: AuthorizationRequest {
             client_id,
             redirect_uri,
             scope: scope.to_string(),
@@ -227,92 +231,98 @@ async fn validate(
             pkce,
         },
         client,
-    ))
+        prompt,
+    })
 }
 
 pub async fn authorize(state: Data<AppState>, req: HttpRequest) -> Result<HttpResponse, PageError> {
-    let (areq, client) = match validate(&state, req.query_string()).await {
+    let Validated {
+        request: areq,
+        client,
+        prompt,
+    } = match validate(&state, req.query_string()).await {
         Ok(v) => v,
         Err(Rejection::Page(p)) => return Err(p),
         Err(Rejection::Redirect(r)) => return Ok(r),
     };
-    let Some(signed_in) = session::current(&state, &req).await? else {
-        let return_to = format!("/authorize?{}", req.query_string());
-        let location = format!(
-            "/login?{}",
-            url::form_urlencoded::Serializer::new(String::new())
-                .append_pair("return_to", &return_to)
-                .finish()
-        );
-        return Ok(HttpResponse::SeeOther()
-            .insert_header((header::LOCATION, location))
-            .finish());
+    let refuse = |code: &str, description: &str| {
+        error_redirect(
+            &state,
+            &areq.redirect_uri,
+            areq.state.as_deref(),
+            code,
+            description,
+        )
     };
+    let signed_in = session::current(&state, &req).await?;
+    let signed_in = match signed_in {
+        // OIDC Core §3.1.2.1: prompt=none never shows a page.
+        None if prompt.none => {
+            return Ok(refuse("login_required", "the user is not signed in"));
+        }
+        None => return Ok(to_sign_in(&req, &prompt, false)),
+        Some(_) if prompt.login => return Ok(to_sign_in(&req, &prompt, true)),
+        Some(s) => s,
+    };
+    let covers = approval::consent_covers(&state, &signed_in.user.id, &areq).await?;
     let origin = Origin::of(&req);
-    if client.first_party || has_consent(&state, &signed_in, &areq).await? {
-        let device = device_name_from_user_agent(origin.user_agent.as_deref());
-        return issue_code(&state, &signed_in, &areq, Some(device)).await;
+    match approval::decide(&client, covers, &prompt) {
+        Approval::Issue => {
+            let device = device_name_from_user_agent(origin.user_agent.as_deref());
+            issue_code(&state, &signed_in, &areq, Some(device)).await
+        }
+        _ if prompt.none => Ok(refuse(
+            "consent_required",
+            "the user must approve this request on a page",
+        )),
+        Approval::Confirm => approval::confirmation_page(&state, &signed_in, &areq, &client),
+        Approval::Consent => approval::consent_page(&state, &signed_in, &areq, &client, &origin),
     }
-    consent_page(&state, &signed_in, &areq, &client, &origin)
 }
 
-async fn has_consent(
-    state: &AppState,
-    signed_in: &SignedIn,
-    areq: &AuthorizationRequest,
-) -> Result<bool, PageError> {
-    let (user, client) = (signed_in.user.id.clone(), areq.client_id.clone());
-    let granted = state
-        .db
-        .run(move |c| consents::find_scope(c, &user, &client))
-        .await?;
-    let requested = Scope::parse(&areq.scope).unwrap_or_default();
-    Ok(granted
-        .and_then(|g| Scope::parse(&g).ok())
-        .is_some_and(|g| requested.is_subset_of(&g)))
+/// The sign-in page, returning to this request afterwards; `again` asks it for the password even
+/// though the browser is signed in. `prompt=login` (and `select_account`) is dropped from the
+/// request it returns to: by then the fresh sign-in has happened, and keeping it would send the
+/// browser back to the sign-in page for ever. Binding it to the sign-in time instead would need
+/// a signed time in the URL and buys nothing: the browser could as well have removed `prompt`
+/// from the client's request before it ever reached us.
+fn to_sign_in(req: &HttpRequest, prompt: &Prompt, again: bool) -> HttpResponse {
+    let mut query = url::form_urlencoded::Serializer::new(String::new());
+    for (k, v) in url::form_urlencoded::parse(req.query_string().as_bytes()) {
+        if k != "prompt" {
+            query.append_pair(&k, &v);
+        }
+    }
+    if let Some(p) = prompt.after_sign_in() {
+        query.append_pair("prompt", p);
+    }
+    let return_to = format!("/authorize?{}", query.finish());
+    let mut login = url::form_urlencoded::Serializer::new(String::new());
+    login.append_pair("return_to", &return_to);
+    if again {
+        login.append_pair("prompt", "login");
+    }
+    HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, format!("/login?{}", login.finish())))
+        .finish()
 }
 
-/// The sealed form of a pending request, bound to the browser session that saw the consent page.
-#[derive(Serialize, Deserialize)]
-pub struct PendingConsent {
-    pub request: AuthorizationRequest,
-    pub session: String,
-    pub expires_at: i64,
+/// What the sign-in page needs to know about the authorization request it returns to: the app's
+/// name, and the redirect URI to allow in its `form-action` when the request, once signed in,
+/// goes straight back to the client (a confidential client the user may already have allowed).
+pub struct SignInFor {
+    pub app_name: String,
+    pub straight_to: Option<String>,
 }
 
-fn consent_page(
-    state: &AppState,
-    signed_in: &SignedIn,
-    areq: &AuthorizationRequest,
-    client: &Client,
-    origin: &Origin,
-) -> Result<HttpResponse, PageError> {
-    let pending = PendingConsent {
-        request: areq.clone(),
-        session: signed_in.id_hash.clone(),
-        expires_at: state.now() + CONSENT_TTL,
-    };
-    let payload = serde_json::to_vec(&pending).map_err(|_| PageError::internal())?;
-    let page = ConsentPage {
-        username: signed_in.user.username.clone(),
-        client_name: client.name.clone(),
-        scopes: Scope::parse(&areq.scope)
-            .unwrap_or_default()
-            .iter()
-            .map(|s| ScopeLine {
-                name: s.to_string(),
-                title: describe_scope(s),
-            })
-            .collect(),
-        csrf_token: state.form_signer.csrf_token(&signed_in.cookie_value),
-        request_handle: state.form_signer.seal("consent", &payload),
-        device_name: device_name_from_user_agent(origin.user_agent.as_deref()),
-        redirect_host: url::Url::parse(&areq.redirect_uri)
-            .ok()
-            .map(|u| u.origin().ascii_serialization())
-            .unwrap_or_else(|| areq.redirect_uri.clone()),
-    };
-    Ok(render(StatusCode::OK, &page))
+pub async fn sign_in_for(state: &AppState, return_to: &str) -> Option<SignInFor> {
+    let query = return_to.strip_prefix("/authorize?")?;
+    let v = validate(state, query).await.ok()?;
+    let straight = approval::decide(&v.client, true, &v.prompt) == Approval::Issue;
+    Some(SignInFor {
+        app_name: v.client.name,
+        straight_to: straight.then_some(v.request.redirect_uri),
+    })
 }
 
 /// Issue a code for an approved request and send the browser back to the client.
@@ -345,31 +355,4 @@ pub async fn issue_code(
         &[("code", code.expose())],
         areq.state.as_deref(),
     ))
-}
-
-/// Remember that the user allowed these scopes for this client (union with earlier consent).
-pub async fn remember_consent(
-    state: &AppState,
-    user_id: &str,
-    areq: &AuthorizationRequest,
-) -> Result<(), PageError> {
-    let (user, client, scope, now) = (
-        user_id.to_string(),
-        areq.client_id.clone(),
-        areq.scope.clone(),
-        state.now(),
-    );
-    state
-        .db
-        .write(move |c| {
-            let mut all = Scope::parse(&scope).unwrap_or_default();
-            if let Some(previous) =
-                consents::find_scope(c, &user, &client)?.and_then(|p| Scope::parse(&p).ok())
-            {
-                all = Scope::parse(&format!("{previous} {all}")).unwrap_or(all);
-            }
-            consents::upsert(c, &user, &client, &all.to_string(), now)
-        })
-        .await?;
-    Ok(())
 }

@@ -1,5 +1,6 @@
 //! The OAuth 2.0 endpoints lineage owns.
 
+pub mod approval;
 pub mod authorize;
 pub mod client_auth;
 pub mod discovery;
@@ -9,6 +10,7 @@ pub mod grants;
 pub mod introspect;
 pub mod jwks;
 pub mod pkce;
+pub mod prompt;
 pub mod revocations;
 pub mod revoke;
 pub mod token;

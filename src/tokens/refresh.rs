@@ -95,6 +95,7 @@ pub fn reason_in_words(reason: &str) -> &'static str {
         "password_changed" => "because the password changed",
         "user_disabled" => "because the account was disabled",
         "client_deleted" => "because the app was removed",
+        "consent_withdrawn" => "because the user removed the app's access",
         _ => "by a revocation",
     }
 }

@@ -1,17 +1,20 @@
-//! `/account`: the user's devices (refresh families) with a revoke button each, sign out
-//! everywhere, change password, and recent security events.
+//! `/account`: the user's devices (refresh families) with a revoke button each, the apps the user
+//! allowed with a "Remove access" button each, sign out everywhere, change password, and recent
+//! security events.
 
 use actix_web::http::{StatusCode, header};
 use actix_web::web::{Data, Path, Payload};
 use actix_web::{HttpRequest, HttpResponse};
 
 use super::login::signed_in_form;
-use super::pages::{AccountPage, EventLine, FamilyLine};
+use super::pages::{AccountPage, AppLine, EventLine, FamilyLine, ScopeLine, describe_scope};
 use super::session::{self, SignedIn};
 use super::{PageError, format_time, render};
 use crate::clients;
-use crate::db::models::{audit_events, browser_sessions, refresh_families};
-use crate::domain::Password;
+use crate::db::models::refresh_families::FamilyRow;
+use crate::db::models::{audit_events, browser_sessions, consents, refresh_families};
+use crate::db::{DbConnection, StoreError};
+use crate::domain::{Password, Scope};
 use crate::oauth::form::Form;
 use crate::state::AppState;
 use crate::tokens::refresh::{self, Origin};
@@ -40,6 +43,9 @@ pub async fn page(state: Data<AppState>, req: HttpRequest) -> Result<HttpRespons
         Some("password") => Some(
             "Your password was changed. Every other device and app was signed out.".to_string(),
         ),
+        Some("app_removed") => Some(
+            "The app's access was removed and its devices were signed out. It has to ask you again before it can use your account.".to_string(),
+        ),
         _ => None,
     };
     render_account(&state, &signed_in, StatusCode::OK, notice, None).await
@@ -53,23 +59,22 @@ async fn render_account(
     error: Option<String>,
 ) -> Result<HttpResponse, PageError> {
     let (user, policy, now) = (signed_in.user.clone(), state.refresh_policy, state.now());
-    let (families, events) = state
+    let (families, apps, events) = state
         .db
         .run(move |c| {
+            let live: Vec<FamilyRow> = refresh_families::list_for_user(c, &user.id)?
+                .into_iter()
+                .filter(|f| refresh::end_reason(f, Some(&user), &policy, now).is_none())
+                .collect();
+            let apps = app_lines(c, &user.id, &live)?;
             let mut lines = Vec::new();
-            for f in refresh_families::list_for_user(c, &user.id)? {
-                if refresh::end_reason(&f, Some(&user), &policy, now).is_some() {
-                    continue;
-                }
+            for f in live {
                 let client_name = clients::find(c, &f.client_id)?
                     .map(|cl| cl.name)
                     .unwrap_or_else(|| f.client_id.clone());
                 lines.push(FamilyLine {
                     client_name,
-                    device_name: f
-                        .device_name
-                        .clone()
-                        .unwrap_or_else(|| "Unnamed device".into()),
+                    device_name: device_name(&f),
                     user_agent: f.user_agent.clone().unwrap_or_default(),
                     created: format_time(f.created_at),
                     last_used: format_time(f.last_used_at),
@@ -95,18 +100,59 @@ async fn render_account(
                     },
                 })
                 .collect::<Vec<_>>();
-            Ok((lines, events))
+            Ok((lines, apps, events))
         })
         .await?;
     let page = AccountPage {
         username: signed_in.user.username.clone(),
         csrf_token: state.form_signer.csrf_token(&signed_in.cookie_value),
+        apps,
         families,
         events,
         notice,
         error,
     };
     Ok(render(status, &page))
+}
+
+fn device_name(f: &FamilyRow) -> String {
+    f.device_name
+        .clone()
+        .unwrap_or_else(|| "Unnamed device".into())
+}
+
+/// "Apps with access": each consent with the app's name, the scope in words, when it was given,
+/// and the user's live devices of that app.
+fn app_lines(
+    c: &mut DbConnection,
+    user_id: &str,
+    live: &[FamilyRow],
+) -> Result<Vec<AppLine>, StoreError> {
+    let mut apps = Vec::new();
+    for consent in consents::list_for_user(c, user_id)? {
+        let name = clients::find(c, &consent.client_id)?
+            .map(|cl| cl.name)
+            .unwrap_or_else(|| consent.client_id.clone());
+        apps.push(AppLine {
+            name,
+            scopes: Scope::parse(&consent.scope)
+                .unwrap_or_default()
+                .iter()
+                .map(|s| ScopeLine {
+                    name: s.to_string(),
+                    title: describe_scope(s),
+                })
+                .collect(),
+            allowed: format_time(consent.created_at),
+            devices: live
+                .iter()
+                .filter(|f| f.client_id == consent.client_id)
+                .map(device_name)
+                .collect(),
+            client_id: consent.client_id,
+        });
+    }
+    Ok(apps)
 }
 
 fn capital(s: &str) -> String {
@@ -149,6 +195,36 @@ pub async fn revoke_family(
         ));
     }
     Ok(back("revoked"))
+}
+
+/// "Remove access": withdraw the user's consent for an app and sign out its devices.
+pub async fn remove_app(
+    state: Data<AppState>,
+    req: HttpRequest,
+    path: Path<String>,
+    payload: Payload,
+) -> Result<HttpResponse, PageError> {
+    let Some((signed_in, _form)) = signed_in_form(&state, &req, payload).await? else {
+        return Ok(to_login());
+    };
+    let (client_id, user_id, origin, now) = (
+        path.into_inner(),
+        signed_in.user.id.clone(),
+        Origin::of(&req),
+        state.now(),
+    );
+    let withdrawn = state
+        .db
+        .write(move |c| crate::consents::withdraw(c, &user_id, &client_id, &origin, now))
+        .await?;
+    if withdrawn.is_none() {
+        return Err(PageError::new(
+            StatusCode::NOT_FOUND,
+            "App not found",
+            "That app does not have access to your account.",
+        ));
+    }
+    Ok(back("app_removed"))
 }
 
 pub async fn sign_out_everywhere(

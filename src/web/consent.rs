@@ -1,12 +1,14 @@
-//! `POST /consent`: the user's answer on the consent page.
+//! `POST /consent`: the user's answer on the consent page or the confirmation page.
 
 use actix_web::web::{Data, Payload};
 use actix_web::{HttpRequest, HttpResponse};
 
 use super::PageError;
 use super::login::signed_in_form;
-use crate::oauth::authorize::{self, PendingConsent, issue_code, redirect_to_client};
+use crate::oauth::approval::{self, PendingKind};
+use crate::oauth::authorize::redirect_to_client;
 use crate::state::AppState;
+use crate::tokens::refresh::Origin;
 
 pub async fn decide(
     state: Data<AppState>,
@@ -19,40 +21,26 @@ pub async fn decide(
             "Go back to the app and start again.",
         ));
     };
-    let pending: PendingConsent = form
-        .get("request")
-        .and_then(|h| state.form_signer.open("consent", h))
-        .and_then(|raw| serde_json::from_slice(&raw).ok())
-        .ok_or_else(|| {
-            PageError::bad_request(
-                "Invalid request",
-                "This consent form is not valid. Go back to the app and start again.",
-            )
-        })?;
-    if pending.session != signed_in.id_hash || state.now() >= pending.expires_at {
-        return Err(PageError::bad_request(
-            "This request has expired",
-            "Go back to the app and start again.",
-        ));
-    }
-    let areq = pending.request;
+    let pending = approval::open(&state, &signed_in, form.get("request"))?;
     match form.get("decision") {
         Some("allow") => {
-            authorize::remember_consent(&state, &signed_in.user.id, &areq).await?;
+            // Only the consent page asks for a device name; the confirmation names it from the
+            // browser, as a request that needs no page does.
             let device = form
                 .get("device_name")
+                .filter(|_| pending.kind == PendingKind::Consent)
                 .map(|d| d.trim().chars().take(80).collect::<String>())
                 .filter(|d| !d.is_empty());
-            issue_code(&state, &signed_in, &areq, device).await
+            approval::approve(&state, &signed_in, pending, device, &Origin::of(&req)).await
         }
         Some("deny") => Ok(redirect_to_client(
             &state,
-            &areq.redirect_uri,
+            &pending.request.redirect_uri,
             &[
                 ("error", "access_denied"),
                 ("error_description", "the user denied the request"),
             ],
-            areq.state.as_deref(),
+            pending.request.state.as_deref(),
         )),
         _ => Err(PageError::bad_request(
             "Invalid request",

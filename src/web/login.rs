@@ -6,11 +6,11 @@ use actix_web::{HttpRequest, HttpResponse};
 
 use super::pages::LoginPage;
 use super::session::{self, SignedIn};
-use super::{PageError, render, safe_return_to};
-use crate::clients;
+use super::{PageError, allow_form_redirect_to, render, safe_return_to};
 use crate::db::models::audit_events::{self, AuditEventRow};
 use crate::db::models::{auth_codes, browser_sessions, users};
 use crate::domain::Password;
+use crate::oauth::authorize;
 use crate::oauth::form::Form;
 use crate::state::AppState;
 use crate::tokens::refresh::{self, Origin};
@@ -49,21 +49,6 @@ pub async fn signed_in_form(
     Ok(Some((signed_in, form)))
 }
 
-/// "Sign in to continue to <app>" when the sign-in was started by an authorization request.
-async fn app_name_for(state: &AppState, return_to: &str) -> Option<String> {
-    let query = return_to.strip_prefix("/authorize?")?;
-    let client_id = url::form_urlencoded::parse(query.as_bytes())
-        .find(|(k, _)| k == "client_id")?
-        .1
-        .into_owned();
-    let client = state
-        .db
-        .run(move |c| clients::find(c, &client_id))
-        .await
-        .ok()??;
-    Some(client.name)
-}
-
 async fn login_form(
     state: &AppState,
     req: &HttpRequest,
@@ -73,14 +58,19 @@ async fn login_form(
     error: Option<String>,
 ) -> HttpResponse {
     let (binding, cookie) = session::pre_session(state, req);
+    // "Sign in to continue to <app>" when an authorization request sent the browser here.
+    let app = authorize::sign_in_for(state, &return_to).await;
     let page = LoginPage {
         csrf_token: state.form_signer.csrf_token(&binding),
-        app_name: app_name_for(state, &return_to).await,
+        app_name: app.as_ref().map(|a| a.app_name.clone()),
         return_to,
         username,
         error,
     };
     let mut resp = render(status, &page);
+    if let Some(redirect_uri) = app.and_then(|a| a.straight_to) {
+        allow_form_redirect_to(&mut resp, &redirect_uri);
+    }
     if let Some(c) = cookie {
         let _ = resp.add_cookie(&c);
     }
@@ -93,7 +83,9 @@ pub async fn login_page(
 ) -> Result<HttpResponse, PageError> {
     let query = Form::parse(req.query_string().as_bytes()).unwrap_or_default();
     let return_to = safe_return_to(query.get("return_to"));
-    if session::current(&state, &req).await?.is_some() {
+    // `prompt=login` from /authorize: ask for the password even though the browser is signed in.
+    let again = query.get("prompt") == Some("login");
+    if !again && session::current(&state, &req).await?.is_some() {
         return Ok(HttpResponse::SeeOther()
             .insert_header((header::LOCATION, return_to))
             .finish());

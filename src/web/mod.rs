@@ -17,18 +17,48 @@ use askama::Template;
 
 use crate::db::StoreError;
 
+/// The content security policy of every HTML page: no script at all, no framing, and forms that
+/// post only to this server. `form-action` comes last so a page can extend it.
+const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self' data:; base-uri 'none'; frame-ancestors 'none'; form-action 'self'";
+
 /// Security headers on every HTML response: no inline script (none is needed), no framing, no
-/// referrer leaks of codes or states, no caching of personal pages.
+/// referrer leaks of codes or states, no caching of personal pages. A header the handler set
+/// (see `allow_form_redirect_to`) is kept.
 pub fn html_headers() -> DefaultHeaders {
     DefaultHeaders::new()
-        .add((
-            header::CONTENT_SECURITY_POLICY,
-            "default-src 'none'; style-src 'self'; img-src 'self' data:; base-uri 'none'; frame-ancestors 'none'",
-        ))
+        .add((header::CONTENT_SECURITY_POLICY, CSP))
         .add((header::X_FRAME_OPTIONS, "DENY"))
         .add((header::REFERRER_POLICY, "no-referrer"))
         .add((header::CACHE_CONTROL, "no-store"))
         .add((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+}
+
+/// For a page whose form ends in a redirect to the client: Chromium applies `form-action` to the
+/// redirects that follow a form submission (CSP Level 3 `form-action`), so the page's own policy also
+/// allows the origin of that redirect URI (the scheme, for a native app's `com.example.app:/cb`).
+pub fn allow_form_redirect_to(resp: &mut HttpResponse, redirect_uri: &str) {
+    let Some(source) = form_action_source(redirect_uri) else {
+        return;
+    };
+    if let Ok(value) = header::HeaderValue::from_str(&format!("{CSP} {source}")) {
+        resp.headers_mut()
+            .insert(header::CONTENT_SECURITY_POLICY, value);
+    }
+}
+
+/// The CSP source expression matching a redirect URI: its origin (`https://app.example:8443`) or,
+/// for a URI without one (a custom scheme), its scheme (`com.example.app:`). `None` for anything
+/// a source expression cannot carry safely (an IPv6 literal, a `;`, a quote).
+fn form_action_source(redirect_uri: &str) -> Option<String> {
+    let url = url::Url::parse(redirect_uri).ok()?;
+    let source = match url.origin() {
+        origin @ url::Origin::Tuple(..) => origin.ascii_serialization(),
+        url::Origin::Opaque(_) => format!("{}:", url.scheme()),
+    };
+    source
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.' | ':' | '/'))
+        .then_some(source)
 }
 
 /// Render a page, or a logged generic 500 page if the template fails.
@@ -166,6 +196,26 @@ mod tests {
     fn time_format() {
         assert_eq!(format_time(0), "1970-01-01 00:00 UTC");
         assert_eq!(format_time(1_795_423_523), "2026-11-23 08:45 UTC");
+    }
+
+    #[test]
+    fn form_action_source_of_a_redirect_uri() {
+        let source = |u: &str| form_action_source(u);
+        assert_eq!(
+            source("https://app.example/cb?x=1").as_deref(),
+            Some("https://app.example")
+        );
+        assert_eq!(
+            source("http://127.0.0.1:9876/callback").as_deref(),
+            Some("http://127.0.0.1:9876")
+        );
+        assert_eq!(
+            source("com.example.app:/oauth2redirect").as_deref(),
+            Some("com.example.app:")
+        );
+        assert_eq!(source("http://[::1]:8080/cb"), None);
+        assert_eq!(source("https://a;b.example/cb"), None);
+        assert_eq!(source("not a url"), None);
     }
 
     #[test]

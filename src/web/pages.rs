@@ -37,6 +37,28 @@ pub struct ConsentPage {
     pub redirect_host: String,
 }
 
+/// The one-click confirmation for a public client the user already allowed.
+#[derive(Template)]
+#[template(path = "confirm.html")]
+pub struct ConfirmPage {
+    pub username: String,
+    pub client_name: String,
+    pub scopes: Vec<ScopeLine>,
+    pub csrf_token: String,
+    pub request_handle: String,
+    pub redirect_host: String,
+}
+
+/// An app the user allowed, on the account page.
+pub struct AppLine {
+    pub client_id: String,
+    pub name: String,
+    pub scopes: Vec<ScopeLine>,
+    pub allowed: String,
+    /// The names of its live devices for this user.
+    pub devices: Vec<String>,
+}
+
 pub struct FamilyLine {
     pub id: String,
     pub client_name: String,
@@ -59,6 +81,7 @@ pub struct EventLine {
 pub struct AccountPage {
     pub username: String,
     pub csrf_token: String,
+    pub apps: Vec<AppLine>,
     pub families: Vec<FamilyLine>,
     pub events: Vec<EventLine>,
     pub notice: Option<String>,

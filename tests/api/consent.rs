@@ -7,6 +7,7 @@ use reqwest::StatusCode;
 use crate::browser_helpers::{
     APP_NAME, APP_REDIRECT, Front, PASSWORD, app_client, app_spec, assert_html_security_headers,
     code_request, create_user, exchange, expect_tokens, family, parse_redirect, pkce, register,
+    token_request,
 };
 use crate::helpers::{Backend, spawn_app};
 
@@ -165,17 +166,24 @@ async fn consent_is_remembered_and_asked_again_for_more(backend: Backend) {
     let resp = b.decide(&page, "allow", Some("laptop")).await;
     assert_eq!(resp.status, StatusCode::SEE_OTHER);
 
-    // The same scope again: straight back with a code, no page.
+    // The same scope again: no consent page, but the app is public, so the user confirms with
+    // one click (RFC 8252 §8.6) and the code comes back from that.
     let p = pkce();
-    let resp = b
+    let confirm = b
         .get(&code_request(&client.id, APP_REDIRECT, "notes:read", &p))
         .await;
-    assert_eq!(
-        resp.status,
-        StatusCode::SEE_OTHER,
-        "remembered: {}",
-        resp.describe()
+    assert_eq!(confirm.status, 200, "remembered: {}", confirm.describe());
+    assert!(
+        confirm.text().contains("Continue to"),
+        "the confirmation page: {}",
+        confirm.text()
     );
+    assert!(
+        confirm.input("device_name").is_none(),
+        "not the consent page"
+    );
+    let resp = b.decide(&confirm, "allow", None).await;
+    assert_eq!(resp.status, StatusCode::SEE_OTHER, "{}", resp.describe());
     let r = parse_redirect(resp.location().expect("Location"));
     assert!(r.get("code").is_some(), "{:?}", r.params);
     assert_eq!(r.get("state"), Some("xyz-state"));
@@ -215,22 +223,23 @@ async fn consent_is_remembered_and_asked_again_for_more(backend: Backend) {
     let resp = b.decide(&wider, "allow", None).await;
     assert_eq!(resp.status, StatusCode::SEE_OTHER);
 
-    // Now both, either, and the other order are remembered.
+    // Now both, either, and the other order are remembered: the confirmation, not consent.
     for scope in [
         "notes:read notes:write",
         "notes:write",
         "notes:write notes:read",
         "notes:read",
     ] {
-        let resp = b
+        let page = b
             .get(&code_request(&client.id, APP_REDIRECT, scope, &p))
             .await;
-        assert_eq!(
-            resp.status,
-            StatusCode::SEE_OTHER,
+        assert_eq!(page.status, 200, "{scope}: {}", page.describe());
+        assert!(
+            page.text().contains("Continue to"),
             "{scope}: {}",
-            resp.describe()
+            page.text()
         );
+        assert!(page.input("device_name").is_none(), "{scope}: not consent");
     }
 }
 
@@ -266,11 +275,14 @@ async fn first_party_client_skips_consent(backend: Backend) {
     let Some(app) = spawn_app(backend).await else {
         return;
     };
+    // A confidential first-party app: no page at all. (A public one gets the one-click
+    // confirmation; see `confirmation.rs`.)
     let client = register(
         &app,
         NewClient {
             name: "Our own app".into(),
             first_party: true,
+            public: false,
             ..app_spec("notes:read notes:write")
         },
     )
@@ -297,12 +309,16 @@ async fn first_party_client_skips_consent(backend: Backend) {
     assert_eq!(r.get("state"), Some("xyz-state"));
     assert_eq!(r.get("iss"), Some(app.issuer.as_str()));
     let tokens = expect_tokens(
-        exchange(
+        token_request(
             &app,
-            &client.id,
-            r.get("code").expect("code"),
-            APP_REDIRECT,
-            Some(&p.verifier),
+            &[
+                ("grant_type", "authorization_code"),
+                ("client_id", &client.id),
+                ("client_secret", &client.secret),
+                ("code", r.get("code").expect("code")),
+                ("redirect_uri", APP_REDIRECT),
+                ("code_verifier", &p.verifier),
+            ],
         )
         .await,
     )

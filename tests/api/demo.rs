@@ -1,5 +1,6 @@
 //! `serve --demo`: `demo::prepare` creates the demo client and user once, and the /demo pages walk
-//! through sign-in, consent, the code exchange, a rotation and a replay.
+//! through sign-in, consent, the code exchange, a rotation and a replay, then a second sign-in
+//! (a one-click confirmation: the demo app is public) and removing the app's access.
 
 use lineage::clients;
 use reqwest::StatusCode;
@@ -184,6 +185,50 @@ async fn demo_walks_through_sign_in_refresh_and_replay(backend: Backend) {
         .post(&app.at("/demo/refresh"), &[("refresh_token", &second)])
         .await;
     assert_eq!(resp.status, StatusCode::BAD_REQUEST);
+
+    // Sign in again: the demo app is public, so a one-click confirmation, not a silent code.
+    let confirm = b.follow(b.get("/demo/start").await).await;
+    assert_eq!(confirm.status, 200, "{}", confirm.describe());
+    assert!(
+        confirm
+            .text()
+            .contains("Continue to Demo notes app as demo"),
+        "{}",
+        confirm.text()
+    );
+    let back = b.decide(&confirm, "allow", None).await;
+    assert_eq!(back.status, StatusCode::SEE_OTHER, "{}", back.describe());
+    let tokens = b.get(back.location().expect("Location")).await;
+    assert!(
+        tokens.text().contains("Signed in: the app has its tokens"),
+        "{}",
+        tokens.text()
+    );
+    // "Not you? Cancel" comes back to the demo as access_denied.
+    let confirm = b.follow(b.get("/demo/start").await).await;
+    let back = b.decide(&confirm, "deny", None).await;
+    let denied = b.get(back.location().expect("Location")).await;
+    assert!(denied.text().contains("access_denied"), "{}", denied.text());
+
+    // Remove the demo app's access on the account page: the next sign-in asks for consent.
+    let account = b.get("/account").await;
+    let remove = account
+        .form("/account/apps/demo-app/remove")
+        .expect("the demo app under Apps with access");
+    let resp = b
+        .post(
+            "/account/apps/demo-app/remove",
+            &[("csrf_token", &remove.value("csrf_token").expect("csrf"))],
+        )
+        .await;
+    assert_eq!(resp.status, StatusCode::SEE_OTHER, "{}", resp.describe());
+    let consent = b.follow(b.get("/demo/start").await).await;
+    assert_eq!(consent.status, 200, "{}", consent.describe());
+    assert!(
+        consent.input("device_name").is_some(),
+        "{}",
+        consent.describe()
+    );
 }
 
 async fn demo_callback_refuses_a_foreign_state(backend: Backend) {

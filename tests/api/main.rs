@@ -44,3 +44,9 @@ mod refresh_rotation;
 mod refresh_users;
 mod revocation_feed;
 mod revoke_introspect;
+
+// Consent a user can see and withdraw, confirmation for public clients, prompt, form-action.
+mod apps_with_access;
+mod confirmation;
+mod form_action;
+mod prompt;

@@ -83,3 +83,23 @@ pub fn delete_expired(
         .load(conn)?;
     Ok(diesel::delete(a::auth_codes.filter(a::code_hash.eq_any(&ids))).execute(conn)?)
 }
+
+/// End the unredeemed codes a user approved for a client (when the user withdraws consent). Only
+/// unexpired codes qualify, which keeps this a short range of the `expires_at` index.
+pub fn expire_unused(
+    conn: &mut DbConnection,
+    user: &str,
+    client: &str,
+    now: i64,
+) -> Result<usize, StoreError> {
+    use auth_codes::dsl as a;
+    Ok(diesel::update(
+        a::auth_codes
+            .filter(a::user_id.eq(user))
+            .filter(a::client_id.eq(client))
+            .filter(a::used_at.is_null())
+            .filter(a::expires_at.gt(now)),
+    )
+    .set(a::expires_at.eq(now))
+    .execute(conn)?)
+}

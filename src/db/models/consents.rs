@@ -46,3 +46,29 @@ pub fn delete_for_client(conn: &mut DbConnection, client: &str) -> Result<usize,
     use consents::dsl as c;
     Ok(diesel::delete(c::consents.filter(c::client_id.eq(client))).execute(conn)?)
 }
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = consents)]
+pub struct ConsentRow {
+    pub user_id: String,
+    pub client_id: String,
+    pub scope: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// A user's consents, the most recently given first.
+pub fn list_for_user(conn: &mut DbConnection, user: &str) -> Result<Vec<ConsentRow>, StoreError> {
+    use consents::dsl as c;
+    Ok(c::consents
+        .filter(c::user_id.eq(user))
+        .order(c::updated_at.desc())
+        .select(ConsentRow::as_select())
+        .load(conn)?)
+}
+
+/// Forget one consent; returns whether there was one.
+pub fn delete(conn: &mut DbConnection, user: &str, client: &str) -> Result<bool, StoreError> {
+    use consents::dsl as c;
+    Ok(diesel::delete(c::consents.find((user, client))).execute(conn)? == 1)
+}

@@ -68,6 +68,8 @@ pub struct Settings {
     pub gc_interval: i64,
     /// `serve --demo`: demo clients, a demo user and the /demo walk-through.
     pub demo: bool,
+    /// Serve `/revocations` without client authentication (it lists user ids and revocation times).
+    pub revocations_public: bool,
 }
 
 /// The settings every command accepts, as flags and `LINEAGE_*` variables.
@@ -123,6 +125,9 @@ pub struct SettingsArgs {
     /// Interval of the background housekeeping (`60s`; `0` turns it off).
     #[arg(long, env = "LINEAGE_GC_INTERVAL", global = true)]
     pub gc_interval: Option<String>,
+    /// Serve the revocation feed to anyone (default false: a client with the `revocations` permission).
+    #[arg(long, env = "LINEAGE_REVOCATIONS_PUBLIC", global = true, num_args = 0..=1, default_missing_value = "true")]
+    pub revocations_public: Option<String>,
 }
 
 /// `lineage.toml`: every key optional; durations as numbers (seconds) or strings (`"10m"`).
@@ -143,6 +148,7 @@ struct FileSettings {
     db_pool_size: Option<toml::Value>,
     workers: Option<toml::Value>,
     gc_interval: Option<toml::Value>,
+    revocations_public: Option<toml::Value>,
 }
 
 fn value_to_string(v: toml::Value) -> String {
@@ -177,6 +183,14 @@ pub fn parse_duration(name: &str, raw: &str) -> Result<i64, ConfigError> {
     };
     n.checked_mul(factor)
         .ok_or_else(|| invalid(format!("{name}: `{raw}` is too large")))
+}
+
+fn parse_bool(name: &str, raw: &str) -> Result<bool, ConfigError> {
+    match raw.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        _ => Err(invalid(format!("{name}: `{raw}` is not true or false"))),
+    }
 }
 
 fn parse_count(name: &str, raw: &str) -> Result<i64, ConfigError> {
@@ -274,6 +288,10 @@ impl SettingsArgs {
         let workers = pick_v(&self.workers, file.workers)
             .map(|s| parse_count("workers", &s))
             .transpose()?;
+        let revocations_public = pick_v(&self.revocations_public, file.revocations_public)
+            .map(|s| parse_bool("revocations-public", &s))
+            .transpose()?
+            .unwrap_or(false);
 
         for (name, v) in [
             ("access-token-ttl", access_token_ttl),
@@ -327,6 +345,7 @@ impl SettingsArgs {
             workers: workers.map(|n| n as usize),
             gc_interval,
             demo: false,
+            revocations_public,
         })
     }
 
@@ -383,6 +402,7 @@ impl Settings {
             workers: Some(2),
             gc_interval: 0,
             demo: false,
+            revocations_public: false,
         }
     }
 }
@@ -468,6 +488,34 @@ mod tests {
         assert_eq!(parse_duration("x", "7d").ok(), Some(604_800));
         assert!(parse_duration("x", "10 minutes").is_err());
         assert!(parse_duration("x", "").is_err());
+    }
+
+    #[test]
+    fn revocations_public_is_false_unless_set() {
+        let resolve = |v: Option<&str>| {
+            SettingsArgs {
+                revocations_public: v.map(str::to_string),
+                config: Some(PathBuf::from("/dev/null")),
+                ..Default::default()
+            }
+            .resolve()
+            .map(|s| s.revocations_public)
+        };
+        assert_eq!(resolve(None).ok(), Some(false));
+        assert_eq!(resolve(Some("true")).ok(), Some(true));
+        assert_eq!(resolve(Some("0")).ok(), Some(false));
+        assert!(resolve(Some("maybe")).is_err());
+        let file = std::env::temp_dir().join(format!("lineage-{}.toml", std::process::id()));
+        let written = std::fs::write(&file, "revocations_public = true\n");
+        let from_file = SettingsArgs {
+            config: Some(file.clone()),
+            ..Default::default()
+        }
+        .resolve()
+        .map(|s| s.revocations_public);
+        let _ = std::fs::remove_file(&file);
+        assert!(written.is_ok());
+        assert_eq!(from_file.ok(), Some(true));
     }
 
     #[test]

@@ -38,4 +38,7 @@ mod refresh_reuse;
 mod refresh_rotation;
 mod refresh_users;
 mod revocation_feed;
+mod revocation_feed_auth;
+mod revocation_feed_order;
+mod revocation_feed_poller;
 mod revoke_introspect;

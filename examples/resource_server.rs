@@ -1,13 +1,15 @@
 //! A tiny "notes" API protected by lineage access tokens.
 //!
 //! ```text
-//! cargo run --example resource_server -- --issuer http://127.0.0.1:8080 \
-//!     --bind 127.0.0.1:8081 --audience notes-api
+//! NOTES_CLIENT_SECRET=… cargo run --example resource_server -- --issuer http://127.0.0.1:8080 \
+//!     --bind 127.0.0.1:8081 --audience notes-api --client-id notes-api
 //! ```
-//! (or `NOTES_ISSUER`, `NOTES_BIND`, `NOTES_AUDIENCE`). `GET /notes` needs scope `notes:read`,
-//! `POST /notes` (`{"text": "…"}`) needs `notes:write`, `GET /healthz` is open. Each caller
-//! (`sub`) sees its own notes. Tokens are checked locally against lineage's JWKS; revoked
-//! sessions are refused within one poll of the revocation feed (`--revocation-poll`, 5 s).
+//! (or `NOTES_ISSUER`, `NOTES_BIND`, `NOTES_AUDIENCE`, `NOTES_CLIENT_ID`). `GET /notes` needs
+//! scope `notes:read`, `POST /notes` (`{"text": "…"}`) needs `notes:write`, `GET /healthz` is
+//! open. Each caller (`sub`) sees its own notes. Tokens are checked locally against lineage's
+//! JWKS; revoked sessions are refused within one poll of the revocation feed
+//! (`--revocation-poll`, 5 s), which the API reads as a lineage client holding the
+//! `revocations` permission (`lineage client create … --permission revocations`).
 //!
 //! `tests/resource.rs` compiles this file as a module and starts [`serve`] on port 0.
 
@@ -36,6 +38,17 @@ struct Args {
     /// Seconds between polls of the revocation feed; 0 turns revocation checks off.
     #[arg(long, env = "NOTES_REVOCATION_POLL", default_value_t = 5)]
     revocation_poll: u64,
+    /// This API's own lineage client, which reads the revocation feed (`--permission revocations`).
+    #[arg(long, env = "NOTES_CLIENT_ID", requires = "client_secret")]
+    client_id: Option<String>,
+    /// Its secret (prefer the environment variable: flags show up in `ps`).
+    #[arg(
+        long,
+        env = "NOTES_CLIENT_SECRET",
+        hide_env_values = true,
+        requires = "client_id"
+    )]
+    client_secret: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -142,11 +155,18 @@ async fn run() -> anyhow::Result<()> {
         .init();
     let args = Args::parse();
     let poll = (args.revocation_poll > 0).then(|| Duration::from_secs(args.revocation_poll));
-    let validator = Validator::builder(&args.issuer)
+    let mut builder = Validator::builder(&args.issuer)
         .audience(&args.audience)
-        .revocation_poll(poll)
-        .build()
-        .await?;
+        .revocation_poll(poll);
+    if let (Some(id), Some(secret)) = (args.client_id, args.client_secret) {
+        builder = builder.client_credentials(id, secret);
+    } else if poll.is_some() {
+        tracing::warn!(
+            "no --client-id/--client-secret: the revocation feed will refuse this API unless lineage \
+             runs with --revocations-public"
+        );
+    }
+    let validator = builder.build().await?;
     let listener = TcpListener::bind(args.bind)?;
     println!(
         "notes API listening on http://{} (issuer {}, audience {})",

@@ -5,9 +5,10 @@ use serde::Serialize;
 
 use crate::db::models::audit_events::{self, AuditEventRow};
 use crate::db::models::clients::{self as store, ClientRow};
+use crate::db::models::revocation_feed::{self, Revocation};
 use crate::db::models::{consents, refresh_families, users};
 use crate::db::{DbConnection, StoreError};
-use crate::domain::{GrantType, RedirectUri, Scope};
+use crate::domain::{GrantType, Permission, RedirectUri, Scope};
 use crate::tokens::secret::{HashedToken, PlainToken};
 
 /// A registered client, parsed from its row.
@@ -23,6 +24,7 @@ pub struct Client {
     pub audience: String,
     pub first_party: bool,
     pub created_at: i64,
+    pub permissions: Vec<Permission>,
 }
 
 impl Client {
@@ -46,6 +48,12 @@ impl Client {
             .collect::<Result<Vec<_>, _>>()
             .map_err(|_| bad("grant type"))?;
         let scopes = Scope::parse(&row.scopes).map_err(|_| bad("scope"))?;
+        let permissions = row
+            .permissions
+            .split_whitespace()
+            .map(|p| Permission::parse(p).ok_or(()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|_| bad("permission"))?;
         Ok(Self {
             client_id: row.client_id,
             name: row.name,
@@ -57,7 +65,12 @@ impl Client {
             audience: row.audience,
             first_party: row.first_party,
             created_at: row.created_at,
+            permissions,
         })
+    }
+
+    pub fn has_permission(&self, permission: Permission) -> bool {
+        self.permissions.contains(&permission)
     }
 
     pub fn allows_grant(&self, grant: GrantType) -> bool {
@@ -87,6 +100,11 @@ impl Client {
             audience: self.audience.clone(),
             first_party: self.first_party,
             created_at: self.created_at,
+            permissions: self
+                .permissions
+                .iter()
+                .map(|p| p.as_str().to_string())
+                .collect(),
         }
     }
 }
@@ -103,6 +121,7 @@ pub struct ClientView {
     pub audience: String,
     pub first_party: bool,
     pub created_at: i64,
+    pub permissions: Vec<String>,
 }
 
 /// A registration request, already parsed.
@@ -179,6 +198,18 @@ pub fn create(
     spec: NewClient,
     now: i64,
 ) -> Result<CreatedClient, RegistryError> {
+    create_with_permissions(conn, spec, &[], now)
+}
+
+/// Register a client that also holds `permissions` (e.g. a resource server reading the
+/// revocation feed).
+pub fn create_with_permissions(
+    conn: &mut DbConnection,
+    spec: NewClient,
+    permissions: &[Permission],
+    now: i64,
+) -> Result<CreatedClient, RegistryError> {
+    let permissions = permission_list(permissions, spec.public)?;
     let client_id = match spec.client_id {
         Some(id) => id,
         None => uuid::Uuid::new_v4().to_string(),
@@ -249,6 +280,7 @@ pub fn create(
         audience,
         first_party: spec.first_party,
         created_at: now,
+        permissions,
     };
     conn.transaction(|conn| {
         if store::find(conn, &client_id)?.is_some() {
@@ -307,6 +339,46 @@ pub fn set_secret(
     Ok(())
 }
 
+/// The stored form of a permission set; a public client cannot authenticate, so holds none.
+fn permission_list(permissions: &[Permission], public: bool) -> Result<String, RegistryError> {
+    let mut sorted = permissions.to_vec();
+    sorted.sort();
+    sorted.dedup();
+    if public && !sorted.is_empty() {
+        return Err(RegistryError::Invalid(
+            "a public client cannot hold permissions: it has no secret to authenticate with".into(),
+        ));
+    }
+    Ok(sorted
+        .iter()
+        .map(|p| p.as_str())
+        .collect::<Vec<_>>()
+        .join(" "))
+}
+
+/// Replace a client's permissions.
+pub fn set_permissions(
+    conn: &mut DbConnection,
+    client_id: &str,
+    permissions: &[Permission],
+    now: i64,
+) -> Result<Client, RegistryError> {
+    conn.transaction(|conn| {
+        let client = get(conn, client_id)?;
+        let list = permission_list(permissions, client.is_public)?;
+        store::set_permissions(conn, client_id, &list)?;
+        let shown = if list.is_empty() { "none" } else { &list };
+        let mut event = AuditEventRow::new(
+            now,
+            "client_updated",
+            format!("permissions of client {client_id} set to: {shown}"),
+        );
+        event.client_id = Some(client_id.to_string());
+        audit_events::insert(conn, &event)?;
+        get(conn, client_id)
+    })
+}
+
 /// Delete a client and end everything issued to it.
 pub fn delete(conn: &mut DbConnection, client_id: &str, now: i64) -> Result<(), RegistryError> {
     conn.transaction(|conn| {
@@ -325,6 +397,13 @@ pub fn delete(conn: &mut DbConnection, client_id: &str, now: i64) -> Result<(), 
             AuditEventRow::new(now, "client_deleted", format!("client {client_id} deleted"));
         event.client_id = Some(client_id.to_string());
         audit_events::insert(conn, &event)?;
+        // Its families, and its tokens outside any family (client_credentials), for resource servers.
+        let mut revoked: Vec<Revocation> = ended
+            .iter()
+            .map(|sid| Revocation::family(sid, now))
+            .collect();
+        revoked.push(Revocation::client_deleted(client_id, now));
+        revocation_feed::publish(conn, &revoked)?;
         Ok(())
     })
 }

@@ -109,6 +109,8 @@ pub struct Settings {
     pub shutdown_timeout: i64,
     /// `serve --demo`: demo clients, a demo user and the /demo walk-through.
     pub demo: bool,
+    /// Serve `/revocations` without client authentication (it lists user ids and revocation times).
+    pub revocations_public: bool,
 }
 
 /// The settings every command accepts, as flags and `LINEAGE_*` variables.
@@ -182,6 +184,9 @@ pub struct SettingsArgs {
     /// On SIGTERM/SIGINT: how long in-flight requests may take to finish (`30s`).
     #[arg(long, env = "LINEAGE_SHUTDOWN_TIMEOUT", global = true)]
     pub shutdown_timeout: Option<String>,
+    /// Serve the revocation feed to anyone (default false: a client with the `revocations` permission).
+    #[arg(long, env = "LINEAGE_REVOCATIONS_PUBLIC", global = true, num_args = 0..=1, default_missing_value = "true")]
+    pub revocations_public: Option<String>,
 }
 
 /// `lineage.toml`: every key optional; durations as numbers (seconds) or strings (`"10m"`).
@@ -206,6 +211,7 @@ struct FileSettings {
     insecure_http: Option<toml::Value>,
     metrics_bind: Option<String>,
     shutdown_timeout: Option<toml::Value>,
+    revocations_public: Option<toml::Value>,
 }
 
 fn value_to_string(v: toml::Value) -> String {
@@ -363,6 +369,10 @@ impl SettingsArgs {
             .map(|s| parse_count("writer-queue", &s))
             .transpose()?
             .unwrap_or(crate::db::DEFAULT_WRITER_QUEUE as i64);
+        let revocations_public = pick_v(&self.revocations_public, file.revocations_public)
+            .map(|s| parse_bool("revocations-public", &s))
+            .transpose()?
+            .unwrap_or(false);
 
         for (name, v) in [
             ("access-token-ttl", access_token_ttl),
@@ -446,6 +456,7 @@ impl SettingsArgs {
             metrics_bind,
             shutdown_timeout,
             demo: false,
+            revocations_public,
         })
     }
 
@@ -524,6 +535,7 @@ impl Settings {
             metrics_bind: None,
             shutdown_timeout: 30,
             demo: false,
+            revocations_public: false,
         }
     }
 }
@@ -664,6 +676,34 @@ mod tests {
             .unwrap_or_default();
         assert!(err.contains("refresh-absolute-ttl"), "{err}");
         assert_eq!(parse_duration("x", "3650d").ok(), Some(MAX_DURATION));
+    }
+
+    #[test]
+    fn revocations_public_is_false_unless_set() {
+        let resolve = |v: Option<&str>| {
+            SettingsArgs {
+                revocations_public: v.map(str::to_string),
+                config: Some(PathBuf::from("/dev/null")),
+                ..Default::default()
+            }
+            .resolve()
+            .map(|s| s.revocations_public)
+        };
+        assert_eq!(resolve(None).ok(), Some(false));
+        assert_eq!(resolve(Some("true")).ok(), Some(true));
+        assert_eq!(resolve(Some("0")).ok(), Some(false));
+        assert!(resolve(Some("maybe")).is_err());
+        let file = std::env::temp_dir().join(format!("lineage-{}.toml", std::process::id()));
+        let written = std::fs::write(&file, "revocations_public = true\n");
+        let from_file = SettingsArgs {
+            config: Some(file.clone()),
+            ..Default::default()
+        }
+        .resolve()
+        .map(|s| s.revocations_public);
+        let _ = std::fs::remove_file(&file);
+        assert!(written.is_ok());
+        assert_eq!(from_file.ok(), Some(true));
     }
 
     #[test]

@@ -5,6 +5,7 @@ use diesel::Connection;
 
 use crate::clients;
 use crate::db::models::audit_events::{self, AuditEventRow};
+use crate::db::models::revocation_feed::{self, Revocation};
 use crate::db::models::{auth_codes, consents, refresh_families};
 use crate::db::{DbConnection, StoreError};
 use crate::tokens::refresh::Origin;
@@ -51,6 +52,12 @@ pub fn withdraw(
         event.ip = origin.ip.clone();
         event.user_agent = origin.user_agent.clone();
         audit_events::insert(c, &event)?;
+        // Last: publishing holds the feed's head row until the commit.
+        let published: Vec<Revocation> = revoked
+            .iter()
+            .map(|sid| Revocation::family(sid, now))
+            .collect();
+        revocation_feed::publish(c, &published)?;
         Ok(Some(revoked.len()))
     })
 }

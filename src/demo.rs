@@ -6,7 +6,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use crate::clients::{self, NewClient, RegistryError};
 use crate::db::DbConnection;
 use crate::db::StoreError;
-use crate::domain::{GrantType, Password, RedirectUri, Scope, Username};
+use crate::domain::{GrantType, Password, Permission, RedirectUri, Scope, Username};
 use crate::state::AppState;
 use crate::tokens::keys::derive_key;
 use crate::tokens::secret::PlainToken;
@@ -62,6 +62,13 @@ pub async fn prepare(state: &AppState) -> anyhow::Result<()> {
                 now,
             )?;
             clients::set_secret(c, DEMO_SERVICE_CLIENT, &stored)?;
+            // The example notes API reads the revocation feed as the demo service.
+            if clients::find(c, DEMO_SERVICE_CLIENT)?
+                .is_some_and(|s| !s.has_permission(Permission::Revocations))
+            {
+                clients::set_permissions(c, DEMO_SERVICE_CLIENT, &[Permission::Revocations], now)
+                    .map_err(|e| StoreError::Other(anyhow::anyhow!(e.to_string())))?;
+            }
             ensure_client(
                 c,
                 NewClient {
@@ -98,6 +105,9 @@ pub async fn prepare(state: &AppState) -> anyhow::Result<()> {
             client_id:     {DEMO_SERVICE_CLIENT}\n   \
             client_secret: {s}\n   \
             curl -s -u '{DEMO_SERVICE_CLIENT}:{s}' -d grant_type=client_credentials -d scope=demo:read {issuer}/token\n\n\
+         3. The example notes API, which accepts the demo app's tokens and reads the revocation feed\n   \
+            as the demo service:\n   \
+            NOTES_CLIENT_SECRET='{s}' cargo run --example resource_server -- --issuer {issuer} --client-id {DEMO_SERVICE_CLIENT}\n\n\
          Public keys: {issuer}/jwks.json\n\
          Metadata:    {issuer}/.well-known/oauth-authorization-server\n"
     );

@@ -1,11 +1,12 @@
-//! Garbage collection: ended refresh families (and their tokens), expired denylist entries and old
-//! audit events are deleted in bounded batches, so tables stay proportional to live sessions.
+//! Garbage collection: ended refresh families (and their tokens), expired denylist entries,
+//! revocation-feed entries past their retention and old audit events are deleted in bounded
+//! batches, so tables stay proportional to live sessions.
 
 use diesel::Connection;
 use serde::Serialize;
 
 use crate::db::models::{
-    audit_events, auth_codes, browser_sessions, refresh_families, refresh_tokens,
+    audit_events, auth_codes, browser_sessions, refresh_families, refresh_tokens, revocation_feed,
     revoked_access_tokens,
 };
 use crate::db::{Database, DbConnection, StoreError};
@@ -24,6 +25,7 @@ pub struct GcReport {
     pub audit_events: usize,
     pub browser_sessions: usize,
     pub auth_codes: usize,
+    pub revocation_feed_entries: usize,
 }
 
 impl GcReport {
@@ -34,6 +36,7 @@ impl GcReport {
             + self.audit_events
             + self.browser_sessions
             + self.auth_codes
+            + self.revocation_feed_entries
     }
     fn add(&mut self, o: GcReport) {
         self.families += o.families;
@@ -42,6 +45,7 @@ impl GcReport {
         self.audit_events += o.audit_events;
         self.browser_sessions += o.browser_sessions;
         self.auth_codes += o.auth_codes;
+        self.revocation_feed_entries += o.revocation_feed_entries;
     }
 }
 
@@ -62,6 +66,8 @@ pub fn collect_batch(
         // Kept a day past expiry so a replayed code still revokes the family it started.
         let codes = auth_codes::delete_expired(c, now - 86_400, BATCH)?;
         let audit = audit_events::delete_older_than(c, now - AUDIT_RETENTION, BATCH)?;
+        // Same horizon as families: no token a feed entry covers can still be alive.
+        let feed = revocation_feed::delete_older_than(c, before, BATCH)?;
         Ok(GcReport {
             families,
             refresh_tokens,
@@ -69,6 +75,7 @@ pub fn collect_batch(
             audit_events: audit,
             browser_sessions: sessions,
             auth_codes: codes,
+            revocation_feed_entries: feed,
         })
     })
 }

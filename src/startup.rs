@@ -255,7 +255,11 @@ fn routes(cfg: &mut web::ServiceConfig, demo: bool) {
             web::get().to(discovery::metadata),
         )
         .route("/jwks.json", web::get().to(jwks::jwks))
-        .route("/revocations", web::get().to(revocations::feed))
+        .service(
+            web::resource("/revocations")
+                .route(web::get().to(revocations::feed))
+                .route(web::post().to(revocations::feed)),
+        )
         .route("/static/lineage.css", web::get().to(stylesheet))
         .service(
             web::resource("/token")

@@ -24,7 +24,7 @@ use lineage::clients::{self, NewClient};
 use lineage::clock::{Clock, ManualClock};
 use lineage::configuration::{KeySecret, Settings};
 use lineage::db::{DatabaseUrl, StoreError};
-use lineage::domain::{GrantType, Password, RedirectUri, Scope, Username};
+use lineage::domain::{GrantType, Password, Permission, RedirectUri, Scope, Username};
 use lineage::startup::Application;
 use lineage::state::{AppState, KEY_RELOAD_SECONDS};
 use lineage::tokens::jwt::{self, AccessClaims as ServerClaims};
@@ -131,16 +131,43 @@ impl Lineage {
         format!("{}{path}", self.issuer)
     }
 
-    /// A validator sharing the server's clock.
+    /// A validator sharing the server's clock, reading the feed as its own client.
     async fn validator(&self, poll: Option<Duration>) -> Validator {
         let clock = self.clock.clone();
+        let reader = self.feed_reader().await;
         Validator::builder(&self.issuer)
             .audience(AUDIENCE)
             .clock(move || clock.now())
             .revocation_poll(poll)
+            .client_credentials(reader.id, reader.secret)
             .build()
             .await
             .expect("the validator builds against lineage")
+    }
+
+    /// The notes API's own client, allowed to read the revocation feed.
+    async fn feed_reader(&self) -> TestClient {
+        let now = self.now();
+        let spec = NewClient {
+            name: "notes API".into(),
+            ..service_client("notes:read", AUDIENCE)
+        };
+        let created = self
+            .state
+            .db
+            .write(move |c| {
+                clients::create_with_permissions(c, spec, &[Permission::Revocations], now)
+                    .map_err(|e| StoreError::Other(anyhow::anyhow!("{e}")))
+            })
+            .await
+            .unwrap();
+        TestClient {
+            id: created.client.client_id.clone(),
+            secret: created
+                .client_secret
+                .map(|s| s.expose().to_string())
+                .unwrap_or_default(),
+        }
     }
 
     async fn create_client(&self, spec: NewClient) -> TestClient {
@@ -630,9 +657,11 @@ async fn a_revoked_device_is_refused_after_the_next_feed_poll() {
         )
         .await;
     assert_eq!(revoked.status(), 200);
+    let reader = lineage.feed_reader().await;
     let feed: Value = lineage
         .http
         .get(lineage.url("/revocations"))
+        .header("Authorization", basic(&reader))
         .send()
         .await
         .unwrap()
@@ -644,13 +673,7 @@ async fn a_revoked_device_is_refused_after_the_next_feed_poll() {
     // Until the next poll the API has not heard of it (the documented lag: one poll interval).
     assert_eq!(api.list(&laptop_access).await.status, 200);
     let outcome = validator.poll_revocations().await.unwrap();
-    assert_eq!(
-        outcome,
-        PollOutcome::Updated {
-            families: 1,
-            users: 0
-        }
-    );
+    assert_eq!(outcome, updated(1, 0, 0));
     api.list(&laptop_access)
         .await
         .assert_invalid_token("session was revoked");
@@ -660,7 +683,11 @@ async fn a_revoked_device_is_refused_after_the_next_feed_poll() {
         "other devices are unaffected"
     );
 
-    // Nothing new: the ETag makes the next poll a bodiless 304.
+    // Nothing new: one small page from the new cursor, then the ETag makes polls bodiless 304s.
+    assert_eq!(
+        validator.poll_revocations().await.unwrap(),
+        updated(0, 0, 0)
+    );
     assert_eq!(
         validator.poll_revocations().await.unwrap(),
         PollOutcome::NotModified
@@ -671,10 +698,76 @@ async fn a_revoked_device_is_refused_after_the_next_feed_poll() {
         (1, Some(lineage.now()))
     );
 
-    // Memory stays bounded: once no token of the family can be alive, the entry is dropped.
+    // Memory stays bounded: once no token of the family can be alive (the retention the feed
+    // states), the entry is dropped.
+    assert_eq!(status.retention, Some(600 + 60));
     lineage.clock.advance(600 + 60 + 1);
     validator.poll_revocations().await.unwrap();
     assert_eq!(validator.revocation_status().unwrap().revoked_families, 0);
+}
+
+fn updated(families: usize, access_tokens: usize, clients: usize) -> PollOutcome {
+    PollOutcome::Updated {
+        families,
+        users: 0,
+        access_tokens,
+        clients,
+        pages: 1,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_access_token_and_a_deleted_client_are_refused_by_the_api() {
+    let lineage = spawn_lineage().await;
+    let user = lineage.create_user("dora").await;
+    let app = lineage
+        .create_client(web_client("notes:read notes:write"))
+        .await;
+    let family = lineage.start_family(&user, &app, "laptop").await;
+    let (revoked_access, next) = lineage.refresh(&app, &family).await;
+    let (other_access, _) = lineage.refresh(&app, &next).await;
+    let service = lineage
+        .create_client(service_client("notes:read", AUDIENCE))
+        .await;
+    let service_token = lineage.client_credentials(&service, None).await;
+
+    let validator = lineage.validator(Some(Duration::from_secs(3600))).await;
+    let api = spawn_api(validator.clone()).await;
+    for token in [&revoked_access, &other_access, &service_token] {
+        assert_eq!(api.list(token).await.status, 200);
+    }
+
+    // RFC 7009 revocation of one access token reaches the API through the feed's jti list.
+    let resp = lineage
+        .post_form("/revoke", &app, &[("token", &revoked_access)])
+        .await;
+    assert_eq!(resp.status(), 200);
+    lineage.clock.advance(1);
+    // Deleting a client ends its client_credentials tokens too: the feed's client list.
+    let (id, now) = (service.id.clone(), lineage.now());
+    lineage
+        .state
+        .db
+        .write(move |c| {
+            clients::delete(c, &id, now).map_err(|e| StoreError::Other(anyhow::anyhow!("{e}")))
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        validator.poll_revocations().await.unwrap(),
+        updated(0, 1, 1)
+    );
+    api.list(&revoked_access)
+        .await
+        .assert_invalid_token("the access token was revoked");
+    api.list(&service_token)
+        .await
+        .assert_invalid_token("client was deleted");
+    assert_eq!(
+        api.list(&other_access).await.status,
+        200,
+        "the family's newer token is unaffected"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -823,7 +916,10 @@ async fn fake_jwks(s: Data<FakeState>, req: HttpRequest) -> HttpResponse {
 
 async fn fake_feed(s: Data<FakeState>) -> HttpResponse {
     match s.feed_status.load(Ordering::SeqCst) {
-        200 => HttpResponse::Ok().json(json!({"families": [], "users": [], "now": 0})),
+        200 => HttpResponse::Ok().json(json!({
+            "families": [], "users": [], "access_tokens": [], "clients": [],
+            "cursor": "0", "has_more": false, "retention": 660,
+        })),
         _ => HttpResponse::ServiceUnavailable().finish(),
     }
 }

@@ -5,7 +5,7 @@ use serde_json::json;
 
 use super::{Failure, print, registry_to_store, usage};
 use crate::clients::{self, NewClient};
-use crate::domain::{GrantType, RedirectUri, Scope};
+use crate::domain::{GrantType, Permission, RedirectUri, Scope};
 use crate::startup::Backend;
 
 #[derive(Debug, Subcommand)]
@@ -35,6 +35,26 @@ pub enum ClientCommand {
         /// A first-party client: users are not asked for consent.
         #[arg(long)]
         first_party: bool,
+        /// A permission beyond the grants; repeat or comma-separate (revocations: read the
+        /// revocation feed, for resource servers).
+        #[arg(long = "permission", value_delimiter = ',')]
+        permissions: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change an existing client's permissions (the given list replaces the current one).
+    Update {
+        client_id: String,
+        /// The client's permissions from now on; repeat or comma-separate.
+        #[arg(
+            long = "permission",
+            value_delimiter = ',',
+            required_unless_present = "no_permissions"
+        )]
+        permissions: Vec<String>,
+        /// Take every permission away.
+        #[arg(long, conflicts_with = "permissions")]
+        no_permissions: bool,
         #[arg(long)]
         json: bool,
     },
@@ -67,8 +87,10 @@ pub fn run(cmd: ClientCommand, backend: &Backend, now: i64) -> Result<(), Failur
             redirect_uris,
             audience,
             first_party,
+            permissions,
             json,
         } => {
+            let permissions = parse_permissions(&permissions)?;
             let grant_types = grants
                 .iter()
                 .map(|g| g.trim())
@@ -93,8 +115,10 @@ pub fn run(cmd: ClientCommand, backend: &Backend, now: i64) -> Result<(), Failur
                 audience,
                 first_party,
             };
-            let created =
-                db.run_sync(|c| clients::create(c, spec, now).map_err(registry_to_store))?;
+            let created = db.run_sync(|c| {
+                clients::create_with_permissions(c, spec, &permissions, now)
+                    .map_err(registry_to_store)
+            })?;
             let secret = created
                 .client_secret
                 .as_ref()
@@ -112,6 +136,28 @@ pub fn run(cmd: ClientCommand, backend: &Backend, now: i64) -> Result<(), Failur
             });
             Ok(())
         }
+        ClientCommand::Update {
+            client_id,
+            permissions,
+            no_permissions: _,
+            json,
+        } => {
+            let permissions = parse_permissions(&permissions)?;
+            let client = db.run_sync(|c| {
+                clients::set_permissions(c, &client_id, &permissions, now)
+                    .map_err(registry_to_store)
+            })?;
+            let v = client.view();
+            print(json, json!(v), || {
+                let list = if v.permissions.is_empty() {
+                    "none".to_string()
+                } else {
+                    v.permissions.join(", ")
+                };
+                format!("client {}: permissions {list}", v.client_id)
+            });
+            Ok(())
+        }
         ClientCommand::List { json } => {
             let list = db.run_sync(clients::list)?;
             let views: Vec<_> = list.iter().map(|c| c.view()).collect();
@@ -122,13 +168,17 @@ pub fn run(cmd: ClientCommand, backend: &Backend, now: i64) -> Result<(), Failur
                 views
                     .iter()
                     .map(|v| {
-                        format!(
+                        let mut line = format!(
                             "{}  {}  [{}]  scopes: {}",
                             v.client_id,
                             v.name,
                             v.grant_types.join(","),
                             v.scopes.join(" ")
-                        )
+                        );
+                        if !v.permissions.is_empty() {
+                            line.push_str(&format!("  permissions: {}", v.permissions.join(",")));
+                        }
+                        line
                     })
                     .collect::<Vec<_>>()
                     .join("\n")
@@ -154,4 +204,20 @@ pub fn run(cmd: ClientCommand, backend: &Backend, now: i64) -> Result<(), Failur
             Ok(())
         }
     }
+}
+
+fn parse_permissions(raw: &[String]) -> Result<Vec<Permission>, Failure> {
+    raw.iter()
+        .map(|p| p.trim())
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            Permission::parse(p).ok_or_else(|| {
+                let known: Vec<&str> = Permission::ALL.iter().map(|p| p.as_str()).collect();
+                usage(format!(
+                    "unknown permission `{p}` (known: {})",
+                    known.join(", ")
+                ))
+            })
+        })
+        .collect()
 }

@@ -72,7 +72,7 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Delete ended families, expired denylist entries and old audit events now.
+    /// Delete ended families, expired denylist and revocation-feed entries and old audit events now.
     Gc {
         #[arg(long)]
         json: bool,
@@ -181,10 +181,11 @@ fn dispatch(command: Command, settings: Settings) -> Result<(), Failure> {
                 .run_sync(|c| housekeeping::collect_all(c, now, settings.access_token_ttl))?;
             print(json, json!(report), || {
                 format!(
-                    "deleted {} families, {} refresh tokens, {} denylist entries, {} audit events",
+                    "deleted {} families, {} refresh tokens, {} denylist entries, {} revocation-feed entries, {} audit events",
                     report.families,
                     report.refresh_tokens,
                     report.revoked_access_tokens,
+                    report.revocation_feed_entries,
                     report.audit_events
                 )
             });

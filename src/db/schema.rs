@@ -25,6 +25,7 @@ diesel::table! {
         audience -> Text,
         first_party -> Bool,
         created_at -> BigInt,
+        permissions -> Text,
     }
 }
 
@@ -133,6 +134,23 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    revocation_feed (seq) {
+        seq -> BigInt,
+        kind -> Text,
+        subject -> Text,
+        at -> BigInt,
+        expires_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    revocation_feed_head (id) {
+        id -> BigInt,
+        last_seq -> BigInt,
+    }
+}
+
 diesel::joinable!(refresh_tokens -> refresh_families (family_id));
 diesel::joinable!(refresh_families -> users (user_id));
 
@@ -147,4 +165,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     browser_sessions,
     auth_codes,
     consents,
+    revocation_feed,
+    revocation_feed_head,
 );

@@ -46,3 +46,31 @@ impl std::fmt::Display for GrantType {
         f.write_str(self.as_str())
     }
 }
+
+/// Something a client may do beyond asking for tokens, granted by an operator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+pub enum Permission {
+    /// Read the revocation feed (`GET /revocations`): what a resource server needs.
+    #[serde(rename = "revocations")]
+    Revocations,
+}
+
+impl Permission {
+    pub const ALL: [Permission; 1] = [Permission::Revocations];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Permission::Revocations => "revocations",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|p| p.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for Permission {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

@@ -30,6 +30,8 @@ pub async fn metadata(state: Data<AppState>) -> Result<HttpResponse, OAuthError>
         "introspection_endpoint": format!("{issuer}/introspect"),
         "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
         "scopes_supported": scopes,
+        // Not an RFC 8414 name: lineage's revocation feed for resource servers (README).
+        "lineage_revocation_feed_endpoint": format!("{issuer}/revocations"),
         "service_documentation": format!("{issuer}/"),
     });
     Ok(HttpResponse::Ok()

@@ -1,21 +1,32 @@
-//! `GET /revocations?since=T`: revoked families (`sid`) and per-user not-before times, so resource
-//! servers can drop revoked JWTs within seconds without calling us per request. Entries are kept
-//! as long as an access token issued before them can live. ETag / If-None-Match make a poll that
-//! finds nothing new a bodiless 304.
+//! `GET /revocations` (or `POST` with a form body): the revocation feed. Resource servers page
+//! through it with an opaque cursor and drop revoked JWTs within seconds, without calling us per
+//! request: revoked families (`sid`), users' not-before times, access tokens revoked one by one
+//! (`jti`) and deleted clients.
+//!
+//! The cursor is an entry's number, and numbers follow commit order (see
+//! `db::models::revocation_feed`): a revocation that commits late still comes after every cursor
+//! handed out before it, so a poller never skips it, however long its transaction took.
+//! Entries are kept as long as an access token issued before them can live.
 
-use actix_web::http::header;
-use actix_web::web::{Data, Query};
+use actix_web::http::{Method, StatusCode, header};
+use actix_web::web::{Data, Payload};
 use actix_web::{HttpRequest, HttpResponse};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-use super::error::OAuthError;
-use crate::db::models::{refresh_families, users};
+use super::client_auth;
+use super::error::{ErrorCode, OAuthError};
+use super::form::Form;
+use crate::db::models::revocation_feed::{self, FeedRow, Kind};
+use crate::domain::Permission;
 use crate::state::AppState;
 use crate::tokens::keys::RETIRED_KEY_SKEW;
 
-#[derive(Debug, Deserialize)]
-pub struct FeedQuery {
-    since: Option<String>,
+/// Entries per page unless the request asks for fewer; larger requests get this many.
+pub const MAX_PAGE: i64 = 1000;
+
+/// How long a revocation stays in the feed: the longest an access token issued before it can live.
+pub fn retention(state: &AppState) -> i64 {
+    state.settings.access_token_ttl + RETIRED_KEY_SKEW
 }
 
 #[derive(Serialize)]
@@ -31,61 +42,185 @@ struct User {
 }
 
 #[derive(Serialize)]
-struct Entries {
-    families: Vec<Family>,
-    users: Vec<User>,
+struct AccessToken {
+    jti: String,
+    revoked_at: i64,
+    expires_at: i64,
 }
 
-/// How long a revocation stays in the feed: the longest an access token can outlive it.
-pub fn retention(state: &AppState) -> i64 {
-    state.settings.access_token_ttl + RETIRED_KEY_SKEW
+#[derive(Serialize)]
+struct Client {
+    client_id: String,
+    deleted_at: i64,
+}
+
+#[derive(Serialize, Default)]
+struct Page {
+    families: Vec<Family>,
+    users: Vec<User>,
+    access_tokens: Vec<AccessToken>,
+    clients: Vec<Client>,
+    /// Pass back as `after` for the next page (or the next poll).
+    cursor: String,
+    has_more: bool,
+    /// Seconds each entry is kept after it happened.
+    retention: i64,
+}
+
+/// The request, from the query string (GET) or the form body (POST).
+struct PageRequest {
+    after: i64,
+    limit: i64,
+}
+
+impl PageRequest {
+    fn parse(params: &Form) -> Result<Self, OAuthError> {
+        if params.get("since").is_some() {
+            return Err(OAuthError::invalid_request(
+                "`since` is no longer supported: page with `after`, the `cursor` of the previous response",
+            ));
+        }
+        let after = match params.get("after") {
+            None => 0,
+            Some(raw) => raw.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| {
+                OAuthError::invalid_request("`after` must be a cursor this feed returned")
+            })?,
+        };
+        let limit = match params.get("limit") {
+            None => MAX_PAGE,
+            Some(raw) => raw
+                .parse::<i64>()
+                .ok()
+                .filter(|n| *n >= 1)
+                .ok_or_else(|| {
+                    OAuthError::invalid_request("`limit` must be a whole number of at least 1")
+                })?
+                .min(MAX_PAGE),
+        };
+        Ok(Self { after, limit })
+    }
 }
 
 pub async fn feed(
     state: Data<AppState>,
     req: HttpRequest,
-    query: Query<FeedQuery>,
+    payload: Payload,
 ) -> Result<HttpResponse, OAuthError> {
-    let now = state.now();
-    let kept_from = now - retention(&state);
-    let since = match query.since.as_deref().filter(|s| !s.is_empty()) {
-        None => kept_from,
-        Some(raw) => raw
-            .parse::<i64>()
-            .map_err(|_| OAuthError::invalid_request("`since` must be unix seconds"))?
-            .max(kept_from),
+    // GET carries the parameters in the query and authenticates with HTTP Basic only; POST
+    // carries them in a form body, which also allows client_secret_post (no secret in a URL).
+    let form;
+    let no_credentials = Form::default();
+    let (params, credentials) = if req.method() == Method::POST {
+        form = Form::read(&req, payload).await?;
+        (&form, &form)
+    } else {
+        form = Form::parse(req.query_string().as_bytes())?;
+        (&form, &no_credentials)
     };
-    let (families, users) = state
-        .db
-        .run(move |c| {
-            Ok((
-                refresh_families::revoked_since(c, since)?,
-                users::not_before_since(c, since)?,
-            ))
-        })
-        .await?;
-    let entries = Entries {
-        families: families
-            .into_iter()
-            .map(|(sid, revoked_at)| Family { sid, revoked_at })
-            .collect(),
-        users: users
-            .into_iter()
-            .map(|(sub, not_before)| User { sub, not_before })
-            .collect(),
-    };
-    let listed = serde_json::to_vec(&entries).unwrap_or_default();
-    let etag = super::etag_of(&listed);
-    let not_modified = super::not_modified(&req, &etag);
-    if not_modified {
+    if !state.settings.revocations_public {
+        authorize_reader(&state, &req, credentials).await?;
+    }
+    let request = PageRequest::parse(params)?;
+    let page = read_page(&state, request).await?;
+    let body = serde_json::to_vec(&page)
+        .map_err(|e| OAuthError::server_error("cannot encode the revocation feed", &e))?;
+    let etag = super::etag_of(&body);
+    // A poll that finds nothing new gets the same body, hence the same ETag: a bodiless 304.
+    if req.method() == Method::GET && super::not_modified(&req, &etag) {
         return Ok(HttpResponse::NotModified()
             .insert_header((header::ETAG, etag))
             .finish());
     }
-    let body =
-        serde_json::json!({"families": entries.families, "users": entries.users, "now": now});
     Ok(HttpResponse::Ok()
         .insert_header((header::ETAG, etag))
         .insert_header((header::CACHE_CONTROL, "no-cache"))
-        .json(body))
+        .content_type("application/json")
+        .body(body))
+}
+
+/// A confidential client holding the `revocations` permission: the feed lists user ids and when
+/// they changed their password, which is not for everyone.
+async fn authorize_reader(
+    state: &AppState,
+    req: &HttpRequest,
+    credentials: &Form,
+) -> Result<(), OAuthError> {
+    let client = client_auth::authenticate(&state.db, req, credentials).await?;
+    if client.is_public {
+        return Err(OAuthError::invalid_client(
+            "the revocation feed needs a confidential client's credentials",
+        ));
+    }
+    if !client.has_permission(Permission::Revocations) {
+        return Err(OAuthError::new(
+            ErrorCode::UnauthorizedClient,
+            "this client may not read the revocation feed (it lacks the `revocations` permission)",
+        )
+        .with_status(StatusCode::FORBIDDEN));
+    }
+    Ok(())
+}
+
+async fn read_page(state: &AppState, request: PageRequest) -> Result<Page, OAuthError> {
+    let retention = retention(state);
+    let kept_from = state.now() - retention;
+    let (rows, after) = state
+        .db
+        .run(move |c| {
+            // Read the newest number first: every entry up to it has committed, so a cursor
+            // beyond it cannot come from this database as it is (restored from a backup): such
+            // a poller starts over from the oldest entry kept, which is harmless.
+            let newest = revocation_feed::last_seq(c)?;
+            let after = if request.after > newest {
+                0
+            } else {
+                request.after
+            };
+            let rows = revocation_feed::page(c, after, kept_from, request.limit + 1)?;
+            Ok((rows, after))
+        })
+        .await?;
+    let mut page = Page {
+        retention,
+        has_more: rows.len() as i64 > request.limit,
+        ..Page::default()
+    };
+    let mut cursor = after;
+    for row in rows.into_iter().take(request.limit as usize) {
+        cursor = row.seq;
+        add_entry(&mut page, row);
+    }
+    page.cursor = cursor.to_string();
+    Ok(page)
+}
+
+fn add_entry(page: &mut Page, row: FeedRow) {
+    let FeedRow {
+        kind,
+        subject,
+        at,
+        expires_at,
+        ..
+    } = row;
+    match Kind::parse(&kind) {
+        Some(Kind::Family) => page.families.push(Family {
+            sid: subject,
+            revoked_at: at,
+        }),
+        Some(Kind::User) => page.users.push(User {
+            sub: subject,
+            not_before: at,
+        }),
+        Some(Kind::AccessToken) => page.access_tokens.push(AccessToken {
+            jti: subject,
+            revoked_at: at,
+            expires_at: expires_at.unwrap_or(at),
+        }),
+        Some(Kind::Client) => page.clients.push(Client {
+            client_id: subject,
+            deleted_at: at,
+        }),
+        // Written by a newer node of a cluster being upgraded: skipped, not an error.
+        None => {}
+    }
 }

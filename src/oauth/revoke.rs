@@ -1,13 +1,16 @@
 //! `POST /revoke` (RFC 7009). A refresh token ends its whole family; an access token goes on a
-//! denylist until it expires. Unknown tokens, tokens of other clients and repeated revocations all
-//! answer 200 and change nothing (RFC 7009 §2.2).
+//! denylist until it expires, and into the revocation feed for resource servers. Unknown tokens,
+//! tokens of other clients and repeated revocations all answer 200 and change nothing
+//! (RFC 7009 §2.2).
 
 use actix_web::web::{Data, Payload};
 use actix_web::{HttpRequest, HttpResponse};
+use diesel::Connection;
 
 use super::client_auth;
 use super::error::OAuthError;
 use super::form::Form;
+use crate::db::models::revocation_feed::{self, Revocation};
 use crate::db::models::revoked_access_tokens::{self, RevokedAccessTokenRow};
 use crate::state::AppState;
 use crate::tokens::jwt;
@@ -92,7 +95,15 @@ async fn revoke_access(state: &AppState, client_id: &str, token: &str) -> Result
     };
     state
         .db
-        .write(move |c| revoked_access_tokens::insert(c, &row))
+        .write(move |c| {
+            c.transaction(|c| {
+                if revoked_access_tokens::insert(c, &row)? {
+                    let revoked = Revocation::access_token(&row.jti, now, row.expires_at);
+                    revocation_feed::publish(c, &[revoked])?;
+                }
+                Ok(())
+            })
+        })
         .await?;
     Ok(true)
 }

@@ -4,6 +4,9 @@
 //! with one conditional UPDATE — the atomic primitive on both backends — and only the request that
 //! wins it issues the successor. The successor is HMAC(parent) under a server secret, so a retry of
 //! the same parent within the grace gets that same successor back and the family never branches.
+//!
+//! Every revocation here is published to the revocation feed (`revocation_feed::publish`) in the
+//! revoking transaction, as its last statement.
 
 use std::fmt;
 
@@ -14,6 +17,7 @@ use crate::configuration::{KeySecret, Settings};
 use crate::db::models::audit_events::{self, AuditEventRow};
 use crate::db::models::refresh_families::{self as families, FamilyRow};
 use crate::db::models::refresh_tokens::{self as tokens, RefreshTokenRow};
+use crate::db::models::revocation_feed::{self, Revocation};
 use crate::db::models::users::{self, UserRow};
 use crate::db::{DbConnection, StoreError};
 use crate::domain::Scope;
@@ -390,6 +394,7 @@ pub fn rotate(
             event.ip = req.origin.ip.clone();
             event.user_agent = req.origin.user_agent.clone();
             audit_events::insert(c, &event)?;
+            revocation_feed::publish(c, &[Revocation::family(&family.id, now)])?;
             tracing::warn!(family = %family.id, user = %family.user_id, client = %family.client_id, "refresh token reuse detected; family revoked");
         }
         Ok(Outcome::ReuseDetected)
@@ -475,6 +480,7 @@ pub fn revoke_family(
         event.ip = origin.ip.clone();
         event.user_agent = origin.user_agent.clone();
         audit_events::insert(c, &event)?;
+        revocation_feed::publish(c, &[Revocation::family(family_id, now)])?;
         Ok(true)
     })
 }
@@ -501,6 +507,10 @@ pub fn revoke_all_for_user(
         );
         event.user_id = Some(user_id.to_string());
         audit_events::insert(c, &event)?;
+        let mut revoked: Vec<Revocation> =
+            ids.iter().map(|sid| Revocation::family(sid, now)).collect();
+        revoked.push(Revocation::user_not_before(user_id, now));
+        revocation_feed::publish(c, &revoked)?;
         Ok(ids)
     })
 }

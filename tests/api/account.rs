@@ -170,7 +170,7 @@ async fn revoking_a_device_makes_its_refresh_token_fail(backend: Backend) {
     expect_tokens(refresh(&app, &client.id, &phone.refresh_token).await).await;
     assert!(is_signed_in(&b).await);
     // The revocation feed lists the family for resource servers.
-    let (_, _, feed) = app.get_json("/revocations").await;
+    let feed = crate::refresh_helpers::feed_json(&app).await;
     assert!(
         feed["families"]
             .as_array()
@@ -243,8 +243,7 @@ async fn sign_out_everywhere_ends_every_family_and_browser_session(backend: Back
     expect_tokens(refresh(&app, &client.id, &bobs.refresh_token).await).await;
 
     // Resource servers learn the user's not-before from the feed.
-    let (status, _, feed) = app.get_json("/revocations").await;
-    assert_eq!(status, 200);
+    let feed = crate::refresh_helpers::feed_json(&app).await;
     let users = feed["users"].as_array().expect("users");
     let entry = users
         .iter()

@@ -215,14 +215,8 @@ async fn remove_access_signs_out_the_apps_devices_and_asks_again(backend: Backen
     .await;
     expect_tokens(refresh(&app, &other.id, &kept.refresh_token).await).await;
     // Resource servers learn of the revocations from the feed.
-    let (_, _, feed) = app.get_json("/revocations").await;
-    let sids: Vec<&str> = feed["families"]
-        .as_array()
-        .expect("families")
-        .iter()
-        .filter_map(|f| f["sid"].as_str())
-        .collect();
-    assert!(sids.contains(&laptop.sid().as_str()) && sids.contains(&phone.sid().as_str()));
+    let sids = crate::refresh_helpers::feed_sids(&crate::refresh_helpers::feed_json(&app).await);
+    assert!(sids.contains(&laptop.sid()) && sids.contains(&phone.sid()));
     // `lineage family list` gives the reason in words.
     let dir = CliDir::new();
     let list = cli_json(&app, &dir, &["family", "list", "--user", "alice", "--json"]);

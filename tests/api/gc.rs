@@ -1,6 +1,7 @@
 //! Housekeeping (`lineage::housekeeping`): ended families go with all their tokens once no access
 //! token they issued can still be alive (access-token lifetime + 60 s after they ended), expired
-//! denylist entries go, and nothing else is touched — live families keep every row. Bounded batches.
+//! denylist entries go, revocation-feed entries go with the same horizon, and nothing else is
+//! touched — live families keep every row. Bounded batches.
 
 use diesel::Connection;
 use lineage::db::models::refresh_families;
@@ -31,11 +32,17 @@ async fn gc(app: &TestApp) -> GcReport {
         .expect("gc")
 }
 
-fn report(families: usize, refresh_tokens: usize, revoked_access_tokens: usize) -> GcReport {
+fn report(
+    families: usize,
+    refresh_tokens: usize,
+    revoked_access_tokens: usize,
+    revocation_feed_entries: usize,
+) -> GcReport {
     GcReport {
         families,
         refresh_tokens,
         revoked_access_tokens,
+        revocation_feed_entries,
         ..GcReport::default()
     }
 }
@@ -88,16 +95,17 @@ async fn gc_removes_what_has_ended_and_nothing_else(backend: Backend) {
     let audit = count_rows(app, "audit_events").await;
 
     // At t0 + RETENTION the revoked family is still kept (a token it issued at t0 may live
-    // until then); the early denylist entry has expired.
+    // until then), and so are its feed entries; the early denylist entry has expired.
+    assert_eq!(count_rows(app, "revocation_feed").await, 3);
     app.clock.set(t0 + RETENTION);
-    assert_eq!(gc(app).await, report(0, 0, 1));
+    assert_eq!(gc(app).await, report(0, 0, 1, 0));
     assert!(denylist_entry(app, &early_jti).await.is_none());
     assert!(denylist_entry(app, &late_jti).await.is_some());
     assert!(family_row(app, &revoked).await.is_some());
 
-    // One second later it goes, with all three of its tokens.
+    // One second later it goes, with all three of its tokens and the feed entries of t0.
     app.clock.set(t0 + RETENTION + 1);
-    assert_eq!(gc(app).await, report(1, 3, 0));
+    assert_eq!(gc(app).await, report(1, 3, 0, 2));
     assert!(family_row(app, &revoked).await.is_none());
     assert!(token_rows(app, &revoked).await.is_empty());
     let resp = fx.refresh(&revoked_last).await;
@@ -112,12 +120,12 @@ async fn gc_removes_what_has_ended_and_nothing_else(backend: Backend) {
     app.clock.set(t0 + IDLE + RETENTION);
     assert_eq!(
         gc(app).await,
-        report(0, 0, 1),
-        "only the late denylist entry"
+        report(0, 0, 1, 1),
+        "only the late denylist entry and its feed entry"
     );
     assert!(family_row(app, &idle).await.is_some());
     app.clock.set(t0 + IDLE + RETENTION + 1);
-    assert_eq!(gc(app).await, report(1, 1, 0));
+    assert_eq!(gc(app).await, report(1, 1, 0, 0));
     assert!(family_row(app, &idle).await.is_none());
     let resp = fx.refresh(&idle_token).await;
     assert_oauth_error(resp, 400, "invalid_grant").await;
@@ -135,6 +143,7 @@ async fn gc_removes_what_has_ended_and_nothing_else(backend: Backend) {
     assert_eq!(count_rows(app, "audit_events").await, audit);
     assert_eq!(count_rows(app, "refresh_families").await, 1);
     assert_eq!(count_rows(app, "revoked_access_tokens").await, 0);
+    assert_eq!(count_rows(app, "revocation_feed").await, 0);
     assert_eq!(
         gc(app).await,
         GcReport::default(),
@@ -187,12 +196,15 @@ async fn gc_works_in_bounded_batches(backend: Backend) {
         .expect("one batch");
     assert_eq!(first.families, BATCH as usize, "one batch is bounded");
     assert_eq!(first.refresh_tokens, BATCH as usize);
+    assert_eq!(first.revocation_feed_entries, BATCH as usize);
     let second = app
         .db
         .write(move |c| housekeeping::collect_batch(c, now, ACCESS_TTL))
         .await
         .expect("another batch");
     assert_eq!(second.families, extra);
+    // The families' entries and the user's not-before.
+    assert_eq!(second.revocation_feed_entries, extra + 1);
     assert_eq!(gc(app).await, GcReport::default());
 
     let uid = bob.id.clone();

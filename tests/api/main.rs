@@ -43,6 +43,9 @@ mod refresh_reuse;
 mod refresh_rotation;
 mod refresh_users;
 mod revocation_feed;
+mod revocation_feed_auth;
+mod revocation_feed_order;
+mod revocation_feed_poller;
 mod revoke_introspect;
 
 // Consent a user can see and withdraw, confirmation for public clients, prompt, form-action.

@@ -12,7 +12,7 @@ use lineage::db::StoreError;
 use lineage::db::models::audit_events::AuditEventRow;
 use lineage::db::models::refresh_families::{self, FamilyRow};
 use lineage::db::models::refresh_tokens::{self, RefreshTokenRow};
-use lineage::domain::{GrantType, Password, RedirectUri, Scope, Username};
+use lineage::domain::{GrantType, Password, Permission, RedirectUri, Scope, Username};
 use lineage::tokens::refresh::{self, NewFamily, Origin, RefreshPolicy};
 use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
@@ -269,17 +269,51 @@ pub fn assert_inactive(v: &Value, what: &str) {
     assert_eq!(v, &json!({"active": false}), "{what} must be inactive");
 }
 
-/// GET /revocations with an optional `since` and `If-None-Match`.
+/// The id of the resource server `feed_reader` registers.
+pub const FEED_READER: &str = "feed-reader";
+const FEED_READER_SECRET: &str = "feed-reader-secret-for-tests";
+
+/// A resource server allowed to read the revocation feed (registered on first use).
+pub async fn feed_reader(app: &TestApp) -> TestClient {
+    let now = app.now();
+    app.db
+        .write(move |c| {
+            if lineage::clients::find(c, FEED_READER)?.is_none() {
+                let spec = NewClient {
+                    client_id: Some(FEED_READER.into()),
+                    name: "resource server".into(),
+                    ..service_client("feed")
+                };
+                lineage::clients::create_with_permissions(c, spec, &[Permission::Revocations], now)
+                    .map_err(|e| StoreError::Other(anyhow::anyhow!(e.to_string())))?;
+                let secret = lineage::tokens::secret::PlainToken::new(FEED_READER_SECRET);
+                lineage::clients::set_secret(c, FEED_READER, &secret)?;
+            }
+            Ok(())
+        })
+        .await
+        .expect("register the feed reader");
+    TestClient {
+        id: FEED_READER.into(),
+        secret: FEED_READER_SECRET.into(),
+    }
+}
+
+/// GET /revocations as the feed reader, with an optional `after` and `If-None-Match`.
 pub async fn feed(
     app: &TestApp,
-    since: Option<&str>,
+    after: Option<&str>,
     if_none_match: Option<&str>,
 ) -> (StatusCode, HeaderMap, Option<Value>) {
-    let path = match since {
-        Some(s) => format!("/revocations?since={s}"),
+    let path = match after {
+        Some(s) => format!("/revocations?after={s}"),
         None => "/revocations".to_string(),
     };
-    let mut req = app.api.get(app.url(&path));
+    let reader = feed_reader(app).await;
+    let mut req = app
+        .api
+        .get(app.url(&path))
+        .header("Authorization", basic_auth(&reader.id, &reader.secret));
     if let Some(etag) = if_none_match {
         req = req.header("If-None-Match", etag);
     }
@@ -293,6 +327,15 @@ pub async fn feed(
         Some(serde_json::from_str(&text).expect("feed is JSON"))
     };
     (status, headers, body)
+}
+
+/// Every entry of the feed from the start, as the feed reader (asserting one page and 200).
+pub async fn feed_json(app: &TestApp) -> Value {
+    let (status, _, body) = feed(app, None, None).await;
+    assert_eq!(status, 200, "GET /revocations: {body:?}");
+    let body = body.expect("a feed body");
+    assert_eq!(body["has_more"], false, "{body}");
+    body
 }
 
 /// The sids listed by a feed body.
@@ -368,6 +411,7 @@ pub async fn count_rows(app: &TestApp, table: &'static str) -> i64 {
                 "audit_events" => schema::audit_events::table.count().get_result(c)?,
                 "users" => schema::users::table.count().get_result(c)?,
                 "clients" => schema::clients::table.count().get_result(c)?,
+                "revocation_feed" => schema::revocation_feed::table.count().get_result(c)?,
                 other => panic!("unknown table {other}"),
             })
         })

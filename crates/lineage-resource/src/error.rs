@@ -40,6 +40,10 @@ pub enum TokenError {
     Revoked,
     #[error("the access token was issued before the user's sessions were revoked")]
     IssuedBeforeUserRevocation,
+    #[error("the access token was revoked")]
+    AccessTokenRevoked,
+    #[error("the access token's client was deleted")]
+    ClientDeleted,
 }
 
 impl TokenError {
@@ -233,7 +237,7 @@ pub enum BuildError {
 }
 
 /// Why a poll of the revocation feed failed.
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum FeedError {
     #[error("revocation polling is not enabled on this validator")]
@@ -242,6 +246,11 @@ pub enum FeedError {
     Unreachable { url: String, reason: String },
     #[error("the revocation feed at {url} answered HTTP {status}")]
     Status { url: String, status: u16 },
+    #[error(
+        "the revocation feed at {url} refused this API's credentials (HTTP {status}): register a \
+         confidential client with `--permission revocations` and pass it to `.client_credentials(..)`"
+    )]
+    Refused { url: String, status: u16 },
     #[error("the revocation feed at {url} sent a malformed document: {reason}")]
     Malformed { url: String, reason: String },
 }

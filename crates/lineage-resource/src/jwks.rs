@@ -299,6 +299,9 @@ pub(crate) fn parse_jwks(body: &[u8]) -> Result<HashMap<String, DecodingKey>, Fe
 pub(crate) struct Metadata {
     pub issuer: String,
     pub jwks_uri: String,
+    /// lineage's own addition to RFC 8414: where its revocation feed is.
+    #[serde(default)]
+    pub lineage_revocation_feed_endpoint: Option<String>,
 }
 
 #[cfg(test)]

@@ -2,7 +2,8 @@
 //!
 //! lineage issues short-lived JWT access tokens (RFC 9068, Ed25519). A resource server checks
 //! them locally with the issuer's published keys — no call to the authorization server per
-//! request — and learns about revoked sessions from lineage's revocation feed within seconds.
+//! request — and learns about revoked sessions, access tokens and clients from lineage's
+//! revocation feed within seconds.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -10,6 +11,8 @@
 //!
 //! let validator = Validator::builder("http://127.0.0.1:8080")
 //!     .audience("notes-api")
+//!     // this API's client at lineage, with `--permission revocations`, to read the feed
+//!     .client_credentials("notes-api", std::env::var("NOTES_CLIENT_SECRET")?)
 //!     .build()
 //!     .await?;
 //! let claims = validator.validate("eyJ…").await?;

@@ -14,7 +14,9 @@ use crate::claims::{AccessClaims, RawClaims};
 use crate::clock::{Clock, SharedClock, SystemClock};
 use crate::error::{AuthError, AuthErrorKind, BuildError, FeedError, TokenError};
 use crate::jwks::{CachePolicy, JwksSource, KeySnapshot, KeyStore, Metadata, parse_jwks};
-use crate::revocation::{PollOutcome, RevocationStatus, Revocations};
+use crate::revocation::{
+    ClientCredentials, FeedOptions, PollOutcome, RevocationStatus, Revocations,
+};
 
 /// RFC 8414 §3: where the metadata lives, relative to the issuer.
 pub const METADATA_PATH: &str = "/.well-known/oauth-authorization-server";
@@ -69,8 +71,8 @@ pub struct ValidatorBuilder {
     jwks_max_ttl: Duration,
     revocation_poll: Option<Duration>,
     revocations_uri: Option<String>,
-    revocation_retention: Duration,
-    revocation_overlap: Duration,
+    revocation_page_limit: u32,
+    credentials: Option<ClientCredentials>,
     http: Option<reqwest::Client>,
     http_timeout: Duration,
 }
@@ -80,8 +82,10 @@ impl Validator {
     /// `http://127.0.0.1:8080`; a trailing `/` is ignored).
     ///
     /// Defaults: leeway 10 s; JWKS refetched at most every 10 s, cached for its `max-age`
-    /// (300 s without one, at most 1 h); revocation feed polled every 5 s, entries kept 660 s
-    /// (lineage's default 600 s token lifetime plus 60 s skew); HTTP timeout 5 s.
+    /// (300 s without one, at most 1 h); revocation feed polled every 5 s, 1,000 entries per
+    /// page, entries kept as long as the feed says (the server's access-token lifetime plus
+    /// skew); HTTP timeout 5 s. The feed needs `.client_credentials(..)` unless the server
+    /// serves it publicly.
     pub fn builder(issuer: impl Into<String>) -> ValidatorBuilder {
         let issuer: String = issuer.into();
         ValidatorBuilder {
@@ -97,8 +101,8 @@ impl Validator {
             jwks_max_ttl: Duration::from_secs(3600),
             revocation_poll: Some(Duration::from_secs(5)),
             revocations_uri: None,
-            revocation_retention: Duration::from_secs(600 + 60),
-            revocation_overlap: Duration::from_secs(5),
+            revocation_page_limit: 1000,
+            credentials: None,
             http: None,
             http_timeout: Duration::from_secs(5),
         }
@@ -174,23 +178,31 @@ impl ValidatorBuilder {
         self
     }
 
-    /// Use this URL for the revocation feed instead of `{issuer}/revocations`.
+    /// Use this URL for the revocation feed instead of the one the metadata names
+    /// (`lineage_revocation_feed_endpoint`, else `{issuer}/revocations`).
     pub fn revocations_uri(mut self, uri: impl Into<String>) -> Self {
         self.revocations_uri = Some(uri.into());
         self
     }
 
-    /// How long a revocation is remembered: the server's longest access-token lifetime plus
-    /// clock skew (default 600 s + 60 s). Longer only costs memory; shorter lets revoked tokens
-    /// back in before they expire.
-    pub fn revocation_retention(mut self, retention: Duration) -> Self {
-        self.revocation_retention = retention;
+    /// This API's own client at lineage, registered with `--permission revocations`: the feed
+    /// is read with it (HTTP Basic). The secret never appears in `Debug` output or logs.
+    pub fn client_credentials(
+        mut self,
+        client_id: impl Into<String>,
+        client_secret: impl Into<String>,
+    ) -> Self {
+        self.credentials = Some(ClientCredentials {
+            id: client_id.into(),
+            secret: client_secret.into(),
+        });
         self
     }
 
-    /// Subtracted from the feed's `now` for the next poll's `since` (default 5 s).
-    pub fn revocation_overlap(mut self, overlap: Duration) -> Self {
-        self.revocation_overlap = overlap;
+    /// Entries asked for per request to the feed (default 1,000, the server's maximum); a poll
+    /// follows the pages until none is left.
+    pub fn revocation_page_limit(mut self, limit: u32) -> Self {
+        self.revocation_page_limit = limit.max(1);
         self
     }
 
@@ -228,6 +240,7 @@ impl ValidatorBuilder {
                 .build()
                 .map_err(|e| BuildError::HttpClient(e.to_string()))?,
         };
+        let mut feed_from_metadata = None;
         let keys = match self.static_jwks {
             Some(json) => {
                 KeyStore::fixed(parse_jwks(json.as_bytes()).map_err(|e| BuildError::Jwks {
@@ -238,7 +251,11 @@ impl ValidatorBuilder {
             None => {
                 let uri = match self.jwks_uri {
                     Some(uri) => uri,
-                    None => discover(&http, &self.issuer).await?,
+                    None => {
+                        let meta = discover(&http, &self.issuer).await?;
+                        feed_from_metadata = meta.lineage_revocation_feed_endpoint;
+                        meta.jwks_uri
+                    }
                 };
                 let source = JwksSource {
                     uri: uri.clone(),
@@ -262,14 +279,15 @@ impl ValidatorBuilder {
             Some(every) => {
                 let uri = self
                     .revocations_uri
+                    .or(feed_from_metadata)
                     .unwrap_or_else(|| format!("{}{REVOCATIONS_PATH}", self.issuer));
-                let rev = Arc::new(Revocations::new(
+                let options = FeedOptions {
                     uri,
-                    http,
-                    Arc::clone(&self.clock),
-                    secs(self.revocation_retention),
-                    secs(self.revocation_overlap),
-                ));
+                    credentials: self.credentials,
+                    page_limit: self.revocation_page_limit,
+                    leeway: secs(self.leeway),
+                };
+                let rev = Arc::new(Revocations::new(options, http, Arc::clone(&self.clock)));
                 rev.poll_and_log().await;
                 let every = every.max(Duration::from_millis(100));
                 let task = match tokio::runtime::Handle::try_current() {
@@ -303,7 +321,7 @@ impl ValidatorBuilder {
     }
 }
 
-async fn discover(http: &reqwest::Client, issuer: &str) -> Result<String, BuildError> {
+async fn discover(http: &reqwest::Client, issuer: &str) -> Result<Metadata, BuildError> {
     let url = format!("{issuer}{METADATA_PATH}");
     let fail = |reason: String| BuildError::Discovery {
         url: url.clone(),
@@ -326,7 +344,7 @@ async fn discover(http: &reqwest::Client, issuer: &str) -> Result<String, BuildE
             expected: issuer.to_string(),
         });
     }
-    Ok(meta.jwks_uri)
+    Ok(meta)
 }
 
 /// The JOSE header fields that matter; others (`jku`, `jwk`, `x5u`, …) are ignored — keys come

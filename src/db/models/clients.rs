@@ -16,6 +16,8 @@ pub struct ClientRow {
     pub audience: String,
     pub first_party: bool,
     pub created_at: i64,
+    /// Space-separated `Permission`s.
+    pub permissions: String,
 }
 
 impl std::fmt::Debug for ClientRow {
@@ -57,6 +59,16 @@ pub fn all_scopes(conn: &mut DbConnection) -> Result<Vec<String>, StoreError> {
 pub fn set_secret_hash(conn: &mut DbConnection, id: &str, hash: &str) -> Result<usize, StoreError> {
     Ok(diesel::update(clients::table.find(id))
         .set(clients::secret_hash.eq(hash))
+        .execute(conn)?)
+}
+
+pub fn set_permissions(
+    conn: &mut DbConnection,
+    id: &str,
+    permissions: &str,
+) -> Result<usize, StoreError> {
+    Ok(diesel::update(clients::table.find(id))
+        .set(clients::permissions.eq(permissions))
         .execute(conn)?)
 }
 

@@ -7,6 +7,7 @@ pub mod clients;
 pub mod consents;
 pub mod refresh_families;
 pub mod refresh_tokens;
+pub mod revocation_feed;
 pub mod revoked_access_tokens;
 pub mod signing_keys;
 pub mod users;

@@ -117,23 +117,6 @@ pub fn revoke_all_where(
     Ok(ids)
 }
 
-/// Families revoked at or after `since` (and not before `kept_from`), for the revocation feed.
-pub fn revoked_since(
-    conn: &mut DbConnection,
-    since: i64,
-) -> Result<Vec<(String, i64)>, StoreError> {
-    use refresh_families::dsl as f;
-    let rows: Vec<(String, Option<i64>)> = f::refresh_families
-        .filter(f::revoked_at.ge(since))
-        .order(f::revoked_at.asc())
-        .select((f::id, f::revoked_at))
-        .load(conn)?;
-    Ok(rows
-        .into_iter()
-        .filter_map(|(id, at)| at.map(|a| (id, a)))
-        .collect())
-}
-
 /// Ids of families that ended (revoked, or expired) before `before`, at most `limit`.
 pub fn ended_before(
     conn: &mut DbConnection,

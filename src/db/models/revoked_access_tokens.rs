@@ -12,8 +12,8 @@ pub struct RevokedAccessTokenRow {
     pub expires_at: i64,
 }
 
-/// Add to the denylist; revoking twice is not an error.
-pub fn insert(conn: &mut DbConnection, row: &RevokedAccessTokenRow) -> Result<(), StoreError> {
+/// Add to the denylist; revoking twice is not an error. Returns whether it was new.
+pub fn insert(conn: &mut DbConnection, row: &RevokedAccessTokenRow) -> Result<bool, StoreError> {
     use revoked_access_tokens::dsl as r;
     let exists: i64 = r::revoked_access_tokens
         .filter(r::jti.eq(&row.jti))
@@ -24,7 +24,7 @@ pub fn insert(conn: &mut DbConnection, row: &RevokedAccessTokenRow) -> Result<()
             .values(row)
             .execute(conn)?;
     }
-    Ok(())
+    Ok(exists == 0)
 }
 
 pub fn is_revoked(conn: &mut DbConnection, jti: &str) -> Result<bool, StoreError> {

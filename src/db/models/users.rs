@@ -97,19 +97,3 @@ pub fn set_not_before(conn: &mut DbConnection, id: &str, at: i64) -> Result<usiz
         .set(users::not_before.eq(at))
         .execute(conn)?)
 }
-
-/// Users whose not-before is at or after `since`, for the revocation feed.
-pub fn not_before_since(
-    conn: &mut DbConnection,
-    since: i64,
-) -> Result<Vec<(String, i64)>, StoreError> {
-    let rows: Vec<(String, Option<i64>)> = users::table
-        .filter(users::not_before.ge(since))
-        .order(users::not_before.asc())
-        .select((users::id, users::not_before))
-        .load(conn)?;
-    Ok(rows
-        .into_iter()
-        .filter_map(|(id, at)| at.map(|a| (id, a)))
-        .collect())
-}

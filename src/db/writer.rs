@@ -4,9 +4,9 @@
 //! (seconds under load). Queueing writes for one connection avoids that; a channel instead of a
 //! pool of one also saves a blocking-pool hop and a lock handoff per write.
 //!
-//! Group commit: jobs that queue up while one runs are run together in one transaction, each in
-//! its own savepoint (diesel nests `transaction` that way), and their results are released only
-//! after the commit. One commit then writes each touched page once for the whole group.
+//! Group commit: jobs that queue up while one runs are run together in one transaction (a job's
+//! own `transaction` becomes a savepoint inside it), and their results are released only after
+//! the commit. One commit then writes each touched page once for the whole group.
 //!
 //! The queue is bounded: when it is full a write fails at once as `Unavailable` (503) instead of
 //! piling up memory behind a writer that cannot keep up.
@@ -216,8 +216,8 @@ fn run_one(conn: &mut DbConnection, job: Job) -> Option<Deliver> {
 }
 
 fn run_group(wc: &mut WriterConnection, group: Vec<Job>) {
-    let mut pending = group.into_iter();
-    loop {
+    let mut pending = group;
+    while !pending.is_empty() {
         let conn = match wc.get() {
             Ok(c) => c,
             Err(e) => {
@@ -228,55 +228,70 @@ fn run_group(wc: &mut WriterConnection, group: Vec<Job>) {
                 return;
             }
         };
-        let mut rest: Vec<Job> = pending.collect();
-        if rest.len() <= 1 {
-            // Alone: the job's own transaction (if any) is the commit.
-            if let Some(job) = rest.pop() {
-                match run_one(conn, job) {
-                    Some(deliver) => deliver(Ok(())),
-                    None => wc.discard(),
-                }
-            }
-            return;
-        }
-        match run_together(conn, rest) {
+        match run_together(conn, pending) {
             Ok(()) => return,
-            Err(after_panic) => {
-                // The group was rolled back; the jobs after the one that panicked have not run.
+            Err(not_run) => {
+                // The transaction was rolled back; the jobs it had not reached run again.
                 wc.discard();
-                pending = after_panic.into_iter();
+                pending = not_run;
             }
         }
     }
 }
 
-/// Run jobs in one transaction. If one panics, the transaction is rolled back, the jobs that ran
-/// are told their writes were not committed, and the jobs not yet run are handed back (`Err`: the
-/// connection must be replaced).
+/// `BEGIN IMMEDIATE`: the write lock is taken at the start, so a job that reads before it writes
+/// cannot find its snapshot outdated by another process's commit (`SQLITE_BUSY_SNAPSHOT`, which
+/// `busy_timeout` does not wait out) — another process, e.g. the CLI, just makes it wait.
+fn begin(conn: &mut DbConnection) -> diesel::QueryResult<()> {
+    match conn {
+        DbConnection::Sqlite(c) => {
+            diesel::connection::AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")
+        }
+        other => TxManager::begin_transaction(other),
+    }
+}
+
+/// Whether the connection is still inside the writer's own transaction and nothing deeper: a job
+/// that panicked, or an error after which SQLite rolled the whole transaction back by itself
+/// (`SQLITE_FULL`, I/O errors), leaves it elsewhere, and later jobs would then run outside it.
+fn still_in_group(conn: &mut DbConnection) -> bool {
+    TxManager::transaction_manager_status_mut(conn)
+        .transaction_depth()
+        .is_ok_and(|d| d.map(u32::from) == Some(1))
+}
+
+/// Run jobs in one transaction (a group of one included), committed once. If a job panics or
+/// leaves the transaction broken, everything is rolled back, the jobs that ran are told their
+/// writes were not committed, and the jobs not yet run are handed back (`Err`: the connection
+/// must be replaced).
 fn run_together(conn: &mut DbConnection, group: Vec<Job>) -> Result<(), Vec<Job>> {
     let mut delivers = Vec::with_capacity(group.len());
     let mut jobs = group.into_iter();
-    if let Err(e) = TxManager::begin_transaction(conn) {
-        tracing::error!(error = %e, "could not begin a group commit; reconnecting");
+    if let Err(e) = begin(conn) {
+        tracing::error!(error = %e, "could not begin a write transaction; reconnecting");
         let why = e.to_string();
         for job in jobs {
             job(Err(StoreError::Unavailable(why.clone())))(Ok(()));
         }
         return Err(Vec::new());
     }
-    let mut panicked = false;
+    let mut broken = false;
     for job in jobs.by_ref() {
         match run_one(conn, job) {
             Some(deliver) => delivers.push(deliver),
-            None => {
-                panicked = true;
-                break;
-            }
+            // Whatever it wrote before panicking must not commit with the others.
+            None => broken = true,
+        }
+        if broken || !still_in_group(conn) {
+            broken = true;
+            break;
         }
     }
-    if panicked {
+    if broken {
         for deliver in delivers {
-            deliver(Err("another write in the same commit failed".into()));
+            deliver(Err(
+                "the transaction failed and was rolled back; not committed".into(),
+            ));
         }
         return Err(jobs.collect());
     }

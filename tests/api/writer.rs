@@ -153,3 +153,98 @@ async fn a_full_writer_queue_answers_503_temporarily_unavailable() {
     }
     held.await.expect("join").expect("the holding job");
 }
+
+/// SQLite may roll a whole transaction back by itself (`SQLITE_FULL`, I/O errors); the writes of
+/// the group must then never be reported committed when they are not, nor the other way round.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_is_reported_committed_exactly_when_it_is() {
+    let Some(app) = spawn_app(Backend::Sqlite).await else {
+        return;
+    };
+    let (held, release, started) = hold_writer(&app.db);
+    wait_started(started).await;
+    let (first, failing, after, ()) = futures_util::future::join4(
+        app.db
+            .write(|c| audit_events::insert(c, &event("writer_test_first"))),
+        app.db.write(|c| {
+            c.transaction::<(), StoreError, _>(|c| {
+                audit_events::insert(c, &event("writer_test_failing"))?;
+                // What SQLite itself does on e.g. SQLITE_FULL.
+                diesel::connection::SimpleConnection::batch_execute(c, "ROLLBACK")?;
+                Err(StoreError::Other(anyhow::anyhow!(
+                    "database or disk is full"
+                )))
+            })
+        }),
+        app.db.write(|c| {
+            c.transaction::<(), StoreError, _>(|c| {
+                audit_events::insert(c, &event("writer_test_after_failure"))
+            })
+        }),
+        async move {
+            let _ = release.send(());
+        },
+    )
+    .await;
+    held.await.expect("join").expect("the holding job");
+    assert!(failing.is_err());
+    for (kind, reported) in [
+        ("writer_test_first", &first),
+        ("writer_test_after_failure", &after),
+    ] {
+        let stored = kinds_visible(&app.db, kind).await;
+        assert_eq!(
+            reported.is_ok(),
+            stored == 1,
+            "{kind}: reported {reported:?}, {stored} in the database"
+        );
+    }
+    // The job queued after the failure ran again on a sound transaction and committed.
+    assert!(after.is_ok(), "{after:?}");
+}
+
+/// A write job that reads before it writes must not fail because another process (the CLI, a
+/// backup, a second server on the same file) committed in between: the writer takes the write
+/// lock up front, so the other process waits instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_that_reads_first_survives_another_process_committing() {
+    let Some(app) = spawn_app(Backend::Sqlite).await else {
+        return;
+    };
+    let (read_tx, read_rx) = std::sync::mpsc::channel::<()>();
+    let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+    let db = app.db.clone();
+    let job = tokio::spawn(async move {
+        db.write(move |c| {
+            c.transaction::<(), StoreError, _>(|c| {
+                audit_events::list_kind(c, "writer_test_read_first")?;
+                let _ = read_tx.send(());
+                let _ = go_rx.recv_timeout(Duration::from_secs(10));
+                audit_events::insert(c, &event("writer_test_read_first"))
+            })
+        })
+        .await
+    });
+    wait_started(read_rx).await;
+    // Another process writes now (giving up after 200 ms if it has to wait).
+    let crate::helpers::TestDatabase::Sqlite { path } = app.database.as_ref() else {
+        unreachable!("an SQLite test database");
+    };
+    let path = path.display().to_string();
+    tokio::task::spawn_blocking(move || {
+        use diesel::connection::SimpleConnection;
+        let mut other = diesel::SqliteConnection::establish(&path).expect("open");
+        other
+            .batch_execute("PRAGMA busy_timeout = 200")
+            .expect("pragma");
+        let mut other = lineage::db::DbConnection::Sqlite(other);
+        let _ = audit_events::insert(&mut other, &event("writer_test_other_process"));
+    })
+    .await
+    .expect("join");
+    let _ = go_tx.send(());
+    job.await
+        .expect("join")
+        .expect("the job commits although another process wrote meanwhile");
+    assert_eq!(kinds_visible(&app.db, "writer_test_read_first").await, 1);
+}

@@ -6,7 +6,7 @@ use diesel::Connection;
 use crate::clients;
 use crate::db::models::audit_events::{self, AuditEventRow};
 use crate::db::models::revocation_feed::{self, Revocation};
-use crate::db::models::{auth_codes, consents, refresh_families};
+use crate::db::models::{auth_codes, consents, refresh_families, users};
 use crate::db::{DbConnection, StoreError};
 use crate::tokens::refresh::Origin;
 
@@ -24,6 +24,7 @@ pub fn withdraw(
     now: i64,
 ) -> Result<Option<usize>, StoreError> {
     conn.transaction(|c| {
+        users::lock(c, user_id)?;
         if !consents::delete(c, user_id, client_id)? {
             return Ok(None);
         }

@@ -494,8 +494,9 @@ pub fn revoke_all_for_user(
     now: i64,
 ) -> Result<Vec<String>, StoreError> {
     conn.transaction(|c| {
-        let ids = families::revoke_all_where(c, Some(user_id), None, reason, now)?;
+        // The user row first (the not-before): the lock order every session-ending path keeps.
         users::set_not_before(c, user_id, now)?;
+        let ids = families::revoke_all_where(c, Some(user_id), None, reason, now)?;
         let mut event = AuditEventRow::new(
             now,
             "all_sessions_revoked",

@@ -5,6 +5,7 @@
 use actix_web::http::{StatusCode, header};
 use actix_web::web::{Data, Path, Payload};
 use actix_web::{HttpRequest, HttpResponse};
+use diesel::Connection;
 
 use super::login::signed_in_form;
 use super::pages::{AccountPage, AppLine, EventLine, FamilyLine, ScopeLine, describe_scope};
@@ -12,7 +13,7 @@ use super::session::{self, SignedIn};
 use super::{PageError, format_time, render};
 use crate::clients;
 use crate::db::models::refresh_families::FamilyRow;
-use crate::db::models::{audit_events, browser_sessions, consents, refresh_families};
+use crate::db::models::{audit_events, browser_sessions, consents, refresh_families, users};
 use crate::db::{DbConnection, StoreError};
 use crate::domain::{Password, Scope};
 use crate::oauth::form::Form;
@@ -239,8 +240,11 @@ pub async fn sign_out_everywhere(
     state
         .db
         .write(move |c| {
-            refresh::revoke_all_for_user(c, &user_id, "signed_out_everywhere", now)?;
-            browser_sessions::delete_for_user(c, &user_id, None)
+            c.transaction(|c| {
+                users::lock(c, &user_id)?;
+                browser_sessions::delete_for_user(c, &user_id, None)?;
+                refresh::revoke_all_for_user(c, &user_id, "signed_out_everywhere", now)
+            })
         })
         .await?;
     let mut resp = HttpResponse::SeeOther()

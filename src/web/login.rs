@@ -3,6 +3,7 @@
 use actix_web::http::{StatusCode, header};
 use actix_web::web::{Data, Payload};
 use actix_web::{HttpRequest, HttpResponse};
+use diesel::Connection;
 
 use super::pages::LoginPage;
 use super::session::{self, SignedIn};
@@ -189,15 +190,20 @@ pub async fn logout(
     };
     let end_families = matches!(form.get("end_sessions"), Some("on" | "1" | "true" | "yes"));
     let (id_hash, now, origin) = (signed_in.id_hash.clone(), state.now(), Origin::of(&req));
+    let user_id = signed_in.user.id.clone();
     state
         .db
         .write(move |c| {
-            if end_families {
-                for family in auth_codes::families_of_session(c, &id_hash)? {
-                    refresh::revoke_family(c, &family, "signed_out", &origin, now)?;
+            c.transaction(|c| {
+                users::lock(c, &user_id)?;
+                browser_sessions::delete(c, &id_hash)?;
+                if end_families {
+                    for family in auth_codes::families_of_session(c, &id_hash)? {
+                        refresh::revoke_family(c, &family, "signed_out", &origin, now)?;
+                    }
                 }
-            }
-            browser_sessions::delete(c, &id_hash)
+                Ok::<_, crate::db::StoreError>(())
+            })
         })
         .await?;
     let _ = resp.add_removal_cookie(&state.cookies.removal(state.cookies.session));

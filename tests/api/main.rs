@@ -47,6 +47,7 @@ mod revocation_feed_auth;
 mod revocation_feed_order;
 mod revocation_feed_poller;
 mod revoke_introspect;
+mod session_races;
 
 // Consent a user can see and withdraw, confirmation for public clients, prompt, form-action.
 mod apps_with_access;

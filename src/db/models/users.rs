@@ -91,6 +91,17 @@ pub fn set_disabled(
         .execute(conn)?)
 }
 
+/// Take the user's row lock until the transaction ends. Whatever starts a session or a family for
+/// the user and whatever ends them all take it first, so on PostgreSQL (READ COMMITTED) the two
+/// cannot interleave: a family started by a concurrent code exchange is either seen and revoked,
+/// or created after the revocation and refused. (SQLite's single writer serialises them anyway.)
+pub fn lock(conn: &mut DbConnection, id: &str) -> Result<bool, StoreError> {
+    Ok(diesel::update(users::table.find(id))
+        .set(users::updated_at.eq(users::updated_at))
+        .execute(conn)?
+        == 1)
+}
+
 /// Access tokens of this user issued before `at` are revoked (revocation feed).
 pub fn set_not_before(conn: &mut DbConnection, id: &str, at: i64) -> Result<usize, StoreError> {
     Ok(diesel::update(users::table.find(id))

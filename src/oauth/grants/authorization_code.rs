@@ -116,6 +116,9 @@ fn exchange(
                 "the authorization code was issued to another client".into(),
             ));
         }
+        // The user's row lock orders this exchange with sign-outs, password changes and consent
+        // withdrawals: each either sees the family started here, or is seen by the checks below.
+        users::lock(c, &row.user_id)?;
         if !auth_codes::mark_used(c, hash.as_str(), now)? {
             // Read again: a concurrent exchange that won may have just recorded its family.
             let family_id = auth_codes::find(c, hash.as_str())?.and_then(|r| r.family_id);
@@ -138,6 +141,12 @@ fn exchange(
                 "the authorization code was already used".into(),
             ));
         }
+        // Read again under the lock: a withdrawal of consent may have just expired the code.
+        let Some(row) = auth_codes::find(c, hash.as_str())? else {
+            return Ok(Exchange::Rejected(
+                "the authorization code is invalid".into(),
+            ));
+        };
         if now >= row.expires_at {
             return Ok(Exchange::Rejected(
                 "the authorization code has expired".into(),

@@ -275,12 +275,19 @@ pub fn parse_issuer(raw: &str) -> Result<String, ConfigError> {
             "issuer: `{raw}` must be an http or https URL"
         )));
     }
-    if u.host_str().is_none() || u.query().is_some() || u.fragment().is_some() {
+    if u.host_str().is_none()
+        || u.query().is_some()
+        || u.fragment().is_some()
+        || !u.username().is_empty()
+        || u.password().is_some()
+    {
         return Err(invalid(format!(
-            "issuer: `{raw}` must have a host and no query or fragment"
+            "issuer: `{raw}` must have a host and no credentials, query or fragment"
         )));
     }
-    Ok(raw.trim_end_matches('/').to_string())
+    // The normalised form (lowercase scheme and host): every check of the scheme — Secure
+    // cookies, the plain-http refusal — and every `iss` then agree on one spelling.
+    Ok(u.as_str().trim_end_matches('/').to_string())
 }
 
 impl SettingsArgs {
@@ -658,6 +665,19 @@ mod tests {
                 "the safe part stays: {shown}"
             );
         }
+    }
+
+    #[test]
+    fn issuers_are_normalised() {
+        assert_eq!(
+            parse_issuer("HTTPS://Auth.Example.COM/").ok().as_deref(),
+            Some("https://auth.example.com")
+        );
+        assert_eq!(
+            parse_issuer("https://auth.example.com/tenant/").ok().as_deref(),
+            Some("https://auth.example.com/tenant")
+        );
+        assert!(parse_issuer("https://user:pw@auth.example.com").is_err());
     }
 
     #[test]

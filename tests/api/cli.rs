@@ -637,7 +637,11 @@ fn invalid_configuration_exits_2_with_one_line() {
 fn serve_refuses_plain_http_on_a_public_address() {
     let dir = WorkDir::new();
     let db = format!("sqlite://{}", dir.0.join("x.db").display());
-    for extra in [&[][..], &["--issuer", "http://auth.example.com"][..]] {
+    for extra in [
+        &[][..],
+        &["--issuer", "http://auth.example.com"][..],
+        &["--issuer", "HTTP://auth.example.com"][..],
+    ] {
         let out = lineage(&dir.0)
             .args(["--database-url", &db, "--key-secret", KEY_SECRET])
             .args(extra)

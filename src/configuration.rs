@@ -674,7 +674,9 @@ mod tests {
             Some("https://auth.example.com")
         );
         assert_eq!(
-            parse_issuer("https://auth.example.com/tenant/").ok().as_deref(),
+            parse_issuer("https://auth.example.com/tenant/")
+                .ok()
+                .as_deref(),
             Some("https://auth.example.com/tenant")
         );
         assert!(parse_issuer("https://user:pw@auth.example.com").is_err());

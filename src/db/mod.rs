@@ -239,6 +239,21 @@ impl From<r2d2::Error> for StoreError {
     }
 }
 
+/// Run an insert that may collide with a concurrent one on a unique key; `Ok(false)` when the row
+/// was already there. The insert runs in its own savepoint, so a collision does not abort the
+/// caller's transaction (PostgreSQL would otherwise refuse every later statement in it).
+pub fn insert_if_absent(
+    conn: &mut DbConnection,
+    insert: impl FnOnce(&mut DbConnection) -> diesel::QueryResult<usize>,
+) -> Result<bool, StoreError> {
+    use diesel::result::{DatabaseErrorKind, Error};
+    match conn.transaction(insert) {
+        Ok(n) => Ok(n > 0),
+        Err(Error::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
 impl StoreError {
     /// A query error that means the connection died (server restarted, network cut).
     pub fn is_unavailable(&self) -> bool {

@@ -21,6 +21,7 @@ both_backends!(
     introspecting_a_refresh_token,
     introspecting_an_access_token,
     introspection_needs_a_confidential_client,
+    concurrent_revocations_of_one_access_token_all_answer_200,
 );
 
 async fn revoking_a_refresh_token_ends_its_family(backend: Backend) {
@@ -383,4 +384,33 @@ async fn revoking_on_a_node_that_has_not_loaded_the_new_key_yet() {
         &introspect(&a, &rs, &r.access_token).await,
         "a revoked access token",
     );
+}
+
+/// RFC 7009 §2.2: revoking an already revoked token answers 200 — also when the two revocations
+/// arrive at the same moment (on PostgreSQL they race for the denylist's primary key).
+async fn concurrent_revocations_of_one_access_token_all_answer_200(backend: Backend) {
+    let Some(fx) = Fixture::new(backend, |_| {}).await else {
+        return;
+    };
+    for _ in 0..5 {
+        let (_, token) = fx.start().await;
+        let access = fx.rotate(&token).await.access_token;
+        let params = [
+            ("token", access.as_str()),
+            ("token_type_hint", "access_token"),
+        ];
+        let statuses = futures_util::future::join_all(
+            (0..8).map(|_| post_as(&fx.app, "/revoke", &fx.client, &params, None)),
+        )
+        .await
+        .into_iter()
+        .map(|r| r.status().as_u16())
+        .collect::<Vec<_>>();
+        assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+        let jti = jwt_claims(&access)["jti"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        assert!(denylist_entry(&fx.app, &jti).await.is_some());
+    }
 }

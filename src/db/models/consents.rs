@@ -25,10 +25,15 @@ pub fn upsert(
     now: i64,
 ) -> Result<(), StoreError> {
     use consents::dsl as c;
-    let n = diesel::update(c::consents.find((user, client)))
-        .set((c::scope.eq(scope), c::updated_at.eq(now)))
-        .execute(conn)?;
-    if n == 0 {
+    let update = |conn: &mut DbConnection| {
+        diesel::update(c::consents.find((user, client)))
+            .set((c::scope.eq(scope), c::updated_at.eq(now)))
+            .execute(conn)
+    };
+    if update(conn)? > 0 {
+        return Ok(());
+    }
+    let inserted = crate::db::insert_if_absent(conn, |conn| {
         diesel::insert_into(c::consents)
             .values((
                 c::user_id.eq(user),
@@ -37,7 +42,11 @@ pub fn upsert(
                 c::created_at.eq(now),
                 c::updated_at.eq(now),
             ))
-            .execute(conn)?;
+            .execute(conn)
+    })?;
+    // A concurrent first consent won the insert: store this one over it.
+    if !inserted {
+        update(conn)?;
     }
     Ok(())
 }

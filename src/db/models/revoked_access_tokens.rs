@@ -12,19 +12,14 @@ pub struct RevokedAccessTokenRow {
     pub expires_at: i64,
 }
 
-/// Add to the denylist; revoking twice is not an error. Returns whether it was new.
+/// Add to the denylist; revoking twice (or twice at once) is not an error. Returns whether it
+/// was new.
 pub fn insert(conn: &mut DbConnection, row: &RevokedAccessTokenRow) -> Result<bool, StoreError> {
-    use revoked_access_tokens::dsl as r;
-    let exists: i64 = r::revoked_access_tokens
-        .filter(r::jti.eq(&row.jti))
-        .count()
-        .get_result(conn)?;
-    if exists == 0 {
-        diesel::insert_into(r::revoked_access_tokens)
+    crate::db::insert_if_absent(conn, |c| {
+        diesel::insert_into(revoked_access_tokens::table)
             .values(row)
-            .execute(conn)?;
-    }
-    Ok(exists == 0)
+            .execute(c)
+    })
 }
 
 pub fn is_revoked(conn: &mut DbConnection, jti: &str) -> Result<bool, StoreError> {

@@ -45,12 +45,43 @@ pub fn sqlite_into(conn: &mut DbConnection, target: &Path) -> Result<(), BackupE
     let DbConnection::Sqlite(c) = conn else {
         return Err(BackupError::NotSqlite);
     };
-    let target = target
+    let path = target
         .to_str()
         .ok_or_else(|| BackupError::NoDirectory(target.display().to_string()))?;
-    diesel::sql_query("VACUUM INTO ?")
-        .bind::<Text, _>(target)
-        .execute(c)
-        .map_err(StoreError::from)?;
+    // The copy holds password hashes and encrypted keys: readable by its owner only. SQLite
+    // writes `VACUUM INTO` into an existing file as long as it is empty.
+    create_private(target).map_err(|e| {
+        BackupError::Store(StoreError::Other(anyhow::anyhow!(
+            "cannot create {}: {e}",
+            target.display()
+        )))
+    })?;
+    let copied = diesel::sql_query("VACUUM INTO ?")
+        .bind::<Text, _>(path)
+        .execute(c);
+    if let Err(e) = copied {
+        let _ = std::fs::remove_file(target);
+        return Err(StoreError::from(e).into());
+    }
     Ok(())
+}
+
+#[cfg(unix)]
+fn create_private(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map(drop)
+}
+
+#[cfg(not(unix))]
+fn create_private(path: &Path) -> std::io::Result<()> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .map(drop)
 }

@@ -50,6 +50,12 @@ async fn an_online_backup_restores_and_continues_a_refresh_chain() {
     .await
     .expect("join");
     assert!(report["bytes"].as_u64().unwrap_or(0) > 0, "{report}");
+    // It holds password hashes: readable by its owner only, whatever the umask.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&target).expect("backup file").permissions().mode();
+        assert_eq!(mode & 0o077, 0, "mode {mode:o}");
+    }
     assert_eq!(load.await.expect("join"), 100, "the load ran meanwhile");
 
     // A new server on the copy: the chain goes on from the token issued before the backup.

@@ -394,13 +394,14 @@ impl Revocations {
 
     /// Drop entries no live token can match: what a revocation covers was issued before it, so
     /// after the retention (the server's access-token lifetime plus skew) those tokens have
-    /// expired; a revoked `jti` goes once its own token has.
+    /// expired — plus the validator's leeway, for as long as it still accepts them; a revoked
+    /// `jti` goes once its own token has, leeway included.
     fn prune_lists(&self, lists: &mut Lists, now: i64) {
         let retention = match self.retention.load(Ordering::Acquire) {
             NEVER => DEFAULT_RETENTION,
             r => r,
         };
-        let keep_after = now.saturating_sub(retention);
+        let keep_after = now.saturating_sub(retention).saturating_sub(self.leeway);
         lists.families.retain(|_, at| *at > keep_after);
         lists.users.retain(|_, at| *at > keep_after);
         lists.clients.retain(|_, at| *at > keep_after);
@@ -518,12 +519,15 @@ mod tests {
         // The same client id registered again afterwards issues valid tokens.
         assert_eq!(rev.check(&of_client(997)), Ok(()));
 
-        // Memory stays bounded: entries go after the retention the server stated (not 660 s)…
-        rev.prune(990 + 300);
+        // Memory stays bounded: entries go after the retention the server stated (not 660 s)
+        // and the leeway (10 s) during which an expired token still validates…
+        rev.prune(990 + 300 + 10 - 1);
+        assert_eq!(rev.status().revoked_families, 1, "kept while the leeway runs");
+        rev.prune(990 + 300 + 10);
         let s = rev.status();
         assert_eq!((s.revoked_families, s.users_with_not_before), (0, 1));
         assert_eq!((s.deleted_clients, s.revoked_access_tokens), (1, 1));
-        rev.prune(996 + 300);
+        rev.prune(996 + 300 + 10);
         let s = rev.status();
         assert_eq!((s.users_with_not_before, s.deleted_clients), (0, 0));
         // …and a revoked jti once its token has expired, leeway included.

@@ -98,8 +98,11 @@ fn access_token_is_live(
     if revoked_access_tokens::is_revoked(c, &claims.jti)? {
         return Ok(false);
     }
-    if clients::find(c, &claims.client_id)?.is_none() {
-        return Ok(false);
+    // A client deleted and registered again under the same id does not revive its old tokens
+    // (the same rule `lineage-resource` applies with the feed's deleted-client entries).
+    match clients::find(c, &claims.client_id)? {
+        Some(client) if client.created_at <= claims.iat => {}
+        _ => return Ok(false),
     }
     if let Some(sid) = &claims.sid {
         match refresh_families::find(c, sid)? {

@@ -53,7 +53,10 @@ async fn an_online_backup_restores_and_continues_a_refresh_chain() {
     // It holds password hashes: readable by its owner only, whatever the umask.
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(&target).expect("backup file").permissions().mode();
+        let mode = std::fs::metadata(&target)
+            .expect("backup file")
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o077, 0, "mode {mode:o}");
     }
     assert_eq!(load.await.expect("join"), 100, "the load ran meanwhile");

@@ -22,6 +22,7 @@ both_backends!(
     introspecting_an_access_token,
     introspection_needs_a_confidential_client,
     concurrent_revocations_of_one_access_token_all_answer_200,
+    a_client_registered_again_does_not_revive_its_old_tokens,
 );
 
 async fn revoking_a_refresh_token_ends_its_family(backend: Backend) {
@@ -413,4 +414,27 @@ async fn concurrent_revocations_of_one_access_token_all_answer_200(backend: Back
             .to_string();
         assert!(denylist_entry(&fx.app, &jti).await.is_some());
     }
+}
+
+async fn a_client_registered_again_does_not_revive_its_old_tokens(backend: Backend) {
+    let Some(fx) = Fixture::new(backend, |_| {}).await else {
+        return;
+    };
+    let rs = resource_server(&fx.app).await;
+    let spec = |id: &str| lineage::clients::NewClient {
+        client_id: Some(id.into()),
+        ..crate::helpers::service_client("reports:read")
+    };
+    let service = fx.app.create_client_with(spec("reporting")).await;
+    let old = fx.app.client_credentials_token(&service).await;
+    assert_eq!(introspect(&fx.app, &rs, &old).await["active"], true);
+    fx.app.delete_client("reporting").await;
+    fx.app.clock.advance(5);
+    let again = fx.app.create_client_with(spec("reporting")).await;
+    assert_inactive(
+        &introspect(&fx.app, &rs, &old).await,
+        "a token of the deleted client, after its id was registered again",
+    );
+    let new = fx.app.client_credentials_token(&again).await;
+    assert_eq!(introspect(&fx.app, &rs, &new).await["active"], true);
 }

@@ -522,7 +522,11 @@ mod tests {
         // Memory stays bounded: entries go after the retention the server stated (not 660 s)
         // and the leeway (10 s) during which an expired token still validates…
         rev.prune(990 + 300 + 10 - 1);
-        assert_eq!(rev.status().revoked_families, 1, "kept while the leeway runs");
+        assert_eq!(
+            rev.status().revoked_families,
+            1,
+            "kept while the leeway runs"
+        );
         rev.prune(990 + 300 + 10);
         let s = rev.status();
         assert_eq!((s.revoked_families, s.users_with_not_before), (0, 1));

@@ -14,6 +14,7 @@ use futures_util::FutureExt;
 
 use crate::clock::{SharedClock, SystemClock};
 use crate::configuration::{KeySecret, Settings};
+use crate::db::models::revocation_feed;
 use crate::db::{Database, PoolOptions};
 use crate::oauth::error::OAuthError;
 use crate::oauth::{authorize, discovery, introspect, jwks, revocations, revoke, token};
@@ -71,6 +72,7 @@ impl Application {
                         tracing::info!(%kid, "generated the first signing key");
                     }
                     keys::check_secret(c, &enc)?;
+                    revocation_feed::new_epoch(c)?;
                     keys::KeySet::load(c, &enc, None, now, ttl)
                 })?;
                 Ok((backend.db, set, enc, backend.key_secret))

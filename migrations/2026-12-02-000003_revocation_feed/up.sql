@@ -17,9 +17,13 @@ CREATE INDEX revocation_feed_at ON revocation_feed (at);
 -- The last sequence number handed out, in its one row. Appending updates this row first, and the
 -- row lock it takes lasts until commit: the next append waits, so numbers follow commit order
 -- (see src/db/models/revocation_feed.rs). A sequence would hand numbers out before commit.
+-- `epoch` changes at every server start (see `revocation_feed::new_epoch`) and is part of every
+-- cursor: after a restore from a backup the numbers start over below cursors handed out before,
+-- and a cursor of another epoch makes its poller start again from the oldest entry kept.
 CREATE TABLE revocation_feed_head (
     id       BIGINT PRIMARY KEY,
-    last_seq BIGINT NOT NULL
+    last_seq BIGINT NOT NULL,
+    epoch    TEXT NOT NULL DEFAULT ''
 );
 
 -- Revocations made before this migration keep reaching resource servers: every one still on

@@ -148,6 +148,7 @@ diesel::table! {
     revocation_feed_head (id) {
         id -> BigInt,
         last_seq -> BigInt,
+        epoch -> Text,
     }
 }
 

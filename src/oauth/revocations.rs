@@ -69,7 +69,8 @@ struct Page {
 
 /// The request, from the query string (GET) or the form body (POST).
 struct PageRequest {
-    after: i64,
+    /// `(epoch, seq)` of the cursor passed back, if any.
+    after: Option<(String, i64)>,
     limit: i64,
 }
 
@@ -81,10 +82,17 @@ impl PageRequest {
             ));
         }
         let after = match params.get("after") {
-            None => 0,
-            Some(raw) => raw.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| {
-                OAuthError::invalid_request("`after` must be a cursor this feed returned")
-            })?,
+            None => None,
+            Some(raw) => Some(
+                raw.split_once('.')
+                    .and_then(|(epoch, seq)| {
+                        let seq = seq.parse::<i64>().ok().filter(|n| *n >= 0)?;
+                        Some((epoch.to_string(), seq))
+                    })
+                    .ok_or_else(|| {
+                        OAuthError::invalid_request("`after` must be a cursor this feed returned")
+                    })?,
+            ),
         };
         let limit = match params.get("limit") {
             None => MAX_PAGE,
@@ -164,20 +172,19 @@ async fn authorize_reader(
 async fn read_page(state: &AppState, request: PageRequest) -> Result<Page, OAuthError> {
     let retention = retention(state);
     let kept_from = state.now() - retention;
-    let (rows, after) = state
+    let (rows, after, epoch) = state
         .db
         .run(move |c| {
-            // Read the newest number first: every entry up to it has committed, so a cursor
-            // beyond it cannot come from this database as it is (restored from a backup): such
-            // a poller starts over from the oldest entry kept, which is harmless.
-            let newest = revocation_feed::last_seq(c)?;
-            let after = if request.after > newest {
-                0
-            } else {
-                request.after
+            // A cursor of another epoch (the server restarted, perhaps on a database restored
+            // from a backup whose numbers run below it) or beyond the newest entry starts over
+            // from the oldest entry kept: duplicates are harmless, a skipped entry is not.
+            let (newest, epoch) = revocation_feed::head(c)?;
+            let after = match request.after {
+                Some((e, seq)) if e == epoch && seq <= newest => seq,
+                _ => 0,
             };
             let rows = revocation_feed::page(c, after, kept_from, request.limit + 1)?;
-            Ok((rows, after))
+            Ok((rows, after, epoch))
         })
         .await?;
     let mut page = Page {
@@ -190,7 +197,7 @@ async fn read_page(state: &AppState, request: PageRequest) -> Result<Page, OAuth
         cursor = row.seq;
         add_entry(&mut page, row);
     }
-    page.cursor = cursor.to_string();
+    page.cursor = format!("{epoch}.{cursor}");
     Ok(page)
 }
 

@@ -137,13 +137,15 @@ async fn the_feed_needs_a_client_with_the_revocations_permission(backend: Backen
 
     // The reader, every way.
     let (status, _, body) = get(&app, "/revocations", Some(&basic(&reader))).await;
-    assert_eq!((status, &body["cursor"]), (200, &json!("0")), "{body}");
+    assert_eq!(status, 200, "{body}");
+    let start = body["cursor"].as_str().unwrap_or_default().to_string();
+    assert!(start.ends_with(".0"), "{body}");
     let (status, _, body) = post(&app, &[("limit", "5")], Some(&basic(&reader))).await;
     assert_eq!(status, 200, "POST with HTTP Basic: {body}");
     let form = [
         ("client_id", reader.id.as_str()),
         ("client_secret", reader.secret.as_str()),
-        ("after", "0"),
+        ("after", start.as_str()),
     ];
     let (status, _, body) = post(&app, &form, None).await;
     assert_eq!(status, 200, "POST with client_secret_post: {body}");

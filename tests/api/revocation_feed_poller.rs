@@ -158,8 +158,9 @@ async fn the_validator_follows_pages_and_learns_the_retention(backend: Backend) 
         Ok(PollOutcome::NotModified)
     );
 
-    // Entries are remembered for the server's retention (180 s here), not a fixed 660 s.
-    app.clock.set(t + ttl + 60 - 1);
+    // Entries are remembered for the server's retention (180 s here), not a fixed 660 s, plus
+    // the validator's leeway (10 s), during which a just-expired token still validates.
+    app.clock.set(t + ttl + 60 + 10 - 1);
     validator.poll_revocations().await.expect("poll");
     assert_eq!(
         validator
@@ -168,7 +169,7 @@ async fn the_validator_follows_pages_and_learns_the_retention(backend: Backend) 
             .revoked_families,
         5
     );
-    app.clock.set(t + ttl + 60);
+    app.clock.set(t + ttl + 60 + 10);
     validator.poll_revocations().await.expect("poll");
     assert_eq!(
         validator

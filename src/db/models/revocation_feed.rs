@@ -143,15 +143,26 @@ pub fn publish(conn: &mut DbConnection, revocations: &[Revocation]) -> Result<()
     })
 }
 
-/// The number of the newest committed entry (0 before the first).
-pub fn last_seq(conn: &mut DbConnection) -> Result<i64, StoreError> {
+/// The number of the newest committed entry (0 before the first) and the current epoch.
+pub fn head(conn: &mut DbConnection) -> Result<(i64, String), StoreError> {
     use revocation_feed_head::dsl as h;
     Ok(h::revocation_feed_head
         .find(HEAD)
-        .select(h::last_seq)
-        .get_result::<i64>(conn)
+        .select((h::last_seq, h::epoch))
+        .get_result::<(i64, String)>(conn)
         .optional()?
-        .unwrap_or(0))
+        .unwrap_or_default())
+}
+
+/// Start a new epoch (at every server start): cursors of the previous one are not trusted, since
+/// the database may have been restored from a backup whose numbers run below them.
+pub fn new_epoch(conn: &mut DbConnection) -> Result<(), StoreError> {
+    use revocation_feed_head::dsl as h;
+    let epoch = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
+    diesel::update(h::revocation_feed_head.find(HEAD))
+        .set(h::epoch.eq(epoch))
+        .execute(conn)?;
+    Ok(())
 }
 
 /// Up to `limit` entries numbered after `after` that happened at or after `kept_from`, oldest

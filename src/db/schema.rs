@@ -121,6 +121,7 @@ diesel::table! {
         expires_at -> BigInt,
         used_at -> Nullable<BigInt>,
         family_id -> Nullable<Text>,
+        redirect_uri_given -> Bool,
     }
 }
 

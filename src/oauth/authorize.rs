@@ -30,6 +30,8 @@ pub const CODE_TTL: i64 = 60;
 pub struct AuthorizationRequest {
     pub client_id: String,
     pub redirect_uri: String,
+    /// Whether the request named `redirect_uri` (optional with one registered, RFC 6749 §3.1.2.3).
+    pub redirect_uri_given: bool,
     pub scope: String,
     pub state: Option<String>,
     /// The PKCE challenge as stored with the code.
@@ -226,6 +228,7 @@ async fn validate(state: &AppState, query: &str) -> Result<Validated, Rejection>
         request: AuthorizationRequest {
             client_id,
             redirect_uri,
+            redirect_uri_given: form.get("redirect_uri").is_some(),
             scope: scope.to_string(),
             state: client_state,
             pkce,
@@ -347,6 +350,7 @@ pub async fn issue_code(
         expires_at: now + CODE_TTL,
         used_at: None,
         family_id: None,
+        redirect_uri_given: areq.redirect_uri_given,
     };
     state.db.write(move |c| auth_codes::insert(c, &row)).await?;
     Ok(redirect_to_client(

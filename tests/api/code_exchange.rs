@@ -164,10 +164,35 @@ async fn wrong_redirect_uri_is_invalid_grant(backend: Backend) {
     .await;
     assert_eq!(resp.status(), 400);
     let body: Value = resp.json().await.expect("JSON");
-    assert!(
-        body["error"] == "invalid_request" || body["error"] == "invalid_grant",
-        "{body}"
-    );
+    assert_eq!(body["error"], "invalid_request", "{body}");
+    // Refused before anything was spent: with the redirect_uri the code still works.
+    expect_tokens(exchange(&app, &client.id, &code, APP_REDIRECT, Some(&p.verifier)).await).await;
+
+    // RFC 6749 §4.1.3: an authorization request without redirect_uri (one is registered) needs
+    // none at the token endpoint either.
+    let p = pkce();
+    let params = [
+        ("response_type", "code"),
+        ("client_id", client.id.as_str()),
+        ("scope", "notes:read"),
+        ("state", "xyz-state"),
+        ("code_challenge", p.challenge.as_str()),
+        ("code_challenge_method", "S256"),
+    ];
+    let code = b.code(&authorize_path(&params), "alice", None).await;
+    expect_tokens(
+        token_request(
+            &app,
+            &[
+                ("grant_type", "authorization_code"),
+                ("client_id", &client.id),
+                ("code", &code),
+                ("code_verifier", &p.verifier),
+            ],
+        )
+        .await,
+    )
+    .await;
 }
 
 async fn expired_code_is_invalid_grant(backend: Backend) {

@@ -18,6 +18,8 @@ pub struct AuthCodeRow {
     pub expires_at: i64,
     pub used_at: Option<i64>,
     pub family_id: Option<String>,
+    /// The authorization request named `redirect_uri`, so the token request must repeat it.
+    pub redirect_uri_given: bool,
 }
 
 pub fn insert(conn: &mut DbConnection, row: &AuthCodeRow) -> Result<(), StoreError> {

@@ -26,6 +26,8 @@ enum Exchange {
         scope: Scope,
     },
     Rejected(String),
+    /// A malformed request: refused before the code is spent.
+    Invalid(String),
 }
 
 pub async fn grant(
@@ -35,7 +37,7 @@ pub async fn grant(
     origin: Origin,
 ) -> Result<TokenResponse, OAuthError> {
     let code = PlainToken::new(form.require("code")?);
-    let redirect_uri = form.require("redirect_uri")?.to_string();
+    let redirect_uri = form.get("redirect_uri").map(str::to_string);
     let verifier = form.get("code_verifier").map(str::to_string);
     let (client_id, mut policy, now) =
         (client.client_id.clone(), state.refresh_policy, state.now());
@@ -53,7 +55,7 @@ pub async fn grant(
                 c,
                 &code,
                 &client_id,
-                &redirect_uri,
+                redirect_uri.as_deref(),
                 verifier.as_deref(),
                 origin,
                 &policy,
@@ -69,6 +71,7 @@ pub async fn grant(
             scope,
         } => (family, token, user, scope),
         Exchange::Rejected(why) => return Err(OAuthError::invalid_grant(why)),
+        Exchange::Invalid(why) => return Err(OAuthError::invalid_request(why)),
     };
     let (access_token, expires_in) = issue_access_token(
         state,
@@ -94,7 +97,7 @@ fn exchange(
     c: &mut DbConnection,
     code: &PlainToken,
     client_id: &str,
-    redirect_uri: &str,
+    redirect_uri: Option<&str>,
     verifier: Option<&str>,
     origin: Origin,
     policy: &RefreshPolicy,
@@ -114,6 +117,12 @@ fn exchange(
         if row.client_id != client_id {
             return Ok(Exchange::Rejected(
                 "the authorization code was issued to another client".into(),
+            ));
+        }
+        // RFC 6749 §4.1.3: required if the authorization request named it.
+        if redirect_uri.is_none() && row.redirect_uri_given {
+            return Ok(Exchange::Invalid(
+                "missing parameter `redirect_uri` (the authorization request named one)".into(),
             ));
         }
         // The user's row lock orders this exchange with sign-outs, password changes and consent
@@ -152,7 +161,9 @@ fn exchange(
                 "the authorization code has expired".into(),
             ));
         }
-        if row.redirect_uri != redirect_uri {
+        // If given it must be the one of the authorization request (as must a redirect_uri the
+        // request did not name: the client's only registered one).
+        if redirect_uri.is_some_and(|given| given != row.redirect_uri) {
             return Ok(Exchange::Rejected(
                 "redirect_uri does not match the authorization request".into(),
             ));

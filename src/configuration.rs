@@ -9,6 +9,7 @@ use clap::Args;
 use serde::Deserialize;
 
 use crate::db::DatabaseUrl;
+pub use crate::telemetry::LogFormat;
 
 /// A configuration mistake: printed as one line, exit code 2.
 #[derive(Debug, thiserror::Error)]
@@ -109,6 +110,8 @@ pub struct Settings {
     pub shutdown_timeout: i64,
     /// `serve --demo`: demo clients, a demo user and the /demo walk-through.
     pub demo: bool,
+    /// How log lines are written to stderr.
+    pub log_format: LogFormat,
 }
 
 /// The settings every command accepts, as flags and `LINEAGE_*` variables.
@@ -182,6 +185,9 @@ pub struct SettingsArgs {
     /// On SIGTERM/SIGINT: how long in-flight requests may take to finish (`30s`).
     #[arg(long, env = "LINEAGE_SHUTDOWN_TIMEOUT", global = true)]
     pub shutdown_timeout: Option<String>,
+    /// Log lines as `json` or `text` (default: text on a terminal, JSON otherwise).
+    #[arg(long, env = "LINEAGE_LOG_FORMAT", global = true)]
+    pub log_format: Option<String>,
 }
 
 /// `lineage.toml`: every key optional; durations as numbers (seconds) or strings (`"10m"`).
@@ -206,6 +212,7 @@ struct FileSettings {
     insecure_http: Option<toml::Value>,
     metrics_bind: Option<String>,
     shutdown_timeout: Option<toml::Value>,
+    log_format: Option<String>,
 }
 
 fn value_to_string(v: toml::Value) -> String {
@@ -413,6 +420,11 @@ impl SettingsArgs {
             return Err(invalid("writer-queue must be between 1 and 1000000"));
         }
 
+        let log_format = pick(&self.log_format, file.log_format)
+            .map(|s| LogFormat::parse(&s))
+            .transpose()?
+            .unwrap_or_else(LogFormat::for_stderr);
+
         let key_secret = match self
             .key_secret
             .clone()
@@ -446,6 +458,7 @@ impl SettingsArgs {
             metrics_bind,
             shutdown_timeout,
             demo: false,
+            log_format,
         })
     }
 
@@ -524,6 +537,7 @@ impl Settings {
             metrics_bind: None,
             shutdown_timeout: 30,
             demo: false,
+            log_format: LogFormat::Text,
         }
     }
 }
@@ -664,6 +678,41 @@ mod tests {
             .unwrap_or_default();
         assert!(err.contains("refresh-absolute-ttl"), "{err}");
         assert_eq!(parse_duration("x", "3650d").ok(), Some(MAX_DURATION));
+    }
+
+    #[test]
+    fn log_format_from_flag_or_file() {
+        let dir = std::env::temp_dir().join(format!("lineage-conf-{}", uuid::Uuid::new_v4()));
+        assert!(std::fs::create_dir_all(&dir).is_ok());
+        let file = dir.join("lineage.toml");
+        assert!(std::fs::write(&file, "log_format = \"json\"\n").is_ok());
+        let from_file = SettingsArgs {
+            config: Some(file.clone()),
+            ..Default::default()
+        };
+        assert_eq!(
+            from_file.resolve().ok().map(|s| s.log_format),
+            Some(LogFormat::Json)
+        );
+        let flag_wins = SettingsArgs {
+            log_format: Some("TEXT".into()),
+            ..from_file.clone()
+        };
+        assert_eq!(
+            flag_wins.resolve().ok().map(|s| s.log_format),
+            Some(LogFormat::Text)
+        );
+        let wrong = SettingsArgs {
+            log_format: Some("yaml".into()),
+            ..from_file
+        };
+        let err = wrong
+            .resolve()
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("log-format"), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -9,6 +9,7 @@ use clap::Args;
 use serde::Deserialize;
 
 use crate::db::DatabaseUrl;
+pub use crate::telemetry::LogFormat;
 
 /// A configuration mistake: printed as one line, exit code 2.
 #[derive(Debug, thiserror::Error)]
@@ -111,6 +112,8 @@ pub struct Settings {
     pub demo: bool,
     /// Serve `/revocations` without client authentication (it lists user ids and revocation times).
     pub revocations_public: bool,
+    /// How log lines are written to stderr.
+    pub log_format: LogFormat,
 }
 
 /// The settings every command accepts, as flags and `LINEAGE_*` variables.
@@ -187,6 +190,9 @@ pub struct SettingsArgs {
     /// Serve the revocation feed to anyone (default false: a client with the `revocations` permission).
     #[arg(long, env = "LINEAGE_REVOCATIONS_PUBLIC", global = true, num_args = 0..=1, default_missing_value = "true")]
     pub revocations_public: Option<String>,
+    /// Log lines as `json` or `text` (default: text on a terminal, JSON otherwise).
+    #[arg(long, env = "LINEAGE_LOG_FORMAT", global = true)]
+    pub log_format: Option<String>,
 }
 
 /// `lineage.toml`: every key optional; durations as numbers (seconds) or strings (`"10m"`).
@@ -212,6 +218,7 @@ struct FileSettings {
     metrics_bind: Option<String>,
     shutdown_timeout: Option<toml::Value>,
     revocations_public: Option<toml::Value>,
+    log_format: Option<String>,
 }
 
 fn value_to_string(v: toml::Value) -> String {
@@ -430,6 +437,11 @@ impl SettingsArgs {
             return Err(invalid("writer-queue must be between 1 and 1000000"));
         }
 
+        let log_format = pick(&self.log_format, file.log_format)
+            .map(|s| LogFormat::parse(&s))
+            .transpose()?
+            .unwrap_or_else(LogFormat::for_stderr);
+
         let key_secret = match self
             .key_secret
             .clone()
@@ -464,6 +476,7 @@ impl SettingsArgs {
             shutdown_timeout,
             demo: false,
             revocations_public,
+            log_format,
         })
     }
 
@@ -543,6 +556,7 @@ impl Settings {
             shutdown_timeout: 30,
             demo: false,
             revocations_public: false,
+            log_format: LogFormat::Text,
         }
     }
 }
@@ -726,6 +740,41 @@ mod tests {
         let _ = std::fs::remove_file(&file);
         assert!(written.is_ok());
         assert_eq!(from_file.ok(), Some(true));
+    }
+
+    #[test]
+    fn log_format_from_flag_or_file() {
+        let dir = std::env::temp_dir().join(format!("lineage-conf-{}", uuid::Uuid::new_v4()));
+        assert!(std::fs::create_dir_all(&dir).is_ok());
+        let file = dir.join("lineage.toml");
+        assert!(std::fs::write(&file, "log_format = \"json\"\n").is_ok());
+        let from_file = SettingsArgs {
+            config: Some(file.clone()),
+            ..Default::default()
+        };
+        assert_eq!(
+            from_file.resolve().ok().map(|s| s.log_format),
+            Some(LogFormat::Json)
+        );
+        let flag_wins = SettingsArgs {
+            log_format: Some("TEXT".into()),
+            ..from_file.clone()
+        };
+        assert_eq!(
+            flag_wins.resolve().ok().map(|s| s.log_format),
+            Some(LogFormat::Text)
+        );
+        let wrong = SettingsArgs {
+            log_format: Some("yaml".into()),
+            ..from_file
+        };
+        let err = wrong
+            .resolve()
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("log-format"), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

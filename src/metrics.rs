@@ -1,9 +1,16 @@
 //! `GET /metrics`: Prometheus (OpenMetrics) text of what an operator watches.
 
+pub mod histogram;
+
+use std::time::Duration;
+
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::registry::Registry;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::{Registry, Unit};
+
+use self::histogram::Histogram;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct GrantLabels {
@@ -28,6 +35,37 @@ pub struct RetryLabels {
     pub origin: String,
 }
 
+/// Labels of a request: all `'static`, so counting one allocates nothing. `route` is the
+/// pattern that matched (`/account/families/{family_id}/revoke`) or `other`, never a path.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub method: &'static str,
+    pub route: &'static str,
+    pub status: u16,
+}
+
+/// Latency is kept per status class (`2xx`, `4xx`, …): fewer series than one per status.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LatencyLabels {
+    pub method: &'static str,
+    pub route: &'static str,
+    pub status_class: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RateLimitLabels {
+    /// Where the request was refused (`token`, `login`, …).
+    pub endpoint: &'static str,
+    /// Which limit refused it (`per_client`, `per_ip`, …).
+    pub limit: &'static str,
+}
+
+type LatencyFamily = Family<LatencyLabels, Histogram, fn() -> Histogram>;
+
+fn request_histogram() -> Histogram {
+    Histogram::seconds(histogram::REQUEST_SECONDS)
+}
+
 pub struct Metrics {
     registry: Registry,
     pub refresh_grace_retries: Family<RetryLabels, Counter>,
@@ -35,6 +73,13 @@ pub struct Metrics {
     pub token_errors: Family<ErrorLabels, Counter>,
     pub refresh_reuse_detected: Counter,
     pub sign_ins: Family<ResultLabels, Counter>,
+    pub http_requests: Family<RequestLabels, Counter>,
+    pub http_request_duration: LatencyFamily,
+    /// Refresh tokens exchanged for a successor (not counting retries within the grace).
+    pub refresh_rotations: Counter,
+    /// Live refresh families, counted in the database at each scrape.
+    pub refresh_families_active: Gauge,
+    pub rate_limited: Family<RateLimitLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -70,6 +115,38 @@ impl Default for Metrics {
             "Sign-in attempts on the login page by result",
             sign_ins.clone(),
         );
+        let http_requests = Family::<RequestLabels, Counter>::default();
+        let http_request_duration =
+            LatencyFamily::new_with_constructor(request_histogram as fn() -> Histogram);
+        let refresh_rotations = Counter::default();
+        let refresh_families_active = Gauge::default();
+        let rate_limited = Family::<RateLimitLabels, Counter>::default();
+        registry.register(
+            "http_requests",
+            "HTTP requests answered, by method, route pattern (`other`: no route) and status",
+            http_requests.clone(),
+        );
+        registry.register_with_unit(
+            "http_request_duration",
+            "Time from a request's arrival to its response head, by method, route pattern and status class",
+            Unit::Seconds,
+            http_request_duration.clone(),
+        );
+        registry.register(
+            "refresh_rotations",
+            "Refresh tokens exchanged for a successor (retries within the grace not included)",
+            refresh_rotations.clone(),
+        );
+        registry.register(
+            "refresh_families_active",
+            "Refresh families neither revoked nor expired, counted in the database at each scrape",
+            refresh_families_active.clone(),
+        );
+        registry.register(
+            "rate_limited",
+            "Requests refused by an abuse limit, by endpoint and limit",
+            rate_limited.clone(),
+        );
         Self {
             registry,
             refresh_grace_retries,
@@ -77,6 +154,11 @@ impl Default for Metrics {
             token_errors,
             refresh_reuse_detected,
             sign_ins,
+            http_requests,
+            http_request_duration,
+            refresh_rotations,
+            refresh_families_active,
+            rate_limited,
         }
     }
 }
@@ -123,6 +205,67 @@ impl Metrics {
             .inc();
     }
 
+    /// The server's metrics together with those of its database.
+    pub fn with_storage(db: &crate::db::Database) -> Self {
+        let mut metrics = Self::default();
+        let storage = db.metrics();
+        let registry = &mut metrics.registry;
+        registry.register_with_unit(
+            "db_pool_wait",
+            "Time spent waiting for a pooled database connection",
+            Unit::Seconds,
+            storage.pool_wait.clone(),
+        );
+        registry.register(
+            "refresh_families_revoked",
+            "Refresh families revoked, by reason, counted when the revocation commits",
+            storage.family_revocations.clone(),
+        );
+        if db.url().is_sqlite() {
+            registry.register(
+                "db_writer_queue_depth",
+                "SQLite: write jobs waiting for the writer thread",
+                storage.writer_queue_depth.clone(),
+            );
+            registry.register(
+                "db_writer_queue_capacity",
+                "SQLite: write jobs that may wait before requests get 503 (--writer-queue)",
+                storage.writer_queue_capacity.clone(),
+            );
+            registry.register(
+                "db_writer_group_size",
+                "SQLite: write jobs committed together in one transaction",
+                storage.writer_group_size.clone(),
+            );
+        }
+        metrics
+    }
+
+    /// One answered request. `route` is a registered pattern or `other`.
+    pub fn request(&self, method: &'static str, route: &'static str, status: u16, took: Duration) {
+        self.http_requests
+            .get_or_create(&RequestLabels {
+                method,
+                route,
+                status,
+            })
+            .inc();
+        self.http_request_duration
+            .get_or_create(&LatencyLabels {
+                method,
+                route,
+                status_class: status_class(status),
+            })
+            .observe_duration(took);
+    }
+
+    /// A request refused by an abuse limit.
+    pub fn rate_limited(&self, endpoint: &'static str, limit: &'static str) {
+        self.rate_limited
+            .get_or_create(&RateLimitLabels { endpoint, limit })
+            .inc();
+    }
+
     pub fn render(&self) -> String {
         let mut out = String::new();
         if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
@@ -132,9 +275,33 @@ impl Metrics {
     }
 }
 
+fn status_class(status: u16) -> &'static str {
+    match status {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        500..=599 => "5xx",
+        _ => "other",
+    }
+}
+
 pub async fn endpoint(
     state: actix_web::web::Data<crate::state::AppState>,
 ) -> actix_web::HttpResponse {
+    // One aggregate per scrape, on a pooled connection (never the SQLite writer). If the database
+    // does not answer, the gauge keeps its last value and the rest is still served.
+    let (now, max_rotations) = (state.now(), state.refresh_policy.max_rotations);
+    match state
+        .db
+        .run(move |c| crate::db::models::refresh_families::count_live(c, now, max_rotations))
+        .await
+    {
+        Ok(live) => {
+            state.metrics.refresh_families_active.set(live);
+        }
+        Err(e) => tracing::warn!(error = %e, "/metrics: could not count the live refresh families"),
+    }
     actix_web::HttpResponse::Ok()
         .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
         .insert_header(("Cache-Control", "no-store"))

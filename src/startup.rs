@@ -6,9 +6,9 @@ use std::sync::Arc;
 
 use actix_web::dev::{Server, Service};
 use actix_web::http::header;
-use actix_web::middleware::{DefaultHeaders, Logger};
+use actix_web::middleware::DefaultHeaders;
 use actix_web::web::{self, Data};
-use actix_web::{App, HttpServer};
+use actix_web::{App, HttpServer, Resource};
 use anyhow::Context;
 use futures_util::FutureExt;
 
@@ -16,9 +16,11 @@ use crate::clock::{SharedClock, SystemClock};
 use crate::configuration::{KeySecret, Settings};
 use crate::db::models::revocation_feed;
 use crate::db::{Database, PoolOptions};
+use crate::metrics::Metrics;
 use crate::oauth::error::OAuthError;
 use crate::oauth::{authorize, discovery, introspect, jwks, revocations, revoke, token};
 use crate::state::{AppState, KeyRing};
+use crate::telemetry::request::{self, RoutePattern};
 use crate::tokens::refresh::{RefreshPolicy, SuccessorKey};
 use crate::tokens::{crypto, keys};
 use crate::web::csrf::FormSigner;
@@ -93,7 +95,7 @@ impl Application {
             settings: settings.clone(),
             successor_key: SuccessorKey::new(&key_secret),
             form_signer: FormSigner::new(&key_secret),
-            metrics: Default::default(),
+            metrics: Metrics::with_storage(&db),
             cookies: CookieNames::for_issuer(&issuer),
             refresh_policy: RefreshPolicy::from_settings(&settings),
             key_secret,
@@ -212,6 +214,7 @@ fn run(
     let workers = settings.workers;
     let server = HttpServer::new(move || {
         let demo = state.settings.demo;
+        let observed = state.clone();
         App::new()
             .app_data(state.clone())
             // A panic in a handler becomes a logged 500 `server_error`, never a dropped connection.
@@ -228,10 +231,8 @@ fn run(
                     }
                 }
             })
-            .wrap(
-                Logger::new(r#"%{method}xi "%U" %s %b %Dms"#)
-                    .custom_request_replace("method", |req| req.method().to_string()),
-            )
+            // Outermost: request id, span, log line and metrics for every request.
+            .wrap_fn(move |req, srv| request::observe(&observed, req, srv))
             .configure(|cfg| routes(cfg, demo))
     })
     .workers(workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())))
@@ -244,41 +245,46 @@ fn run(
     Ok(server)
 }
 
+/// A resource that names its pattern for request logs and metrics without an allocation per
+/// request; every route here is registered through this.
+fn resource(pattern: &'static str) -> Resource {
+    web::resource(pattern).app_data(RoutePattern(pattern))
+}
+
 /// The HTTP contract of DESIGN.md.
 fn routes(cfg: &mut web::ServiceConfig, demo: bool) {
-    cfg.route("/", web::get().to(health::index))
-        .route("/healthz", web::get().to(health::healthz))
-        .route(
-            "/.well-known/oauth-authorization-server",
-            web::get().to(discovery::metadata),
-        )
-        .route(
-            "/.well-known/openid-configuration",
-            web::get().to(discovery::metadata),
-        )
-        .route("/jwks.json", web::get().to(jwks::jwks))
+    cfg.service(resource("/").route(web::get().to(health::index)))
+        .service(resource("/healthz").route(web::get().to(health::healthz)))
         .service(
-            web::resource("/revocations")
+            resource("/.well-known/oauth-authorization-server")
+                .route(web::get().to(discovery::metadata)),
+        )
+        .service(
+            resource("/.well-known/openid-configuration").route(web::get().to(discovery::metadata)),
+        )
+        .service(resource("/jwks.json").route(web::get().to(jwks::jwks)))
+        .service(
+            resource("/revocations")
                 .route(web::get().to(revocations::feed))
                 .route(web::post().to(revocations::feed)),
         )
-        .route("/static/lineage.css", web::get().to(stylesheet))
+        .service(resource("/static/lineage.css").route(web::get().to(stylesheet)))
         .service(
-            web::resource("/token")
+            resource("/token")
                 .wrap(no_store())
                 .route(web::post().to(token::token)),
         )
         .service(
-            web::resource("/revoke")
+            resource("/revoke")
                 .wrap(no_store())
                 .route(web::post().to(revoke::revoke)),
         )
         .service(
-            web::resource("/introspect")
+            resource("/introspect")
                 .wrap(no_store())
                 .route(web::post().to(introspect::introspect)),
         );
-    let html = |path: &str| web::resource(path.to_string()).wrap(html_headers());
+    let html = |pattern: &'static str| resource(pattern).wrap(html_headers());
     cfg.service(html("/authorize").route(web::get().to(authorize::authorize)))
         .service(
             html("/login")

@@ -119,7 +119,6 @@ fn usage(message: impl Into<String>) -> Failure {
 
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
-    telemetry::init();
     let settings = match cli.settings.resolve() {
         Ok(s) => s,
         Err(e) => {
@@ -127,6 +126,7 @@ pub fn run() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    telemetry::init(settings.log_format);
     match dispatch(cli.command, settings) {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {

@@ -1,12 +1,14 @@
 //! Storage: one diesel connection type over SQLite and PostgreSQL, chosen by URL, behind an r2d2 pool.
 
 pub mod backup;
+pub mod metrics;
 pub mod models;
 pub mod schema;
 mod writer;
 
 use std::fmt;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
@@ -285,6 +287,7 @@ pub struct Database {
     url: DatabaseUrl,
     /// Background helpers hold a weak reference and stop when every handle is gone.
     alive: std::sync::Arc<()>,
+    metrics: Arc<metrics::DbMetrics>,
 }
 
 impl fmt::Debug for Database {
@@ -298,12 +301,14 @@ impl fmt::Debug for Database {
 impl Database {
     pub fn open(url: &DatabaseUrl, options: &PoolOptions) -> anyhow::Result<Self> {
         let pool = connect(url, options)?;
+        let metrics = Arc::new(metrics::DbMetrics::new(options.writer_queue));
         let writer = match url {
             DatabaseUrl::Sqlite { path } => {
                 let path = path.clone();
                 Some(writer::Writer::start(
                     Box::new(move || open_sqlite(&path)),
                     options.writer_queue,
+                    Arc::clone(&metrics),
                 )?)
             }
             DatabaseUrl::Postgres { .. } => None,
@@ -313,7 +318,13 @@ impl Database {
             writer,
             url: url.clone(),
             alive: std::sync::Arc::new(()),
+            metrics,
         })
+    }
+
+    /// What this database's pool and writer measure (the `/metrics` listener shows it).
+    pub fn metrics(&self) -> &metrics::DbMetrics {
+        &self.metrics
     }
 
     /// For a long-running SQLite server: turn off checkpoints inside commits (each one stalls the
@@ -366,11 +377,12 @@ impl Database {
         T: Send + 'static,
     {
         let pool = self.pool.clone();
+        let metrics = Arc::clone(&self.metrics);
         let span = tracing::Span::current();
         tokio::task::spawn_blocking(move || {
             let _entered = span.enter();
-            let mut conn = pool.get()?;
-            f(&mut conn)
+            let mut conn = pooled(&pool, &metrics)?;
+            counted(&metrics, || f(&mut conn))
         })
         .await
         .map_err(|e| StoreError::Other(anyhow::anyhow!("database task failed: {e}")))?
@@ -383,8 +395,8 @@ impl Database {
         &self,
         f: impl FnOnce(&mut DbConnection) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let mut conn = self.pool.get()?;
-        f(&mut conn)
+        let mut conn = pooled(&self.pool, &self.metrics)?;
+        counted(&self.metrics, || f(&mut conn))
     }
 
     /// Like `run`, for work that writes (on SQLite it goes through the single writer).
@@ -394,7 +406,17 @@ impl Database {
         T: Send + 'static,
     {
         match &self.writer {
-            Some(w) => w.run(f).await,
+            Some(w) => {
+                // Revocations are counted only once the writer has committed them.
+                let (value, revoked) = w
+                    .run(move |c| {
+                        let (result, revoked) = metrics::collect(|| f(c));
+                        result.map(|value| (value, revoked))
+                    })
+                    .await?;
+                self.metrics.count(revoked);
+                Ok(value)
+            }
             None => self.run(f).await,
         }
     }
@@ -411,6 +433,27 @@ impl Database {
         self.run(|c| c.batch_execute("SELECT 1").map_err(StoreError::from))
             .await
     }
+}
+
+/// A pooled connection; the time `get()` took is the pool-wait histogram.
+fn pooled(pool: &DbPool, metrics: &metrics::DbMetrics) -> Result<DbPooled, StoreError> {
+    let started = Instant::now();
+    let conn = pool.get();
+    metrics.pool_wait.observe_duration(started.elapsed());
+    Ok(conn?)
+}
+
+/// Run `job` on a pooled connection (which commits as it goes) and count the revocations it
+/// made if it succeeded.
+fn counted<T>(
+    metrics: &metrics::DbMetrics,
+    job: impl FnOnce() -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    let (result, revoked) = metrics::collect(job);
+    if result.is_ok() {
+        metrics.count(revoked);
+    }
+    result
 }
 
 // Lookups use `get_result` on keys, not `first()`: `first()` adds `LIMIT ?`, and SQLite (3.4x)

@@ -12,12 +12,14 @@
 //! piling up memory behind a writer that cannot keep up.
 
 use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
 use std::sync::mpsc::{self, TrySendError};
 use std::time::{Duration, Instant};
 
 use diesel::Connection;
 use diesel::connection::{SimpleConnection, TransactionManager};
 
+use super::metrics::DbMetrics;
 use super::{DbConnection, StoreError};
 
 /// At most this many jobs share one commit.
@@ -44,6 +46,9 @@ type TxManager = <DbConnection as Connection>::TransactionManager;
 #[derive(Clone)]
 pub struct Writer {
     jobs: mpsc::SyncSender<Message>,
+    /// Jobs sent and not yet taken by the writer: one atomic add per job here, one subtraction
+    /// per group on the writer thread.
+    queued: prometheus_client::metrics::gauge::Gauge,
 }
 
 /// The writer thread's connection: opened on demand, replaced after a job panics.
@@ -91,6 +96,7 @@ impl Writer {
     pub fn start(
         open: Box<dyn Fn() -> Result<DbConnection, StoreError> + Send>,
         queue: usize,
+        metrics: Arc<DbMetrics>,
     ) -> anyhow::Result<Self> {
         let mut conn = WriterConnection {
             conn: Some(open()?),
@@ -98,6 +104,7 @@ impl Writer {
             setup: Vec::new(),
         };
         let (jobs, inbox) = mpsc::sync_channel::<Message>(queue.max(1));
+        let queued = metrics.writer_queue_depth.clone();
         std::thread::Builder::new()
             .name("sqlite-writer".into())
             .spawn(move || {
@@ -109,11 +116,11 @@ impl Writer {
                         match message {
                             Message::Job(job) => group.push(job),
                             Message::Setup(sql, reply) => {
-                                run_group(&mut conn, std::mem::take(&mut group));
+                                commit_group(&mut conn, std::mem::take(&mut group), &metrics);
                                 let _ = reply.send(setup(&mut conn, sql));
                             }
                             Message::Flush(reply) => {
-                                run_group(&mut conn, std::mem::take(&mut group));
+                                commit_group(&mut conn, std::mem::take(&mut group), &metrics);
                                 checkpoint(&mut conn, "TRUNCATE");
                                 let _ = reply.send(());
                             }
@@ -122,14 +129,14 @@ impl Writer {
                             next = inbox.try_recv().ok();
                         }
                     }
-                    run_group(&mut conn, group);
+                    commit_group(&mut conn, group, &metrics);
                     if last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
                         close_wal(&mut conn);
                         last_checkpoint = Instant::now();
                     }
                 }
             })?;
-        Ok(Self { jobs })
+        Ok(Self { jobs, queued })
     }
 
     fn send(&self, message: Message) -> Result<(), StoreError> {
@@ -141,6 +148,16 @@ impl Writer {
                 StoreError::Unavailable("the database writer has stopped".into())
             }
         })
+    }
+
+    /// A job is counted before it is sent, so the writer never takes one it does not know of.
+    fn send_job(&self, job: Job) -> Result<(), StoreError> {
+        self.queued.inc();
+        let sent = self.send(Message::Job(job));
+        if sent.is_err() {
+            self.queued.dec();
+        }
+        sent
     }
 
     pub async fn run<T, F>(&self, f: F) -> Result<T, StoreError>
@@ -167,7 +184,7 @@ impl Writer {
                 });
             })
         });
-        self.send(Message::Job(job))?;
+        self.send_job(job)?;
         // A job that panicked drops its sender without an answer.
         rx.await
             .map_err(|_| StoreError::Other(anyhow::anyhow!("a database write failed")))?
@@ -213,6 +230,19 @@ fn run_one(conn: &mut DbConnection, job: Job) -> Option<Deliver> {
             None
         }
     }
+}
+
+/// Take a group off the queue (for the queue-depth gauge) and run it.
+fn commit_group(wc: &mut WriterConnection, group: Vec<Job>, metrics: &DbMetrics) {
+    if group.is_empty() {
+        return;
+    }
+    let size = group.len() as u64;
+    metrics
+        .writer_queue_depth
+        .dec_by(i64::try_from(size).unwrap_or(i64::MAX));
+    metrics.writer_group_size.observe(size);
+    run_group(wc, group);
 }
 
 fn run_group(wc: &mut WriterConnection, group: Vec<Job>) {

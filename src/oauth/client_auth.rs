@@ -101,7 +101,9 @@ pub async fn authenticate(
     form: &Form,
 ) -> Result<Client, OAuthError> {
     let presented = presented(req, form)?;
-    db.run(move |c| verify(c, &presented)).await?
+    let client = db.run(move |c| verify(c, &presented)).await??;
+    crate::telemetry::request::record_client(&client.client_id);
+    Ok(client)
 }
 
 /// The database half of client authentication, for callers already on a database thread.

@@ -673,6 +673,11 @@ impl Browser {
             .insert(name.to_string(), value.to_string());
     }
 
+    /// Every cookie value the browser holds now.
+    pub fn cookie_values(&self) -> Vec<String> {
+        self.jar.lock().expect("jar").values().cloned().collect()
+    }
+
     pub fn remove_cookie(&self, name: &str) {
         self.jar.lock().expect("jar").remove(name);
     }

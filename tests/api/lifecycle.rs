@@ -19,7 +19,7 @@ use crate::refresh_helpers::CliDir;
 both_backends!(sigterm_under_load_answers_every_accepted_request_and_commits_every_write);
 
 /// `lineage` on `database`, in `dir`, with a clean environment.
-fn lineage(dir: &CliDir, database: &TestDatabase) -> Command {
+pub fn lineage(dir: &CliDir, database: &TestDatabase) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_lineage"));
     for (key, _) in std::env::vars_os() {
         if key.to_string_lossy().starts_with("LINEAGE_") {
@@ -33,7 +33,7 @@ fn lineage(dir: &CliDir, database: &TestDatabase) -> Command {
     cmd
 }
 
-fn cli_json(dir: &CliDir, database: &TestDatabase, args: &[&str], stdin: &str) -> String {
+pub fn cli_json(dir: &CliDir, database: &TestDatabase, args: &[&str], stdin: &str) -> String {
     let mut child = lineage(dir, database)
         .args(args)
         .stdin(Stdio::piped())
@@ -53,7 +53,7 @@ fn cli_json(dir: &CliDir, database: &TestDatabase, args: &[&str], stdin: &str) -
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("a free port")

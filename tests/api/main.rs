@@ -54,3 +54,8 @@ mod apps_with_access;
 mod confirmation;
 mod form_action;
 mod prompt;
+
+// Request logs, request ids and metrics.
+mod request_id;
+mod request_log;
+mod request_metrics;

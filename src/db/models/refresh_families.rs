@@ -1,7 +1,7 @@
 use diesel::prelude::*;
 
 use crate::db::schema::refresh_families;
-use crate::db::{DbConnection, StoreError};
+use crate::db::{DbConnection, StoreError, metrics};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable, serde::Serialize)]
 #[diesel(table_name = refresh_families)]
@@ -82,6 +82,7 @@ pub fn revoke(
     )
     .set((f::revoked_at.eq(now), f::revoked_reason.eq(reason)))
     .execute(conn)?;
+    metrics::families_revoked(reason, n as u64);
     Ok(n == 1)
 }
 
@@ -105,8 +106,9 @@ pub fn revoke_all_where(
         q = q.filter(f::client_id.eq(c.to_string()));
     }
     let ids: Vec<String> = q.load(conn)?;
+    let mut revoked = 0;
     for chunk in ids.chunks(500) {
-        diesel::update(
+        revoked += diesel::update(
             f::refresh_families
                 .filter(f::id.eq_any(chunk))
                 .filter(f::revoked_at.is_null()),
@@ -114,7 +116,27 @@ pub fn revoke_all_where(
         .set((f::revoked_at.eq(now), f::revoked_reason.eq(reason)))
         .execute(conn)?;
     }
+    metrics::families_revoked(reason, revoked as u64);
     Ok(ids)
+}
+
+/// Families still live at `now`: not revoked, expired or (with a cap) out of rotations. One
+/// aggregate over the live rows, which the housekeeping keeps proportional to live sessions.
+pub fn count_live(
+    conn: &mut DbConnection,
+    now: i64,
+    max_rotations: Option<i64>,
+) -> Result<i64, StoreError> {
+    use refresh_families::dsl as f;
+    let mut q = f::refresh_families
+        .filter(f::revoked_at.is_null())
+        .filter(f::idle_expires_at.gt(now))
+        .filter(f::absolute_expires_at.gt(now))
+        .into_boxed();
+    if let Some(max) = max_rotations {
+        q = q.filter(f::rotation_count.lt(max));
+    }
+    Ok(q.count().get_result(conn)?)
 }
 
 /// Ids of families that ended (revoked, or expired) before `before`, at most `limit`.

@@ -77,9 +77,12 @@ pub async fn grant(
             )))
         })
         .await??;
+    crate::telemetry::request::record_client(&client.client_id);
     let rotated = rotated.map_err(|e| wire_error(state, e))?;
     if rotated.retried {
         state.metrics.grace_retry(rotated.retried_elsewhere);
+    } else {
+        state.metrics.refresh_rotations.inc();
     }
     respond(state, &client, rotated).await
 }

@@ -9,6 +9,7 @@ use clap::Args;
 use serde::Deserialize;
 
 use crate::db::DatabaseUrl;
+use crate::limits::settings::{LimitSettings, RawLimits};
 
 /// A configuration mistake: printed as one line, exit code 2.
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +69,8 @@ pub struct Settings {
     pub gc_interval: i64,
     /// `serve --demo`: demo clients, a demo user and the /demo walk-through.
     pub demo: bool,
+    /// Abuse limits, trusted proxies and the password-hashing pool.
+    pub limits: LimitSettings,
 }
 
 /// The settings every command accepts, as flags and `LINEAGE_*` variables.
@@ -123,6 +126,42 @@ pub struct SettingsArgs {
     /// Interval of the background housekeeping (`60s`; `0` turns it off).
     #[arg(long, env = "LINEAGE_GC_INTERVAL", global = true)]
     pub gc_interval: Option<String>,
+    /// Reverse proxies whose forwarding header is believed: addresses or CIDR ranges, comma-separated.
+    #[arg(long, env = "LINEAGE_TRUSTED_PROXIES", global = true)]
+    pub trusted_proxies: Option<String>,
+    /// The header trusted proxies append the client's address to: `x-forwarded-for` or `forwarded`.
+    #[arg(long, env = "LINEAGE_FORWARDED_HEADER", global = true)]
+    pub forwarded_header: Option<String>,
+    /// Failed sign-ins of one username before the back-off starts (5).
+    #[arg(long, env = "LINEAGE_SIGN_IN_FREE_FAILURES", global = true)]
+    pub sign_in_free_failures: Option<String>,
+    /// First sign-in back-off, doubling with each further failure (`30s`; `0` = none).
+    #[arg(long, env = "LINEAGE_SIGN_IN_BACKOFF", global = true)]
+    pub sign_in_backoff: Option<String>,
+    /// Longest sign-in back-off (`5m`).
+    #[arg(long, env = "LINEAGE_SIGN_IN_BACKOFF_MAX", global = true)]
+    pub sign_in_backoff_max: Option<String>,
+    /// Failed sign-ins per client address (`20/2h`; `off`).
+    #[arg(long, env = "LINEAGE_SIGN_IN_IP_FAILURES", global = true)]
+    pub sign_in_ip_failures: Option<String>,
+    /// Failed client authentications per client id and address (`20/1m`; `off`).
+    #[arg(long, env = "LINEAGE_CLIENT_AUTH_FAILURES", global = true)]
+    pub client_auth_failures: Option<String>,
+    /// Failed client authentications per address, any client id (`60/1m`; `off`).
+    #[arg(long, env = "LINEAGE_CLIENT_AUTH_IP_FAILURES", global = true)]
+    pub client_auth_ip_failures: Option<String>,
+    /// Requests to /token, /revoke and /introspect per address (`50000/1s`; `off`).
+    #[arg(long, env = "LINEAGE_OAUTH_IP_REQUESTS", global = true)]
+    pub oauth_ip_requests: Option<String>,
+    /// Keys each in-memory rate limiter tracks at most (100000).
+    #[arg(long, env = "LINEAGE_RATE_LIMIT_MAX_KEYS", global = true)]
+    pub rate_limit_max_keys: Option<String>,
+    /// Password hashes computed at once (default: one per core).
+    #[arg(long, env = "LINEAGE_PASSWORD_HASH_WORKERS", global = true)]
+    pub password_hash_workers: Option<String>,
+    /// Password hashes that may wait for a worker before sign-ins get 503 (16).
+    #[arg(long, env = "LINEAGE_PASSWORD_HASH_QUEUE", global = true)]
+    pub password_hash_queue: Option<String>,
 }
 
 /// `lineage.toml`: every key optional; durations as numbers (seconds) or strings (`"10m"`).
@@ -143,11 +182,29 @@ struct FileSettings {
     db_pool_size: Option<toml::Value>,
     workers: Option<toml::Value>,
     gc_interval: Option<toml::Value>,
+    trusted_proxies: Option<toml::Value>,
+    forwarded_header: Option<String>,
+    sign_in_free_failures: Option<toml::Value>,
+    sign_in_backoff: Option<toml::Value>,
+    sign_in_backoff_max: Option<toml::Value>,
+    sign_in_ip_failures: Option<toml::Value>,
+    client_auth_failures: Option<toml::Value>,
+    client_auth_ip_failures: Option<toml::Value>,
+    oauth_ip_requests: Option<toml::Value>,
+    rate_limit_max_keys: Option<toml::Value>,
+    password_hash_workers: Option<toml::Value>,
+    password_hash_queue: Option<toml::Value>,
 }
 
 fn value_to_string(v: toml::Value) -> String {
     match v {
         toml::Value::String(s) => s,
+        // `trusted_proxies = ["10.0.0.0/8", "127.0.0.1"]` reads like the comma-separated form.
+        toml::Value::Array(items) => items
+            .into_iter()
+            .map(value_to_string)
+            .collect::<Vec<_>>()
+            .join(","),
         other => other.to_string(),
     }
 }
@@ -303,6 +360,25 @@ impl SettingsArgs {
             return Err(invalid("workers must be between 1 and 256"));
         }
 
+        let limits = LimitSettings::resolve(RawLimits {
+            trusted_proxies: pick_v(&self.trusted_proxies, file.trusted_proxies),
+            forwarded_header: pick(&self.forwarded_header, file.forwarded_header),
+            sign_in_free_failures: pick_v(&self.sign_in_free_failures, file.sign_in_free_failures),
+            sign_in_backoff: pick_v(&self.sign_in_backoff, file.sign_in_backoff),
+            sign_in_backoff_max: pick_v(&self.sign_in_backoff_max, file.sign_in_backoff_max),
+            sign_in_ip_failures: pick_v(&self.sign_in_ip_failures, file.sign_in_ip_failures),
+            client_auth_failures: pick_v(&self.client_auth_failures, file.client_auth_failures),
+            client_auth_ip_failures: pick_v(
+                &self.client_auth_ip_failures,
+                file.client_auth_ip_failures,
+            ),
+            oauth_ip_requests: pick_v(&self.oauth_ip_requests, file.oauth_ip_requests),
+            rate_limit_max_keys: pick_v(&self.rate_limit_max_keys, file.rate_limit_max_keys),
+            password_hash_workers: pick_v(&self.password_hash_workers, file.password_hash_workers),
+            password_hash_queue: pick_v(&self.password_hash_queue, file.password_hash_queue),
+        })
+        .map_err(ConfigError)?;
+
         let key_secret = match pick(&self.key_secret, file.key_secret) {
             Some(s) if s.len() < 16 => {
                 return Err(invalid("key-secret must be at least 16 characters"));
@@ -327,6 +403,7 @@ impl SettingsArgs {
             workers: workers.map(|n| n as usize),
             gc_interval,
             demo: false,
+            limits,
         })
     }
 
@@ -383,6 +460,10 @@ impl Settings {
             workers: Some(2),
             gc_interval: 0,
             demo: false,
+            limits: LimitSettings {
+                password_hash_workers: 2,
+                ..LimitSettings::default()
+            },
         }
     }
 }

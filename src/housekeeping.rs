@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use crate::db::models::{
     audit_events, auth_codes, browser_sessions, refresh_families, refresh_tokens,
-    revoked_access_tokens,
+    revoked_access_tokens, sign_in_throttles,
 };
 use crate::db::{Database, DbConnection, StoreError};
 use crate::tokens::keys::RETIRED_KEY_SKEW;
@@ -24,6 +24,8 @@ pub struct GcReport {
     pub audit_events: usize,
     pub browser_sessions: usize,
     pub auth_codes: usize,
+    /// Per-username sign-in failure counts nobody added to for a day.
+    pub sign_in_throttles: usize,
 }
 
 impl GcReport {
@@ -34,6 +36,7 @@ impl GcReport {
             + self.audit_events
             + self.browser_sessions
             + self.auth_codes
+            + self.sign_in_throttles
     }
     fn add(&mut self, o: GcReport) {
         self.families += o.families;
@@ -42,6 +45,7 @@ impl GcReport {
         self.audit_events += o.audit_events;
         self.browser_sessions += o.browser_sessions;
         self.auth_codes += o.auth_codes;
+        self.sign_in_throttles += o.sign_in_throttles;
     }
 }
 
@@ -62,6 +66,11 @@ pub fn collect_batch(
         // Kept a day past expiry so a replayed code still revokes the family it started.
         let codes = auth_codes::delete_expired(c, now - 86_400, BATCH)?;
         let audit = audit_events::delete_older_than(c, now - AUDIT_RETENTION, BATCH)?;
+        let throttles = sign_in_throttles::delete_older_than(
+            c,
+            now - crate::limits::sign_in::FORGET_AFTER,
+            BATCH,
+        )?;
         Ok(GcReport {
             families,
             refresh_tokens,
@@ -69,6 +78,7 @@ pub fn collect_batch(
             audit_events: audit,
             browser_sessions: sessions,
             auth_codes: codes,
+            sign_in_throttles: throttles,
         })
     })
 }

@@ -21,25 +21,51 @@ fn argon2() -> Argon2<'static> {
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
 }
 
-/// CPU-heavy: call from a blocking thread, never from an async worker.
-pub fn hash_password(password: &Password) -> anyhow::Result<String> {
+/// An argon2id hash in PHC string form: what is stored for a password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct HashedPassword(String);
+
+impl HashedPassword {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for HashedPassword {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HashedPassword([redacted])")
+    }
+}
+
+/// CPU- and memory-heavy: the server calls it through `HashingPool`, the CLI on its own thread;
+/// never inside a database job (it would hold the connection, on SQLite the one writer, ~20 ms).
+pub fn hash_password(password: &Password) -> anyhow::Result<HashedPassword> {
     let mut salt_bytes = [0u8; 16];
     ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut salt_bytes)
         .map_err(|_| anyhow::anyhow!("no randomness available"))?;
     let salt = SaltString::encode_b64(&salt_bytes).map_err(|e| anyhow::anyhow!("salt: {e}"))?;
-    Ok(argon2()
-        .hash_password(password.expose().as_bytes(), &salt)
-        .map_err(|e| anyhow::anyhow!("hashing the password failed: {e}"))?
-        .to_string())
+    Ok(HashedPassword(
+        argon2()
+            .hash_password(password.expose().as_bytes(), &salt)
+            .map_err(|e| anyhow::anyhow!("hashing the password failed: {e}"))?
+            .to_string(),
+    ))
 }
 
 /// A hash of a random password, checked against when the user does not exist, so an unknown
 /// username costs the same time as a wrong password.
 static DUMMY_HASH: LazyLock<String> = LazyLock::new(|| {
-    hash_password(&Password::attempt("lineage-timing-equaliser".into())).unwrap_or_default()
+    hash_password(&Password::attempt("lineage-timing-equaliser".into()))
+        .map(|h| h.0)
+        .unwrap_or_default()
 });
 
-/// CPU-heavy: call from a blocking thread.
+/// Compute the dummy hash now, so the first unknown username costs no more than later ones.
+pub fn prepare_dummy_hash() {
+    LazyLock::force(&DUMMY_HASH);
+}
+
+/// CPU-heavy: call through `HashingPool` (or from the CLI's own thread).
 pub fn verify_password(hash: Option<&str>, password: &Password) -> bool {
     let (hash, real) = match hash {
         Some(h) => (h, true),
@@ -89,23 +115,17 @@ fn audit(
     audit_events::insert(conn, &event)
 }
 
-/// Create a user. The argon2 hash is computed by the caller's thread (blocking).
+/// Create a user with a password hashed beforehand (`hash_password`, outside any database job).
 pub fn create(
     conn: &mut DbConnection,
     name: &Username,
-    password: &Password,
+    hash: &HashedPassword,
     now: i64,
 ) -> Result<UserView, RegistryError> {
-    if store::find_by_username(conn, name.as_str())?.is_some() {
-        return Err(RegistryError::Conflict(format!(
-            "user `{name}` already exists"
-        )));
-    }
-    let hash = hash_password(password).map_err(StoreError::from)?;
     let row = UserRow {
         id: uuid::Uuid::new_v4().to_string(),
         username: name.as_str().to_string(),
-        password_hash: hash,
+        password_hash: hash.0.clone(),
         security_version: 1,
         disabled: false,
         not_before: None,
@@ -140,16 +160,16 @@ pub fn list(conn: &mut DbConnection) -> Result<Vec<UserView>, StoreError> {
     Ok(store::list(conn)?.iter().map(UserView::from).collect())
 }
 
+/// Set a password hashed beforehand (`hash_password`, outside any database job).
 pub fn set_password(
     conn: &mut DbConnection,
     name: &str,
-    password: &Password,
+    hash: &HashedPassword,
     now: i64,
 ) -> Result<UserView, RegistryError> {
     let user = get(conn, name)?;
-    let hash = hash_password(password).map_err(StoreError::from)?;
     conn.transaction(|conn| {
-        store::set_password(conn, &user.id, &hash, now)?;
+        store::set_password(conn, &user.id, hash.as_str(), now)?;
         refresh::revoke_all_for_user(conn, &user.id, "password_changed", now)?;
         browser_sessions::delete_for_user(conn, &user.id, None)?;
         audit(
@@ -193,12 +213,12 @@ pub fn set_disabled(
 pub fn change_own_password(
     conn: &mut DbConnection,
     user_id: &str,
-    new_hash: &str,
+    new_hash: &HashedPassword,
     keep_session: &str,
     now: i64,
 ) -> Result<(), StoreError> {
     conn.transaction(|conn| {
-        store::set_password(conn, user_id, new_hash, now)?;
+        store::set_password(conn, user_id, new_hash.as_str(), now)?;
         refresh::revoke_all_for_user(conn, user_id, "password_changed", now)?;
         browser_sessions::delete_for_user(conn, user_id, Some(keep_session))?;
         let user = store::find(conn, user_id)?

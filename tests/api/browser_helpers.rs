@@ -122,18 +122,24 @@ fn store_err(e: impl std::fmt::Display) -> StoreError {
     StoreError::Other(anyhow::anyhow!(e.to_string()))
 }
 
+/// The stored form of `password`, computed before any database job (as the server does).
+fn hash(password: &str) -> lineage::users::HashedPassword {
+    let password = Password::new(password.to_string()).expect("a valid password");
+    lineage::users::hash_password(&password).expect("hashing")
+}
+
 /// Create a user with `PASSWORD`; returns the user id.
 pub async fn create_user(app: &impl Front, name: &str) -> String {
     create_user_with(app, name, PASSWORD).await
 }
 
 pub async fn create_user_with(app: &impl Front, name: &str, password: &str) -> String {
-    let (name, password, now) = (name.to_string(), password.to_string(), app.clock_now());
+    let (name, now) = (name.to_string(), app.clock_now());
+    let hash = hash(password);
     app.database()
         .write(move |c| {
             let username = Username::parse(&name).map_err(store_err)?;
-            let password = Password::new(password).map_err(store_err)?;
-            lineage::users::create(c, &username, &password, now).map_err(store_err)
+            lineage::users::create(c, &username, &hash, now).map_err(store_err)
         })
         .await
         .expect("user creation")
@@ -142,12 +148,10 @@ pub async fn create_user_with(app: &impl Front, name: &str, password: &str) -> S
 
 /// `lineage user set-password NAME` (the library call behind it).
 pub async fn set_password(app: &impl Front, name: &str, password: &str) {
-    let (name, password, now) = (name.to_string(), password.to_string(), app.clock_now());
+    let (name, now) = (name.to_string(), app.clock_now());
+    let hash = hash(password);
     app.database()
-        .write(move |c| {
-            let password = Password::new(password).map_err(store_err)?;
-            lineage::users::set_password(c, &name, &password, now).map_err(store_err)
-        })
+        .write(move |c| lineage::users::set_password(c, &name, &hash, now).map_err(store_err))
         .await
         .expect("set_password");
 }

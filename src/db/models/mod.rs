@@ -8,5 +8,6 @@ pub mod consents;
 pub mod refresh_families;
 pub mod refresh_tokens;
 pub mod revoked_access_tokens;
+pub mod sign_in_throttles;
 pub mod signing_keys;
 pub mod users;

@@ -666,6 +666,33 @@ impl Browser {
         }
     }
 
+    /// A browser behind a proxy that forwards it as `address` (`X-Forwarded-For`), for servers
+    /// that trust 127.0.0.1 as a proxy: distinct client addresses from one test.
+    pub fn forwarded_as(base: &str, address: &str) -> Self {
+        Self::with_headers(base, &[("x-forwarded-for", address)])
+    }
+
+    /// A browser that sends these headers with every request.
+    pub fn with_headers(base: &str, extra: &[(&str, &str)]) -> Self {
+        let mut headers = HeaderMap::new();
+        for (name, value) in extra {
+            headers.append(
+                reqwest::header::HeaderName::from_bytes(name.as_bytes()).expect("a header name"),
+                value.parse().expect("a header value"),
+            );
+        }
+        Self {
+            base: base.to_string(),
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .user_agent(CHROME_UA)
+                .default_headers(headers)
+                .build()
+                .expect("reqwest client"),
+            jar: Mutex::new(BTreeMap::new()),
+        }
+    }
+
     pub fn cookie(&self, name: &str) -> Option<String> {
         self.jar.lock().expect("jar").get(name).cloned()
     }

@@ -39,3 +39,9 @@ mod refresh_rotation;
 mod refresh_users;
 mod revocation_feed;
 mod revoke_introspect;
+
+// Abuse limits: sign-in back-off, failure limits, trusted proxies, bounded password hashing.
+mod client_auth_limits;
+mod password_hashing;
+mod sign_in_limits;
+mod trusted_proxies;

@@ -76,7 +76,8 @@ form_credentials() {
   local page
   page=$(curl -s -c "$WORK/jar" "$URL/login")
   CSRF_TOKEN=$(printf '%s' "$page" | sed -n 's/.*name="csrf_token" value="\([^"]*\)".*/\1/p' | head -1)
-  PRE_SESSION_COOKIE=$(awk '!/^#/ && NF >= 7 { print $6 "=" $7 }' "$WORK/jar" | head -1)
+  # The cookie is HttpOnly: curl's jar marks such lines with a `#HttpOnly_` prefix.
+  PRE_SESSION_COOKIE=$(sed 's/^#HttpOnly_//' "$WORK/jar" | awk '!/^#/ && NF >= 7 { print $6 "=" $7 }' | head -1)
   [ -n "$CSRF_TOKEN" ] && [ -n "$PRE_SESSION_COOKIE" ] || { echo "no CSRF token on /login" >&2; exit 1; }
   export CSRF_TOKEN PRE_SESSION_COOKIE
 }

@@ -2,14 +2,16 @@
 //! unbounded number of concurrent sign-ins is an unbounded amount of memory and CPU: here at most
 //! `workers` hashes run at once on threads of their own, at most `queue` more wait for them, and
 //! any caller beyond that is turned away at once (`Busy`: a 503 with `Retry-After`) instead of
-//! piling up.
+//! piling up. The hashing threads run at a lower CPU priority (nice 10): a flood of sign-ins then
+//! cannot starve token refreshes and health checks of CPU, while an idle machine still hashes at
+//! full speed.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 
 use prometheus_client::metrics::counter::Counter;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// A caller turned away by a full queue may try again after this many seconds.
 pub const BUSY_RETRY_AFTER: u64 = 1;
@@ -23,6 +25,14 @@ pub enum HashingError {
 }
 
 type Job = Box<dyn FnOnce() + Send>;
+
+/// A place in the pool (running or queued), taken before the caller does any other work for the
+/// password check, so that a full pool turns a request away before it costs anything.
+#[derive(Debug)]
+pub struct Place {
+    /// Held for its `Drop`: the place is free again when the job ends.
+    _permit: OwnedSemaphorePermit,
+}
 
 pub struct HashingPool {
     /// One permit per running or queued job.
@@ -51,6 +61,7 @@ impl HashingPool {
             std::thread::Builder::new()
                 .name(format!("password-hash-{i}"))
                 .spawn(move || {
+                    lower_priority();
                     loop {
                         // The lock is held only while waiting for the next job, not while running it.
                         let job = match receiver.lock() {
@@ -71,17 +82,35 @@ impl HashingPool {
         })
     }
 
+    /// Take a place, or `Busy` at once when every worker and queue place is taken.
+    pub fn reserve(&self) -> Result<Place, HashingError> {
+        match Arc::clone(&self.admission).try_acquire_owned() {
+            Ok(permit) => Ok(Place { _permit: permit }),
+            Err(_) => {
+                self.busy.inc();
+                Err(HashingError::Busy)
+            }
+        }
+    }
+
     /// Run `job` (a hash or a verification) on a hashing thread, or refuse at once when the pool
-    /// and its queue are full. The place is held until the job ends, even if the caller gives up.
+    /// and its queue are full.
     pub async fn run<T, F>(&self, job: F) -> Result<T, HashingError>
     where
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        let Ok(place) = Arc::clone(&self.admission).try_acquire_owned() else {
-            self.busy.inc();
-            return Err(HashingError::Busy);
-        };
+        let place = self.reserve()?;
+        self.run_in(place, job).await
+    }
+
+    /// Run `job` in a place taken earlier. The place is held until the job ends, even if the
+    /// caller gives up waiting.
+    pub async fn run_in<T, F>(&self, place: Place, job: F) -> Result<T, HashingError>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let span = tracing::Span::current();
         let job: Job = Box::new(move || {
@@ -98,6 +127,23 @@ impl HashingPool {
                 Err(HashingError::Failed)
             }
             Err(_) => Err(HashingError::Failed),
+        }
+    }
+}
+
+/// Lower this thread's CPU priority (Linux: `setpriority` applies to one thread). Best effort.
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        /// `nice` value of the hashing threads (0 = normal, 19 = lowest).
+        const HASHING_NICENESS: i32 = 10;
+        // SAFETY: plain system calls on the calling thread's own id; no memory is shared.
+        let result = unsafe {
+            let tid = libc::gettid();
+            libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, HASHING_NICENESS)
+        };
+        if result != 0 {
+            tracing::debug!("could not lower the priority of a password-hashing thread");
         }
     }
 }

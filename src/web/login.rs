@@ -13,7 +13,6 @@ use crate::clients;
 use crate::db::models::users::UserRow;
 use crate::db::models::{auth_codes, browser_sessions, sign_in_throttles, users};
 use crate::domain::Password;
-use crate::hashing::HashingError;
 use crate::limits::sign_in;
 use crate::limits::{LimitKind, client_ip, in_words};
 use crate::oauth::form::Form;
@@ -220,6 +219,11 @@ async fn check(
             refused(state, req, attempt, kind, wait.0).await,
         ));
     }
+    // A place for the password check first: when the pool is full, nothing else is spent.
+    let place = match state.hashing.reserve() {
+        Ok(place) => place,
+        Err(_) => return Ok(Outcome::Refused(busy(state, req, attempt).await)),
+    };
     let (lookup, key) = (attempt.username.clone(), attempt.username_key.clone());
     let (user, throttle) = state
         .db
@@ -238,15 +242,12 @@ async fn check(
         ));
     }
     let hash = user.as_ref().map(|u| u.password_hash.clone());
-    let verified = state
+    let ok = state
         .hashing
-        .run(move || crate::users::verify_password(hash.as_deref(), &password))
-        .await;
-    let ok = match verified {
-        Ok(ok) => ok,
-        Err(HashingError::Busy) => return Ok(Outcome::Refused(busy(state, req, attempt).await)),
-        Err(e) => return Err(e.into()),
-    };
+        .run_in(place, move || {
+            crate::users::verify_password(hash.as_deref(), &password)
+        })
+        .await?;
     let had_failures = throttle.is_some_and(|t| t.failures > 0);
     Ok(match user {
         Some(user) if ok && !user.disabled => Outcome::Accepted { user, had_failures },

@@ -167,6 +167,13 @@ async fn a_successful_sign_in_resets_the_back_off(backend: Backend) {
     create_user(&app, "alice").await;
     let b = from(&app, "203.0.113.9");
     fail_times(&b, "alice", 5).await;
+    let blocked = attempt(&from(&app, "198.51.100.20"), "alice", PASSWORD).await;
+    assert_eq!(
+        blocked.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "{}",
+        blocked.describe()
+    );
     app.clock.advance(31);
     let ok = attempt(&from(&app, "198.51.100.20"), "alice", PASSWORD).await;
     assert_eq!(ok.status, StatusCode::SEE_OTHER, "{}", ok.describe());

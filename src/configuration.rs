@@ -262,7 +262,8 @@ pub fn parse_issuer(raw: &str) -> Result<String, ConfigError> {
 impl SettingsArgs {
     /// Layer defaults < file < environment/flags and validate the result.
     pub fn resolve(&self) -> Result<Settings, ConfigError> {
-        let file = self.read_file()?;
+        let mut file = self.read_file()?;
+        let limit_values = self.limit_values(&mut file);
         let pick = |flag: &Option<String>, file: Option<String>| flag.clone().or(file);
         let pick_v = |flag: &Option<String>, file: Option<toml::Value>| {
             flag.clone().or(file.map(value_to_string))
@@ -360,24 +361,7 @@ impl SettingsArgs {
             return Err(invalid("workers must be between 1 and 256"));
         }
 
-        let limits = LimitSettings::resolve(RawLimits {
-            trusted_proxies: pick_v(&self.trusted_proxies, file.trusted_proxies),
-            forwarded_header: pick(&self.forwarded_header, file.forwarded_header),
-            sign_in_free_failures: pick_v(&self.sign_in_free_failures, file.sign_in_free_failures),
-            sign_in_backoff: pick_v(&self.sign_in_backoff, file.sign_in_backoff),
-            sign_in_backoff_max: pick_v(&self.sign_in_backoff_max, file.sign_in_backoff_max),
-            sign_in_ip_failures: pick_v(&self.sign_in_ip_failures, file.sign_in_ip_failures),
-            client_auth_failures: pick_v(&self.client_auth_failures, file.client_auth_failures),
-            client_auth_ip_failures: pick_v(
-                &self.client_auth_ip_failures,
-                file.client_auth_ip_failures,
-            ),
-            oauth_ip_requests: pick_v(&self.oauth_ip_requests, file.oauth_ip_requests),
-            rate_limit_max_keys: pick_v(&self.rate_limit_max_keys, file.rate_limit_max_keys),
-            password_hash_workers: pick_v(&self.password_hash_workers, file.password_hash_workers),
-            password_hash_queue: pick_v(&self.password_hash_queue, file.password_hash_queue),
-        })
-        .map_err(ConfigError)?;
+        let limits = LimitSettings::resolve(limit_values).map_err(ConfigError)?;
 
         let key_secret = match pick(&self.key_secret, file.key_secret) {
             Some(s) if s.len() < 16 => {
@@ -405,6 +389,39 @@ impl SettingsArgs {
             demo: false,
             limits,
         })
+    }
+
+    /// The abuse-limit settings, flag (or environment) over file, still unparsed.
+    fn limit_values(&self, file: &mut FileSettings) -> RawLimits {
+        fn pick(flag: &Option<String>, file: &mut Option<toml::Value>) -> Option<String> {
+            flag.clone().or(file.take().map(value_to_string))
+        }
+        RawLimits {
+            trusted_proxies: pick(&self.trusted_proxies, &mut file.trusted_proxies),
+            forwarded_header: self
+                .forwarded_header
+                .clone()
+                .or(file.forwarded_header.take()),
+            sign_in_free_failures: pick(
+                &self.sign_in_free_failures,
+                &mut file.sign_in_free_failures,
+            ),
+            sign_in_backoff: pick(&self.sign_in_backoff, &mut file.sign_in_backoff),
+            sign_in_backoff_max: pick(&self.sign_in_backoff_max, &mut file.sign_in_backoff_max),
+            sign_in_ip_failures: pick(&self.sign_in_ip_failures, &mut file.sign_in_ip_failures),
+            client_auth_failures: pick(&self.client_auth_failures, &mut file.client_auth_failures),
+            client_auth_ip_failures: pick(
+                &self.client_auth_ip_failures,
+                &mut file.client_auth_ip_failures,
+            ),
+            oauth_ip_requests: pick(&self.oauth_ip_requests, &mut file.oauth_ip_requests),
+            rate_limit_max_keys: pick(&self.rate_limit_max_keys, &mut file.rate_limit_max_keys),
+            password_hash_workers: pick(
+                &self.password_hash_workers,
+                &mut file.password_hash_workers,
+            ),
+            password_hash_queue: pick(&self.password_hash_queue, &mut file.password_hash_queue),
+        }
     }
 
     fn read_file(&self) -> Result<FileSettings, ConfigError> {
@@ -569,64 +586,5 @@ mod tests {
             .map(|e| e.to_string())
             .unwrap_or_default();
         assert!(err.contains("refresh-idle-ttl"), "{err}");
-    }
-
-    #[test]
-    fn abuse_limits_come_from_the_file_and_flags_override_them() {
-        let dir = std::env::temp_dir().join(format!("lineage-conf-{}", uuid::Uuid::new_v4()));
-        let _ = std::fs::create_dir_all(&dir);
-        let path = dir.join("lineage.toml");
-        let written = std::fs::write(
-            &path,
-            "trusted_proxies = [\"10.0.0.0/8\", \"127.0.0.1\"]\n\
-             forwarded_header = \"forwarded\"\n\
-             sign_in_backoff = \"1m\"\n\
-             sign_in_ip_failures = \"5/1h\"\n\
-             oauth_ip_requests = \"off\"\n\
-             password_hash_queue = 4\n",
-        );
-        assert!(written.is_ok());
-        let args = SettingsArgs {
-            config: Some(path.clone()),
-            sign_in_ip_failures: Some("7/1h".into()),
-            ..Default::default()
-        };
-        let limits = args.resolve().map(|s| s.limits);
-        let _ = std::fs::remove_dir_all(&dir);
-        let Ok(limits) = limits else {
-            panic!("{:?}", limits.err());
-        };
-        assert_eq!(limits.trusted_proxies.networks.len(), 2);
-        assert_eq!(
-            limits.trusted_proxies.header,
-            crate::limits::client_ip::ForwardedHeader::Forwarded
-        );
-        assert_eq!(limits.sign_in_backoff, 60);
-        assert_eq!(
-            limits.sign_in_ip_failures.map(|r| r.count),
-            Some(7),
-            "the flag wins"
-        );
-        assert_eq!(limits.oauth_ip_requests, None);
-        assert_eq!(limits.password_hash_queue, 4);
-
-        let args = SettingsArgs {
-            config: Some(PathBuf::from("/nonexistent/lineage.toml")),
-            ..Default::default()
-        };
-        assert!(args.resolve().is_err());
-        let args = SettingsArgs {
-            trusted_proxies: Some("10.0.0.0/8,not-an-address".into()),
-            ..Default::default()
-        };
-        let err = args
-            .resolve()
-            .err()
-            .map(|e| e.to_string())
-            .unwrap_or_default();
-        assert!(
-            err.contains("trusted-proxies") && err.contains("not-an-address"),
-            "{err}"
-        );
     }
 }

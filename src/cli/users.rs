@@ -90,7 +90,6 @@ pub fn run(cmd: UserCommand, backend: &Backend, now: i64) -> Result<(), Failure>
                 code: 1,
             })?;
             let password = read_password(password_stdin, &format!("Password for {name}: "))?;
-            // Hashed first: the database connection is not held during the ~20 ms of argon2.
             let hash = users::hash_password(&password)?;
             let v =
                 db.run_sync(|c| users::create(c, &name, &hash, now).map_err(registry_to_store))?;

@@ -275,4 +275,63 @@ mod tests {
             assert!(err.contains(name), "{name}: {err}");
         }
     }
+
+    #[test]
+    fn abuse_limits_come_from_the_file_and_flags_override_them() {
+        let dir = std::env::temp_dir().join(format!("lineage-conf-{}", uuid::Uuid::new_v4()));
+        let _ = std::fs::create_dir_all(&dir);
+        let path = dir.join("lineage.toml");
+        let written = std::fs::write(
+            &path,
+            "trusted_proxies = [\"10.0.0.0/8\", \"127.0.0.1\"]\n\
+             forwarded_header = \"forwarded\"\n\
+             sign_in_backoff = \"1m\"\n\
+             sign_in_ip_failures = \"5/1h\"\n\
+             oauth_ip_requests = \"off\"\n\
+             password_hash_queue = 4\n",
+        );
+        assert!(written.is_ok());
+        let args = crate::configuration::SettingsArgs {
+            config: Some(path.clone()),
+            sign_in_ip_failures: Some("7/1h".into()),
+            ..Default::default()
+        };
+        let limits = args.resolve().map(|s| s.limits);
+        let _ = std::fs::remove_dir_all(&dir);
+        let Ok(limits) = limits else {
+            panic!("{:?}", limits.err());
+        };
+        assert_eq!(limits.trusted_proxies.networks.len(), 2);
+        assert_eq!(
+            limits.trusted_proxies.header,
+            crate::limits::client_ip::ForwardedHeader::Forwarded
+        );
+        assert_eq!(limits.sign_in_backoff, 60);
+        assert_eq!(
+            limits.sign_in_ip_failures.map(|r| r.count),
+            Some(7),
+            "the flag wins"
+        );
+        assert_eq!(limits.oauth_ip_requests, None);
+        assert_eq!(limits.password_hash_queue, 4);
+
+        let args = crate::configuration::SettingsArgs {
+            config: Some(std::path::PathBuf::from("/nonexistent/lineage.toml")),
+            ..Default::default()
+        };
+        assert!(args.resolve().is_err());
+        let args = crate::configuration::SettingsArgs {
+            trusted_proxies: Some("10.0.0.0/8,not-an-address".into()),
+            ..Default::default()
+        };
+        let err = args
+            .resolve()
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            err.contains("trusted-proxies") && err.contains("not-an-address"),
+            "{err}"
+        );
+    }
 }

@@ -23,6 +23,7 @@ both_backends!(
     an_address_that_keeps_failing_is_refused_while_others_sign_in,
     unknown_usernames_are_counted_like_known_ones,
     failed_sign_ins_are_one_event_with_a_count,
+    housekeeping_deletes_failure_counts_a_day_old,
 );
 
 const WRONG: &str = "not the password at all";
@@ -320,4 +321,21 @@ async fn failed_sign_ins_are_one_event_with_a_count(backend: Backend) {
         account.contains("used a second time"),
         "the reuse alert is still shown: {account}"
     );
+}
+
+async fn housekeeping_deletes_failure_counts_a_day_old(backend: Backend) {
+    let Some(app) = app(backend).await else {
+        return;
+    };
+    fail_times(&from(&app, "203.0.113.9"), "nobody", 1).await;
+    let gc = |now: i64| {
+        app.db
+            .write(move |c| lineage::housekeeping::collect_all(c, now, 600))
+    };
+    let report = gc(app.now()).await.expect("gc");
+    assert_eq!(report.sign_in_throttles, 0, "a fresh count stays");
+    app.clock
+        .advance(lineage::limits::sign_in::FORGET_AFTER + 1);
+    let report = gc(app.now()).await.expect("gc");
+    assert_eq!(report.sign_in_throttles, 1, "a day-old count goes");
 }

@@ -9,6 +9,7 @@ use clap::Args;
 use serde::Deserialize;
 
 use crate::db::DatabaseUrl;
+use crate::limits::settings::{LimitSettings, RawLimits};
 pub use crate::telemetry::LogFormat;
 
 /// A configuration mistake: printed as one line, exit code 2.
@@ -114,6 +115,8 @@ pub struct Settings {
     pub revocations_public: bool,
     /// How log lines are written to stderr.
     pub log_format: LogFormat,
+    /// Abuse limits, trusted proxies and the password-hashing pool.
+    pub limits: LimitSettings,
 }
 
 /// The settings every command accepts, as flags and `LINEAGE_*` variables.
@@ -193,6 +196,42 @@ pub struct SettingsArgs {
     /// Log lines as `json` or `text` (default: text on a terminal, JSON otherwise).
     #[arg(long, env = "LINEAGE_LOG_FORMAT", global = true)]
     pub log_format: Option<String>,
+    /// Reverse proxies whose forwarding header is believed: addresses or CIDR ranges, comma-separated.
+    #[arg(long, env = "LINEAGE_TRUSTED_PROXIES", global = true)]
+    pub trusted_proxies: Option<String>,
+    /// The header trusted proxies append the client's address to: `x-forwarded-for` or `forwarded`.
+    #[arg(long, env = "LINEAGE_FORWARDED_HEADER", global = true)]
+    pub forwarded_header: Option<String>,
+    /// Failed sign-ins of one username before the back-off starts (5).
+    #[arg(long, env = "LINEAGE_SIGN_IN_FREE_FAILURES", global = true)]
+    pub sign_in_free_failures: Option<String>,
+    /// First sign-in back-off, doubling with each further failure (`30s`; `0` = none).
+    #[arg(long, env = "LINEAGE_SIGN_IN_BACKOFF", global = true)]
+    pub sign_in_backoff: Option<String>,
+    /// Longest sign-in back-off (`5m`).
+    #[arg(long, env = "LINEAGE_SIGN_IN_BACKOFF_MAX", global = true)]
+    pub sign_in_backoff_max: Option<String>,
+    /// Failed sign-ins per client address (`20/2h`; `off`).
+    #[arg(long, env = "LINEAGE_SIGN_IN_IP_FAILURES", global = true)]
+    pub sign_in_ip_failures: Option<String>,
+    /// Failed client authentications per client id and address (`20/1m`; `off`).
+    #[arg(long, env = "LINEAGE_CLIENT_AUTH_FAILURES", global = true)]
+    pub client_auth_failures: Option<String>,
+    /// Failed client authentications per address, any client id (`60/1m`; `off`).
+    #[arg(long, env = "LINEAGE_CLIENT_AUTH_IP_FAILURES", global = true)]
+    pub client_auth_ip_failures: Option<String>,
+    /// Requests to /token, /revoke and /introspect per address (`50000/1s`; `off`).
+    #[arg(long, env = "LINEAGE_OAUTH_IP_REQUESTS", global = true)]
+    pub oauth_ip_requests: Option<String>,
+    /// Keys each in-memory rate limiter tracks at most (100000).
+    #[arg(long, env = "LINEAGE_RATE_LIMIT_MAX_KEYS", global = true)]
+    pub rate_limit_max_keys: Option<String>,
+    /// Password hashes computed at once (default: one per core).
+    #[arg(long, env = "LINEAGE_PASSWORD_HASH_WORKERS", global = true)]
+    pub password_hash_workers: Option<String>,
+    /// Password hashes that may wait for a worker before sign-ins get 503 (16).
+    #[arg(long, env = "LINEAGE_PASSWORD_HASH_QUEUE", global = true)]
+    pub password_hash_queue: Option<String>,
 }
 
 /// `lineage.toml`: every key optional; durations as numbers (seconds) or strings (`"10m"`).
@@ -219,11 +258,29 @@ struct FileSettings {
     shutdown_timeout: Option<toml::Value>,
     revocations_public: Option<toml::Value>,
     log_format: Option<String>,
+    trusted_proxies: Option<toml::Value>,
+    forwarded_header: Option<String>,
+    sign_in_free_failures: Option<toml::Value>,
+    sign_in_backoff: Option<toml::Value>,
+    sign_in_backoff_max: Option<toml::Value>,
+    sign_in_ip_failures: Option<toml::Value>,
+    client_auth_failures: Option<toml::Value>,
+    client_auth_ip_failures: Option<toml::Value>,
+    oauth_ip_requests: Option<toml::Value>,
+    rate_limit_max_keys: Option<toml::Value>,
+    password_hash_workers: Option<toml::Value>,
+    password_hash_queue: Option<toml::Value>,
 }
 
 fn value_to_string(v: toml::Value) -> String {
     match v {
         toml::Value::String(s) => s,
+        // `trusted_proxies = ["10.0.0.0/8", "127.0.0.1"]` reads like the comma-separated form.
+        toml::Value::Array(items) => items
+            .into_iter()
+            .map(value_to_string)
+            .collect::<Vec<_>>()
+            .join(","),
         other => other.to_string(),
     }
 }
@@ -300,7 +357,8 @@ pub fn parse_issuer(raw: &str) -> Result<String, ConfigError> {
 impl SettingsArgs {
     /// Layer defaults < file < environment/flags and validate the result.
     pub fn resolve(&self) -> Result<Settings, ConfigError> {
-        let file = self.read_file()?;
+        let mut file = self.read_file()?;
+        let limit_values = self.limit_values(&mut file);
         let pick = |flag: &Option<String>, file: Option<String>| flag.clone().or(file);
         let pick_v = |flag: &Option<String>, file: Option<toml::Value>| {
             flag.clone().or(file.map(value_to_string))
@@ -441,6 +499,7 @@ impl SettingsArgs {
             .map(|s| LogFormat::parse(&s))
             .transpose()?
             .unwrap_or_else(LogFormat::for_stderr);
+        let limits = LimitSettings::resolve(limit_values).map_err(ConfigError)?;
 
         let key_secret = match self
             .key_secret
@@ -477,7 +536,41 @@ impl SettingsArgs {
             demo: false,
             revocations_public,
             log_format,
+            limits,
         })
+    }
+
+    /// The abuse-limit settings, flag (or environment) over file, still unparsed.
+    fn limit_values(&self, file: &mut FileSettings) -> RawLimits {
+        fn pick(flag: &Option<String>, file: &mut Option<toml::Value>) -> Option<String> {
+            flag.clone().or(file.take().map(value_to_string))
+        }
+        RawLimits {
+            trusted_proxies: pick(&self.trusted_proxies, &mut file.trusted_proxies),
+            forwarded_header: self
+                .forwarded_header
+                .clone()
+                .or(file.forwarded_header.take()),
+            sign_in_free_failures: pick(
+                &self.sign_in_free_failures,
+                &mut file.sign_in_free_failures,
+            ),
+            sign_in_backoff: pick(&self.sign_in_backoff, &mut file.sign_in_backoff),
+            sign_in_backoff_max: pick(&self.sign_in_backoff_max, &mut file.sign_in_backoff_max),
+            sign_in_ip_failures: pick(&self.sign_in_ip_failures, &mut file.sign_in_ip_failures),
+            client_auth_failures: pick(&self.client_auth_failures, &mut file.client_auth_failures),
+            client_auth_ip_failures: pick(
+                &self.client_auth_ip_failures,
+                &mut file.client_auth_ip_failures,
+            ),
+            oauth_ip_requests: pick(&self.oauth_ip_requests, &mut file.oauth_ip_requests),
+            rate_limit_max_keys: pick(&self.rate_limit_max_keys, &mut file.rate_limit_max_keys),
+            password_hash_workers: pick(
+                &self.password_hash_workers,
+                &mut file.password_hash_workers,
+            ),
+            password_hash_queue: pick(&self.password_hash_queue, &mut file.password_hash_queue),
+        }
     }
 
     fn read_file(&self) -> Result<FileSettings, ConfigError> {
@@ -557,6 +650,10 @@ impl Settings {
             demo: false,
             revocations_public: false,
             log_format: LogFormat::Text,
+            limits: LimitSettings {
+                password_hash_workers: 2,
+                ..LimitSettings::default()
+            },
         }
     }
 }

@@ -35,6 +35,32 @@ fn ensure_client(c: &mut DbConnection, spec: NewClient, now: i64) -> Result<(), 
     }
 }
 
+/// The demo user, created once; its password is hashed through the hashing pool before the write.
+async fn ensure_demo_user(state: &AppState, password: &str, now: i64) -> anyhow::Result<()> {
+    let exists = state
+        .db
+        .run(|c| crate::db::models::users::find_by_username(c, DEMO_USER))
+        .await?
+        .is_some();
+    if exists {
+        return Ok(());
+    }
+    let name = Username::parse(DEMO_USER).map_err(anyhow::Error::msg)?;
+    let pw = Password::new(password.to_string()).map_err(anyhow::Error::msg)?;
+    let hash = state
+        .hashing
+        .run(move || users::hash_password(&pw))
+        .await??;
+    state
+        .db
+        .write(move |c| match users::create(c, &name, &hash, now) {
+            Ok(_) | Err(RegistryError::Conflict(_)) => Ok(()),
+            Err(e) => Err(StoreError::Other(anyhow::anyhow!(e.to_string()))),
+        })
+        .await?;
+    Ok(())
+}
+
 /// Create the demo clients and user once. Secrets are derived from the key secret, so every start
 /// prints the same working credentials without storing them in clear.
 pub async fn prepare(state: &AppState) -> anyhow::Result<()> {
@@ -43,7 +69,7 @@ pub async fn prepare(state: &AppState) -> anyhow::Result<()> {
     let now = state.now();
     let redirect = RedirectUri::parse(&format!("{}/demo/callback", state.issuer))
         .map_err(anyhow::Error::msg)?;
-    let (stored, user_password) = (secret.clone(), password.clone());
+    let stored = secret.clone();
     state
         .db
         .write(move |c| {
@@ -82,18 +108,10 @@ pub async fn prepare(state: &AppState) -> anyhow::Result<()> {
                     first_party: false,
                 },
                 now,
-            )?;
-            if crate::db::models::users::find_by_username(c, DEMO_USER)?.is_none() {
-                let name = Username::parse(DEMO_USER).map_err(anyhow::Error::msg)?;
-                let pw = Password::new(user_password).map_err(anyhow::Error::msg)?;
-                match users::create(c, &name, &pw, now) {
-                    Ok(_) | Err(RegistryError::Conflict(_)) => {}
-                    Err(e) => return Err(StoreError::Other(anyhow::anyhow!(e.to_string()))),
-                }
-            }
-            Ok(())
+            )
         })
         .await?;
+    ensure_demo_user(state, &password, now).await?;
     let issuer = &state.issuer;
     let s = secret.expose();
     println!(

@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use crate::db::models::{
     audit_events, auth_codes, browser_sessions, refresh_families, refresh_tokens, revocation_feed,
-    revoked_access_tokens,
+    revoked_access_tokens, sign_in_throttles,
 };
 use crate::db::{Database, DbConnection, StoreError};
 use crate::tokens::keys::RETIRED_KEY_SKEW;
@@ -26,6 +26,8 @@ pub struct GcReport {
     pub browser_sessions: usize,
     pub auth_codes: usize,
     pub revocation_feed_entries: usize,
+    /// Per-username sign-in failure counts nobody added to for a day.
+    pub sign_in_throttles: usize,
 }
 
 impl GcReport {
@@ -37,6 +39,7 @@ impl GcReport {
             + self.browser_sessions
             + self.auth_codes
             + self.revocation_feed_entries
+            + self.sign_in_throttles
     }
     fn add(&mut self, o: GcReport) {
         self.families += o.families;
@@ -46,6 +49,7 @@ impl GcReport {
         self.browser_sessions += o.browser_sessions;
         self.auth_codes += o.auth_codes;
         self.revocation_feed_entries += o.revocation_feed_entries;
+        self.sign_in_throttles += o.sign_in_throttles;
     }
 }
 
@@ -68,6 +72,11 @@ pub fn collect_batch(
         let audit = audit_events::delete_older_than(c, now - AUDIT_RETENTION, BATCH)?;
         // Same horizon as families: no token a feed entry covers can still be alive.
         let feed = revocation_feed::delete_older_than(c, before, BATCH)?;
+        let throttles = sign_in_throttles::delete_older_than(
+            c,
+            now - crate::limits::sign_in::FORGET_AFTER,
+            BATCH,
+        )?;
         Ok(GcReport {
             families,
             refresh_tokens,
@@ -76,6 +85,7 @@ pub fn collect_batch(
             browser_sessions: sessions,
             auth_codes: codes,
             revocation_feed_entries: feed,
+            sign_in_throttles: throttles,
         })
     })
 }

@@ -62,6 +62,11 @@ pub struct RateLimitLabels {
 
 type LatencyFamily = Family<LatencyLabels, Histogram, fn() -> Histogram>;
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LimitLabels {
+    pub limit: &'static str,
+}
+
 fn request_histogram() -> Histogram {
     Histogram::seconds(histogram::REQUEST_SECONDS)
 }
@@ -80,6 +85,8 @@ pub struct Metrics {
     /// Live refresh families, counted in the database at each scrape.
     pub refresh_families_active: Gauge,
     pub rate_limited: Family<RateLimitLabels, Counter>,
+    pub rate_limit_keys: Family<LimitLabels, Gauge>,
+    pub password_hashing_busy: Counter,
 }
 
 impl Default for Metrics {
@@ -142,10 +149,22 @@ impl Default for Metrics {
             "Refresh families neither revoked nor expired, counted in the database at each scrape",
             refresh_families_active.clone(),
         );
+        let rate_limit_keys = Family::<LimitLabels, Gauge>::default();
+        let password_hashing_busy = Counter::default();
         registry.register(
             "rate_limited",
             "Requests refused by an abuse limit, by endpoint and limit",
             rate_limited.clone(),
+        );
+        registry.register(
+            "rate_limit_keys",
+            "Keys (addresses, clients) an in-memory rate limiter of this node tracks",
+            rate_limit_keys.clone(),
+        );
+        registry.register(
+            "password_hashing_busy",
+            "Requests answered 503 because every password-hashing worker and queue place was taken",
+            password_hashing_busy.clone(),
         );
         Self {
             registry,
@@ -159,6 +178,8 @@ impl Default for Metrics {
             refresh_rotations,
             refresh_families_active,
             rate_limited,
+            rate_limit_keys,
+            password_hashing_busy,
         }
     }
 }
@@ -260,10 +281,24 @@ impl Metrics {
     }
 
     /// A request refused by an abuse limit.
-    pub fn rate_limited(&self, endpoint: &'static str, limit: &'static str) {
+    pub fn rate_limited(&self, endpoint: &'static str, limit: crate::limits::LimitKind) {
         self.rate_limited
-            .get_or_create(&RateLimitLabels { endpoint, limit })
+            .get_or_create(&RateLimitLabels {
+                endpoint,
+                limit: limit.as_str(),
+            })
             .inc();
+    }
+
+    /// Read the limiters' sizes into their gauge (at every scrape).
+    pub fn observe_limits(&self, limits: &crate::limits::Limits) {
+        for (kind, keys) in limits.tracked_keys() {
+            self.rate_limit_keys
+                .get_or_create(&LimitLabels {
+                    limit: kind.as_str(),
+                })
+                .set(keys as i64);
+        }
     }
 
     pub fn render(&self) -> String {
@@ -305,5 +340,8 @@ pub async fn endpoint(
     actix_web::HttpResponse::Ok()
         .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
         .insert_header(("Cache-Control", "no-store"))
-        .body(state.metrics.render())
+        .body({
+            state.metrics.observe_limits(&state.limits);
+            state.metrics.render()
+        })
 }

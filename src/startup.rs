@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use actix_web::dev::{Server, Service};
 use actix_web::http::header;
-use actix_web::middleware::DefaultHeaders;
+use actix_web::middleware::{DefaultHeaders, from_fn};
 use actix_web::web::{self, Data};
 use actix_web::{App, HttpServer, Resource};
 use anyhow::Context;
@@ -16,6 +16,9 @@ use crate::clock::{SharedClock, SystemClock};
 use crate::configuration::{KeySecret, Settings};
 use crate::db::models::revocation_feed;
 use crate::db::{Database, PoolOptions};
+use crate::hashing::HashingPool;
+use crate::limits::sign_in::{SignInPolicy, UsernameKeys};
+use crate::limits::{self, Limits};
 use crate::metrics::Metrics;
 use crate::oauth::error::OAuthError;
 use crate::oauth::{authorize, discovery, introspect, jwks, revocations, revoke, token};
@@ -90,12 +93,22 @@ impl Application {
             .issuer
             .clone()
             .unwrap_or_else(|| format!("http://{addr}"));
+        let app_metrics = Metrics::with_storage(&db);
+        let hashing = HashingPool::start(
+            settings.limits.password_hash_workers,
+            settings.limits.password_hash_queue,
+            app_metrics.password_hashing_busy.clone(),
+        )?;
         let state = Data::new(AppState {
+            limits: Limits::from_settings(&settings),
+            sign_in_policy: SignInPolicy::from_settings(&settings),
+            username_keys: UsernameKeys::new(&key_secret),
+            hashing,
             keys: KeyRing::new(key_set, now, enc, ttl),
             settings: settings.clone(),
             successor_key: SuccessorKey::new(&key_secret),
             form_signer: FormSigner::new(&key_secret),
-            metrics: Metrics::with_storage(&db),
+            metrics: app_metrics,
             cookies: CookieNames::for_issuer(&issuer),
             refresh_policy: RefreshPolicy::from_settings(&settings),
             key_secret,
@@ -103,6 +116,12 @@ impl Application {
             db,
             clock,
         });
+        {
+            let state = state.clone();
+            tokio::spawn(async move {
+                let _ = state.hashing.run(crate::users::prepare_dummy_hash).await;
+            });
+        }
         if let Err(e) = state.db.start_background_checkpoints().await {
             tracing::warn!(error = %e, "could not start background WAL checkpoints; SQLite will checkpoint inside commits");
         }
@@ -272,16 +291,19 @@ fn routes(cfg: &mut web::ServiceConfig, demo: bool) {
         .service(
             resource("/token")
                 .wrap(no_store())
+                .wrap(from_fn(limits::endpoint::guard))
                 .route(web::post().to(token::token)),
         )
         .service(
             resource("/revoke")
                 .wrap(no_store())
+                .wrap(from_fn(limits::endpoint::guard))
                 .route(web::post().to(revoke::revoke)),
         )
         .service(
             resource("/introspect")
                 .wrap(no_store())
+                .wrap(from_fn(limits::endpoint::guard))
                 .route(web::post().to(introspect::introspect)),
         );
     let html = |pattern: &'static str| resource(pattern).wrap(html_headers());

@@ -6,6 +6,9 @@ use std::sync::{Arc, RwLock};
 use crate::clock::SharedClock;
 use crate::configuration::{KeySecret, Settings};
 use crate::db::{Database, StoreError};
+use crate::hashing::HashingPool;
+use crate::limits::Limits;
+use crate::limits::sign_in::{SignInPolicy, UsernameKeys};
 use crate::metrics::Metrics;
 use crate::tokens::keys::{KeyEncryption, KeySet};
 use crate::tokens::refresh::{RefreshPolicy, SuccessorKey};
@@ -30,6 +33,13 @@ pub struct AppState {
     pub form_signer: FormSigner,
     pub cookies: CookieNames,
     pub metrics: Metrics,
+    /// In-memory rate limits of this node.
+    pub limits: Limits,
+    /// The per-username sign-in back-off (kept in the database).
+    pub sign_in_policy: SignInPolicy,
+    pub username_keys: UsernameKeys,
+    /// Password hashing and verification, bounded.
+    pub hashing: HashingPool,
 }
 
 impl AppState {

@@ -1,9 +1,10 @@
 //! Users: argon2id password hashes, a security version, and a disabled flag.
 
+use std::cell::RefCell;
 use std::sync::LazyLock;
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::{Algorithm, Argon2, Params, Version};
+use argon2::password_hash::{Output, ParamsString, PasswordHash, SaltString};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use diesel::Connection;
 use serde::Serialize;
 
@@ -16,42 +17,140 @@ use crate::domain::{Password, Username};
 use crate::tokens::refresh;
 
 /// argon2id with OWASP's recommended parameters (19 MiB, 2 passes, 1 lane).
-fn argon2() -> Argon2<'static> {
-    let params = Params::new(19 * 1024, 2, 1, None).unwrap_or_default();
-    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+fn params() -> Params {
+    Params::new(19 * 1024, 2, 1, None).unwrap_or_default()
 }
 
-/// CPU-heavy: call from a blocking thread, never from an async worker.
-pub fn hash_password(password: &Password) -> anyhow::Result<String> {
+thread_local! {
+    /// This thread's argon2 working memory, allocated at its first hash and reused. Allocating
+    /// and freeing 19 MiB per hash fragments the allocator's heap: two hashing threads grew the
+    /// server to ~330 MB after a few hundred sign-ins; with the memory kept it stays ~40 MB.
+    static WORK_MEMORY: RefCell<Vec<Block>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The raw argon2 output for `password` and `salt`, into `out`.
+fn argon2_output(
+    algorithm: Algorithm,
+    version: Version,
+    params: Params,
+    password: &[u8],
+    salt: &[u8],
+    out: &mut [u8],
+) -> Result<(), argon2::Error> {
+    let blocks = params.block_count();
+    let argon = Argon2::new(algorithm, version, params);
+    // Parameters far above ours (a hash imported from elsewhere) get memory of their own.
+    if blocks > 2 * self::params().block_count() {
+        return argon.hash_password_into(password, salt, out);
+    }
+    WORK_MEMORY.with(|memory| match memory.try_borrow_mut() {
+        Ok(mut memory) => {
+            if memory.len() < blocks {
+                memory.resize(blocks, Block::default());
+            }
+            argon.hash_password_into_with_memory(password, salt, out, &mut memory[..blocks])
+        }
+        Err(_) => argon.hash_password_into(password, salt, out),
+    })
+}
+
+/// An argon2id hash in PHC string form: what is stored for a password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct HashedPassword(String);
+
+impl HashedPassword {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for HashedPassword {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HashedPassword([redacted])")
+    }
+}
+
+/// CPU- and memory-heavy: the server calls it through `HashingPool`, the CLI on its own thread;
+/// never inside a database job (it would hold the connection, on SQLite the one writer, ~20 ms).
+pub fn hash_password(password: &Password) -> anyhow::Result<HashedPassword> {
+    let failed = |e: &dyn std::fmt::Display| anyhow::anyhow!("hashing the password failed: {e}");
     let mut salt_bytes = [0u8; 16];
     ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut salt_bytes)
         .map_err(|_| anyhow::anyhow!("no randomness available"))?;
-    let salt = SaltString::encode_b64(&salt_bytes).map_err(|e| anyhow::anyhow!("salt: {e}"))?;
-    Ok(argon2()
-        .hash_password(password.expose().as_bytes(), &salt)
-        .map_err(|e| anyhow::anyhow!("hashing the password failed: {e}"))?
-        .to_string())
+    let salt = SaltString::encode_b64(&salt_bytes).map_err(|e| failed(&e))?;
+    let params = params();
+    let mut out = [0u8; Params::DEFAULT_OUTPUT_LEN];
+    let (algorithm, version) = (Algorithm::Argon2id, Version::V0x13);
+    let phc_params = ParamsString::try_from(&params).map_err(|e| failed(&e))?;
+    argon2_output(
+        algorithm,
+        version,
+        params,
+        password.expose().as_bytes(),
+        &salt_bytes,
+        &mut out,
+    )
+    .map_err(|e| failed(&e))?;
+    let phc = PasswordHash {
+        algorithm: algorithm.ident(),
+        version: Some(version.into()),
+        params: phc_params,
+        salt: Some(salt.as_salt()),
+        hash: Some(Output::new(&out).map_err(|e| failed(&e))?),
+    };
+    Ok(HashedPassword(phc.to_string()))
 }
 
 /// A hash of a random password, checked against when the user does not exist, so an unknown
 /// username costs the same time as a wrong password.
 static DUMMY_HASH: LazyLock<String> = LazyLock::new(|| {
-    hash_password(&Password::attempt("lineage-timing-equaliser".into())).unwrap_or_default()
+    hash_password(&Password::attempt("lineage-timing-equaliser".into()))
+        .map(|h| h.0)
+        .unwrap_or_default()
 });
 
-/// CPU-heavy: call from a blocking thread.
+/// Compute the dummy hash now, so the first unknown username costs no more than later ones.
+pub fn prepare_dummy_hash() {
+    LazyLock::force(&DUMMY_HASH);
+}
+
+/// CPU-heavy: call through `HashingPool` (or from the CLI's own thread).
 pub fn verify_password(hash: Option<&str>, password: &Password) -> bool {
     let (hash, real) = match hash {
         Some(h) => (h, true),
         None => (DUMMY_HASH.as_str(), false),
     };
-    let Ok(parsed) = PasswordHash::new(hash) else {
+    matches_phc(hash, password.expose().as_bytes()) && real
+}
+
+/// Whether `password` gives the stored PHC hash (any argon2 variant and parameters).
+fn matches_phc(phc: &str, password: &[u8]) -> bool {
+    let Ok(parsed) = PasswordHash::new(phc) else {
         return false;
     };
-    argon2()
-        .verify_password(password.expose().as_bytes(), &parsed)
-        .is_ok()
-        && real
+    let (Some(salt), Some(expected)) = (parsed.salt, parsed.hash) else {
+        return false;
+    };
+    let (Ok(algorithm), Ok(params)) = (
+        Algorithm::try_from(parsed.algorithm),
+        Params::try_from(&parsed),
+    ) else {
+        return false;
+    };
+    let version = match parsed.version.map(Version::try_from).transpose() {
+        Ok(v) => v.unwrap_or_default(),
+        Err(_) => return false,
+    };
+    let mut salt_buf = [0u8; 64];
+    let Ok(salt) = salt.decode_b64(&mut salt_buf) else {
+        return false;
+    };
+    let mut out = vec![0u8; expected.len()];
+    if argon2_output(algorithm, version, params, password, salt, &mut out).is_err() {
+        return false;
+    }
+    // `Output`'s equality is constant-time.
+    Output::new(&out).is_ok_and(|computed| computed == expected)
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -89,23 +188,17 @@ fn audit(
     audit_events::insert(conn, &event)
 }
 
-/// Create a user. The argon2 hash is computed by the caller's thread (blocking).
+/// Create a user with a password hashed beforehand (`hash_password`, outside any database job).
 pub fn create(
     conn: &mut DbConnection,
     name: &Username,
-    password: &Password,
+    hash: &HashedPassword,
     now: i64,
 ) -> Result<UserView, RegistryError> {
-    if store::find_by_username(conn, name.as_str())?.is_some() {
-        return Err(RegistryError::Conflict(format!(
-            "user `{name}` already exists"
-        )));
-    }
-    let hash = hash_password(password).map_err(StoreError::from)?;
     let row = UserRow {
         id: uuid::Uuid::new_v4().to_string(),
         username: name.as_str().to_string(),
-        password_hash: hash,
+        password_hash: hash.0.clone(),
         security_version: 1,
         disabled: false,
         not_before: None,
@@ -140,16 +233,16 @@ pub fn list(conn: &mut DbConnection) -> Result<Vec<UserView>, StoreError> {
     Ok(store::list(conn)?.iter().map(UserView::from).collect())
 }
 
+/// Set a password hashed beforehand (`hash_password`, outside any database job).
 pub fn set_password(
     conn: &mut DbConnection,
     name: &str,
-    password: &Password,
+    hash: &HashedPassword,
     now: i64,
 ) -> Result<UserView, RegistryError> {
     let user = get(conn, name)?;
-    let hash = hash_password(password).map_err(StoreError::from)?;
     conn.transaction(|conn| {
-        store::set_password(conn, &user.id, &hash, now)?;
+        store::set_password(conn, &user.id, hash.as_str(), now)?;
         refresh::revoke_all_for_user(conn, &user.id, "password_changed", now)?;
         browser_sessions::delete_for_user(conn, &user.id, None)?;
         audit(
@@ -193,12 +286,12 @@ pub fn set_disabled(
 pub fn change_own_password(
     conn: &mut DbConnection,
     user_id: &str,
-    new_hash: &str,
+    new_hash: &HashedPassword,
     keep_session: &str,
     now: i64,
 ) -> Result<(), StoreError> {
     conn.transaction(|conn| {
-        store::set_password(conn, user_id, new_hash, now)?;
+        store::set_password(conn, user_id, new_hash.as_str(), now)?;
         refresh::revoke_all_for_user(conn, user_id, "password_changed", now)?;
         browser_sessions::delete_for_user(conn, user_id, Some(keep_session))?;
         let user = store::find(conn, user_id)?
@@ -213,4 +306,48 @@ pub fn change_own_password(
         )?;
         Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use argon2::PasswordHasher;
+
+    use super::*;
+
+    #[test]
+    fn hashes_verify_and_read_like_the_crates_own() {
+        let Ok(hash) = hash_password(&Password::attempt("correct horse".into())) else {
+            panic!("hashing works");
+        };
+        assert!(hash.as_str().starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
+        assert!(verify_password(
+            Some(hash.as_str()),
+            &Password::attempt("correct horse".into())
+        ));
+        assert!(!verify_password(
+            Some(hash.as_str()),
+            &Password::attempt("wrong horse".into())
+        ));
+        assert!(!verify_password(
+            None,
+            &Password::attempt("correct horse".into())
+        ));
+        // A hash made by the argon2 crate's own PHC path (other parameters) verifies too.
+        let Ok(salt) = SaltString::encode_b64(b"sixteen byte slt") else {
+            panic!("salt");
+        };
+        let other = Argon2::new(Algorithm::Argon2id, Version::V0x13, Params::default());
+        let Ok(theirs) = other.hash_password(b"correct horse", &salt) else {
+            panic!("argon2 hashes");
+        };
+        let theirs = theirs.to_string();
+        assert!(verify_password(
+            Some(&theirs),
+            &Password::attempt("correct horse".into())
+        ));
+        assert!(!verify_password(
+            Some(&theirs),
+            &Password::attempt("x".into())
+        ));
+    }
 }

@@ -156,12 +156,12 @@ async fn start_server() -> Server {
     let state = app.state();
     lineage::demo::prepare(&state).await.expect("demo::prepare");
     let now = state.now();
+    let pw = Password::new(DEMO_PASSWORD.into()).expect("demo password is valid");
+    let hash = lineage::users::hash_password(&pw).expect("hash");
     state
         .db
         .write(move |c| {
-            let pw = Password::new(DEMO_PASSWORD.into())
-                .map_err(|e| StoreError::Other(anyhow::anyhow!(e)))?;
-            lineage::users::set_password(c, "demo", &pw, now)
+            lineage::users::set_password(c, "demo", &hash, now)
                 .map_err(|e| StoreError::Other(anyhow::anyhow!(e.to_string())))
         })
         .await

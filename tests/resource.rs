@@ -192,10 +192,11 @@ impl Lineage {
     async fn create_user(&self, name: &str) -> String {
         let (name, now) = (Username::parse(name).unwrap(), self.now());
         let password = Password::new("correct horse battery staple".into()).unwrap();
+        let hash = users::hash_password(&password).unwrap();
         self.state
             .db
             .write(move |c| {
-                users::create(c, &name, &password, now)
+                users::create(c, &name, &hash, now)
                     .map_err(|e| StoreError::Other(anyhow::anyhow!("{e}")))
             })
             .await

@@ -90,8 +90,9 @@ pub fn run(cmd: UserCommand, backend: &Backend, now: i64) -> Result<(), Failure>
                 code: 1,
             })?;
             let password = read_password(password_stdin, &format!("Password for {name}: "))?;
-            let v = db
-                .run_sync(|c| users::create(c, &name, &password, now).map_err(registry_to_store))?;
+            let hash = users::hash_password(&password)?;
+            let v =
+                db.run_sync(|c| users::create(c, &name, &hash, now).map_err(registry_to_store))?;
             show(json, v, "created user");
         }
         UserCommand::SetPassword {
@@ -101,8 +102,9 @@ pub fn run(cmd: UserCommand, backend: &Backend, now: i64) -> Result<(), Failure>
         } => {
             let password =
                 read_password(password_stdin, &format!("New password for {username}: "))?;
+            let hash = users::hash_password(&password)?;
             let v = db.run_sync(|c| {
-                users::set_password(c, &username, &password, now).map_err(registry_to_store)
+                users::set_password(c, &username, &hash, now).map_err(registry_to_store)
             })?;
             show(json, v, "changed the password of");
         }

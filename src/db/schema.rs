@@ -153,6 +153,20 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    sign_in_throttles (username_key) {
+        username_key -> Text,
+        failures -> BigInt,
+        last_failure_at -> BigInt,
+        blocked_until -> BigInt,
+        event_id -> Nullable<Text>,
+        event_started_at -> BigInt,
+        event_failures -> BigInt,
+        event_ip -> Nullable<Text>,
+        event_ips_vary -> Bool,
+    }
+}
+
 diesel::joinable!(refresh_tokens -> refresh_families (family_id));
 diesel::joinable!(refresh_families -> users (user_id));
 
@@ -169,4 +183,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     consents,
     revocation_feed,
     revocation_feed_head,
+    sign_in_throttles,
 );

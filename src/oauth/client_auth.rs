@@ -4,6 +4,7 @@
 
 use actix_web::HttpRequest;
 use actix_web::http::header;
+use actix_web::web::Data;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
@@ -11,6 +12,8 @@ use super::error::OAuthError;
 use super::form::Form;
 use crate::clients::{self, Client};
 use crate::db::{Database, DbConnection, StoreError};
+use crate::limits::{ClientAttempt, client_ip, endpoint};
+use crate::state::AppState;
 use crate::tokens::secret::PlainToken;
 
 /// How the request presented its client, before the database is asked.
@@ -23,6 +26,52 @@ pub enum Presented {
     PublicOnly {
         client_id: String,
     },
+}
+
+impl Presented {
+    pub fn client_id(&self) -> &str {
+        match self {
+            Presented::Secret { client_id, .. } | Presented::PublicOnly { client_id } => client_id,
+        }
+    }
+}
+
+/// This node's limits on failed client authentication (secret guessing), for one request: per
+/// client id at the client's address, and per address whatever the client id. A client id alone
+/// is not limited, so nobody can lock a client out from everywhere by failing in its name.
+pub struct FailureGuard {
+    state: Option<Data<AppState>>,
+    attempt: Option<ClientAttempt>,
+}
+
+impl FailureGuard {
+    /// `429` when this client id at this address, or this address, has failed too often.
+    pub fn check(req: &HttpRequest, presented: &Presented) -> Result<Self, OAuthError> {
+        let Some(state) = req.app_data::<Data<AppState>>().cloned() else {
+            return Ok(Self {
+                state: None,
+                attempt: None,
+            });
+        };
+        let address = client_ip::of(req);
+        match state
+            .limits
+            .client_auth_allowed(presented.client_id(), address)
+        {
+            Ok(attempt) => Ok(Self {
+                state: Some(state),
+                attempt: Some(attempt),
+            }),
+            Err((kind, wait)) => Err(endpoint::too_many_requests(&state, req, kind, wait)),
+        }
+    }
+
+    /// The client failed to authenticate: counts against both limits.
+    pub fn failed(&self) {
+        if let (Some(state), Some(attempt)) = (&self.state, self.attempt) {
+            state.limits.client_auth_failed(attempt);
+        }
+    }
 }
 
 fn form_decode(s: &str) -> String {
@@ -101,9 +150,13 @@ pub async fn authenticate(
     form: &Form,
 ) -> Result<Client, OAuthError> {
     let presented = presented(req, form)?;
-    let client = db.run(move |c| verify(c, &presented)).await??;
-    crate::telemetry::request::record_client(&client.client_id);
-    Ok(client)
+    let guard = FailureGuard::check(req, &presented)?;
+    let verified = db.run(move |c| verify(c, &presented)).await?;
+    match &verified {
+        Ok(client) => crate::telemetry::request::record_client(&client.client_id),
+        Err(_) => guard.failed(),
+    }
+    verified
 }
 
 /// The database half of client authentication, for callers already on a database thread.
@@ -111,9 +164,7 @@ pub fn verify(
     conn: &mut DbConnection,
     presented: &Presented,
 ) -> Result<Result<Client, OAuthError>, StoreError> {
-    let client_id = match presented {
-        Presented::Secret { client_id, .. } | Presented::PublicOnly { client_id } => client_id,
-    };
+    let client_id = presented.client_id();
     let failed = || OAuthError::invalid_client("client authentication failed");
     let Some(client) = clients::find(conn, client_id)? else {
         return Ok(Err(failed()));

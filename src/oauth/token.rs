@@ -84,8 +84,15 @@ async fn dispatch(
             )
         })?;
     if grant == GrantType::RefreshToken {
-        let caller = grants::refresh_token::Caller::Presented(client_auth::presented(req, form)?);
-        return grants::refresh_token::grant(state, caller, form, Origin::of(req)).await;
+        let presented = client_auth::presented(req, form)?;
+        let guard = client_auth::FailureGuard::check(req, &presented)?;
+        let caller = grants::refresh_token::Caller::Presented(presented);
+        let result = grants::refresh_token::grant(state, caller, form, Origin::of(req)).await;
+        // The refresh grant authenticates the client inside its database job; count its failures.
+        if matches!(&result, Err(e) if e.code == ErrorCode::InvalidClient) {
+            guard.failed();
+        }
+        return result;
     }
     let client = client_auth::authenticate(&state.db, req, form).await?;
     if !client.allows_grant(grant) {
@@ -170,9 +177,10 @@ pub async fn issue_access_token(
 }
 
 impl Origin {
-    /// The peer address (proxies' forwarding headers are not trusted) and the user agent, trimmed.
+    /// The client's address (the peer, or what a trusted proxy forwarded: `limits::client_ip`)
+    /// and the user agent, trimmed.
     pub fn of(req: &HttpRequest) -> Origin {
-        let ip = req.peer_addr().map(|a| a.ip().to_string());
+        let ip = crate::limits::client_ip::of(req).map(|a| a.to_string());
         let user_agent = req
             .headers()
             .get(actix_web::http::header::USER_AGENT)

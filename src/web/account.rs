@@ -277,16 +277,17 @@ pub async fn change_password(
         }
     };
     let stored = signed_in.user.password_hash.clone();
-    let hashed = actix_web::web::block(move || {
-        if crate::users::verify_password(Some(&stored), &current) {
-            crate::users::hash_password(&new).map(Some)
-        } else {
-            Ok(None)
-        }
-    })
-    .await
-    .map_err(|_| PageError::internal())?
-    .map_err(|_| PageError::internal())?;
+    let hashed = state
+        .hashing
+        .run(move || {
+            if crate::users::verify_password(Some(&stored), &current) {
+                crate::users::hash_password(&new).map(Some)
+            } else {
+                Ok(None)
+            }
+        })
+        .await?
+        .map_err(|_| PageError::internal())?;
     let Some(new_hash) = hashed else {
         return render_account(
             &state,

@@ -5,12 +5,16 @@ use actix_web::web::{Data, Payload};
 use actix_web::{HttpRequest, HttpResponse};
 use diesel::Connection;
 
+use std::net::IpAddr;
+
 use super::pages::LoginPage;
 use super::session::{self, SignedIn};
 use super::{PageError, allow_form_redirect_to, render, safe_return_to};
-use crate::db::models::audit_events::{self, AuditEventRow};
-use crate::db::models::{auth_codes, browser_sessions, users};
+use crate::db::models::users::UserRow;
+use crate::db::models::{auth_codes, browser_sessions, sign_in_throttles, users};
 use crate::domain::Password;
+use crate::limits::sign_in;
+use crate::limits::{LimitKind, client_ip, in_words};
 use crate::oauth::authorize;
 use crate::oauth::form::Form;
 use crate::state::AppState;
@@ -122,39 +126,24 @@ pub async fn login(
     }
     let username = form.get("username").unwrap_or("").trim().to_string();
     let password = Password::attempt(form.get("password").unwrap_or("").to_string());
-    let lookup = username.clone();
-    let user = state
-        .db
-        .run(move |c| users::find_by_username(c, &lookup))
-        .await?;
-    // An unknown user is checked against a dummy hash: the same time as a wrong password.
-    let hash = user.as_ref().map(|u| u.password_hash.clone());
-    let ok =
-        actix_web::web::block(move || crate::users::verify_password(hash.as_deref(), &password))
-            .await
-            .map_err(|_| PageError::internal())?;
-    let origin = Origin::of(&req);
-    state
-        .metrics
-        .sign_in(ok && user.as_ref().is_some_and(|u| !u.disabled));
-    let user = match user {
-        Some(u) if ok && !u.disabled => u,
-        other => {
-            if let Some(u) = other {
-                let mut event = AuditEventRow::new(
-                    state.now(),
-                    "sign_in_failed",
-                    "a sign-in with a wrong password was refused",
-                );
-                event.user_id = Some(u.id);
-                event.ip = origin.ip.clone();
-                event.user_agent = origin.user_agent.clone();
-                state
-                    .db
-                    .write(move |c| audit_events::insert(c, &event))
-                    .await?;
-            }
+    let attempt = Attempt {
+        username_key: state.username_keys.key(&username),
+        address: client_ip::of(&req),
+        origin: Origin::of(&req),
+        username,
+        return_to,
+    };
+    let user = match check(&state, &req, &attempt, password).await? {
+        Outcome::Refused(resp) => return Ok(resp),
+        Outcome::Rejected(user) => {
+            state.metrics.sign_in(false);
+            record_failure(&state, &attempt, user).await?;
             let message = "The username or password is incorrect.".to_string();
+            let Attempt {
+                return_to,
+                username,
+                ..
+            } = attempt;
             return Ok(login_form(
                 &state,
                 &req,
@@ -165,15 +154,168 @@ pub async fn login(
             )
             .await);
         }
+        Outcome::Accepted { user, had_failures } => {
+            state.metrics.sign_in(true);
+            if had_failures {
+                let key = attempt.username_key.clone();
+                state
+                    .db
+                    .write(move |c| sign_in_throttles::reset(c, &key))
+                    .await?;
+            }
+            user
+        }
     };
     let previous = session::presented_session_hash(&state, &req);
-    let cookie = session::start(&state, &user, previous, origin).await?;
+    let cookie = session::start(&state, &user, previous, attempt.origin).await?;
     let mut resp = HttpResponse::SeeOther()
-        .insert_header((header::LOCATION, return_to))
+        .insert_header((header::LOCATION, attempt.return_to))
         .finish();
     let _ = resp.add_cookie(&cookie);
     let _ = resp.add_removal_cookie(&state.cookies.removal(state.cookies.pre_session));
     Ok(resp)
+}
+
+/// One sign-in attempt as submitted (the password travels separately).
+struct Attempt {
+    username: String,
+    /// The username's key in `sign_in_throttles`.
+    username_key: String,
+    return_to: String,
+    address: Option<IpAddr>,
+    origin: Origin,
+}
+
+enum Outcome {
+    Accepted {
+        user: UserRow,
+        had_failures: bool,
+    },
+    /// Wrong password, unknown user or disabled user: all look the same from outside.
+    Rejected(Option<UserRow>),
+    /// Not checked at all: a limit or a full hashing queue answered already.
+    Refused(HttpResponse),
+}
+
+/// The limits first (an address that failed too often, a username in its back-off: refused
+/// without a password check), then the password. An unknown user is checked against a dummy hash,
+/// the same time as a wrong password.
+async fn check(
+    state: &AppState,
+    req: &HttpRequest,
+    attempt: &Attempt,
+    password: Password,
+) -> Result<Outcome, PageError> {
+    if let Err(wait) = state.limits.sign_in_allowed(attempt.address) {
+        let kind = LimitKind::SignInAddressFailures;
+        return Ok(Outcome::Refused(
+            refused(state, req, attempt, kind, wait.0).await,
+        ));
+    }
+    // A place for the password check first: when the pool is full, nothing else is spent.
+    let place = match state.hashing.reserve() {
+        Ok(place) => place,
+        Err(_) => return Ok(Outcome::Refused(busy(state, req, attempt).await)),
+    };
+    let (lookup, key) = (attempt.username.clone(), attempt.username_key.clone());
+    let (user, throttle) = state
+        .db
+        .run(move |c| {
+            let user = users::find_by_username(c, &lookup)?;
+            Ok((user, sign_in_throttles::find(c, &key)?))
+        })
+        .await?;
+    let now = state.now();
+    if let Some(t) = &throttle
+        && t.blocked_until > now
+    {
+        let (kind, wait) = (LimitKind::SignInBackoff, (t.blocked_until - now) as u64);
+        return Ok(Outcome::Refused(
+            refused(state, req, attempt, kind, wait).await,
+        ));
+    }
+    let hash = user.as_ref().map(|u| u.password_hash.clone());
+    let ok = state
+        .hashing
+        .run_in(place, move || {
+            crate::users::verify_password(hash.as_deref(), &password)
+        })
+        .await?;
+    let had_failures = throttle.is_some_and(|t| t.failures > 0);
+    Ok(match user {
+        Some(user) if ok && !user.disabled => Outcome::Accepted { user, had_failures },
+        other => Outcome::Rejected(other),
+    })
+}
+
+/// Count the failure for the address (this node) and the username (the database, with the known
+/// user's security event in the same job: known and unknown usernames cost the same).
+async fn record_failure(
+    state: &AppState,
+    attempt: &Attempt,
+    user: Option<UserRow>,
+) -> Result<(), PageError> {
+    state.limits.sign_in_failed(attempt.address);
+    let (key, origin, now, policy) = (
+        attempt.username_key.clone(),
+        attempt.origin.clone(),
+        state.now(),
+        state.sign_in_policy,
+    );
+    state
+        .db
+        .write(move |c| sign_in::record_failure(c, &key, user.as_ref(), &origin, now, &policy))
+        .await?;
+    Ok(())
+}
+
+/// 429: the sign-in page, saying when to try again, with the username kept.
+async fn refused(
+    state: &AppState,
+    req: &HttpRequest,
+    attempt: &Attempt,
+    kind: LimitKind,
+    wait: u64,
+) -> HttpResponse {
+    state.metrics.rate_limited("login", kind);
+    let message = match kind {
+        LimitKind::SignInBackoff => format!(
+            "Too many failed sign-ins for this username. To protect the account, signing in is \
+             paused: please try again in {}.",
+            in_words(wait)
+        ),
+        _ => format!(
+            "Too many failed sign-ins from your network. Please try again in {}.",
+            in_words(wait)
+        ),
+    };
+    let status = StatusCode::TOO_MANY_REQUESTS;
+    with_retry_after(page_again(state, req, attempt, status, message).await, wait)
+}
+
+/// 503: every password-hashing place is taken.
+async fn busy(state: &AppState, req: &HttpRequest, attempt: &Attempt) -> HttpResponse {
+    let message = "The server is busy checking other sign-ins. Please try again in a moment.";
+    let status = StatusCode::SERVICE_UNAVAILABLE;
+    let resp = page_again(state, req, attempt, status, message.into()).await;
+    with_retry_after(resp, crate::hashing::BUSY_RETRY_AFTER)
+}
+
+async fn page_again(
+    state: &AppState,
+    req: &HttpRequest,
+    attempt: &Attempt,
+    status: StatusCode,
+    message: String,
+) -> HttpResponse {
+    let (return_to, username) = (attempt.return_to.clone(), attempt.username.clone());
+    login_form(state, req, status, return_to, username, Some(message)).await
+}
+
+fn with_retry_after(mut resp: HttpResponse, seconds: u64) -> HttpResponse {
+    resp.headers_mut()
+        .insert(header::RETRY_AFTER, header::HeaderValue::from(seconds));
+    resp
 }
 
 /// End this browser's session; with `end_sessions=on`, also revoke the families it started.

@@ -81,6 +81,8 @@ pub struct PageError {
     pub status: StatusCode,
     pub title: String,
     pub message: String,
+    /// Seconds for a `Retry-After` header (429, 503).
+    pub retry_after: Option<u64>,
 }
 
 impl PageError {
@@ -89,7 +91,13 @@ impl PageError {
             status,
             title: title.into(),
             message: message.into(),
+            retry_after: None,
         }
+    }
+
+    pub fn with_retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after = Some(seconds);
+        self
     }
 
     pub fn bad_request(title: impl Into<String>, message: impl Into<String>) -> Self {
@@ -132,6 +140,21 @@ impl From<StoreError> for PageError {
     }
 }
 
+/// Every password-hashing place is taken: 503, try again shortly.
+impl From<crate::hashing::HashingError> for PageError {
+    fn from(e: crate::hashing::HashingError) -> Self {
+        match e {
+            crate::hashing::HashingError::Busy => PageError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The server is busy",
+                "Too many sign-ins are being checked right now. Please try again in a moment.",
+            )
+            .with_retry_after(crate::hashing::BUSY_RETRY_AFTER),
+            crate::hashing::HashingError::Failed => PageError::internal(),
+        }
+    }
+}
+
 impl ResponseError for PageError {
     fn status_code(&self) -> StatusCode {
         self.status
@@ -143,13 +166,18 @@ impl ResponseError for PageError {
             title: &self.title,
             message: &self.message,
         };
-        match page.render() {
+        let mut resp = match page.render() {
             Ok(body) => HttpResponse::build(self.status)
                 .insert_header((header::CACHE_CONTROL, "no-store"))
                 .content_type("text/html; charset=utf-8")
                 .body(body),
             Err(_) => HttpResponse::build(self.status).body(self.message.clone()),
+        };
+        if let Some(seconds) = self.retry_after {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from(seconds));
         }
+        resp
     }
 }
 

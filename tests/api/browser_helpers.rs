@@ -122,18 +122,24 @@ fn store_err(e: impl std::fmt::Display) -> StoreError {
     StoreError::Other(anyhow::anyhow!(e.to_string()))
 }
 
+/// The stored form of `password`, computed before any database job (as the server does).
+fn hash(password: &str) -> lineage::users::HashedPassword {
+    let password = Password::new(password.to_string()).expect("a valid password");
+    lineage::users::hash_password(&password).expect("hashing")
+}
+
 /// Create a user with `PASSWORD`; returns the user id.
 pub async fn create_user(app: &impl Front, name: &str) -> String {
     create_user_with(app, name, PASSWORD).await
 }
 
 pub async fn create_user_with(app: &impl Front, name: &str, password: &str) -> String {
-    let (name, password, now) = (name.to_string(), password.to_string(), app.clock_now());
+    let (name, now) = (name.to_string(), app.clock_now());
+    let hash = hash(password);
     app.database()
         .write(move |c| {
             let username = Username::parse(&name).map_err(store_err)?;
-            let password = Password::new(password).map_err(store_err)?;
-            lineage::users::create(c, &username, &password, now).map_err(store_err)
+            lineage::users::create(c, &username, &hash, now).map_err(store_err)
         })
         .await
         .expect("user creation")
@@ -142,12 +148,10 @@ pub async fn create_user_with(app: &impl Front, name: &str, password: &str) -> S
 
 /// `lineage user set-password NAME` (the library call behind it).
 pub async fn set_password(app: &impl Front, name: &str, password: &str) {
-    let (name, password, now) = (name.to_string(), password.to_string(), app.clock_now());
+    let (name, now) = (name.to_string(), app.clock_now());
+    let hash = hash(password);
     app.database()
-        .write(move |c| {
-            let password = Password::new(password).map_err(store_err)?;
-            lineage::users::set_password(c, &name, &password, now).map_err(store_err)
-        })
+        .write(move |c| lineage::users::set_password(c, &name, &hash, now).map_err(store_err))
         .await
         .expect("set_password");
 }
@@ -656,6 +660,33 @@ impl Browser {
             http: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
                 .user_agent(user_agent)
+                .build()
+                .expect("reqwest client"),
+            jar: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// A browser behind a proxy that forwards it as `address` (`X-Forwarded-For`), for servers
+    /// that trust 127.0.0.1 as a proxy: distinct client addresses from one test.
+    pub fn forwarded_as(base: &str, address: &str) -> Self {
+        Self::with_headers(base, &[("x-forwarded-for", address)])
+    }
+
+    /// A browser that sends these headers with every request.
+    pub fn with_headers(base: &str, extra: &[(&str, &str)]) -> Self {
+        let mut headers = HeaderMap::new();
+        for (name, value) in extra {
+            headers.append(
+                reqwest::header::HeaderName::from_bytes(name.as_bytes()).expect("a header name"),
+                value.parse().expect("a header value"),
+            );
+        }
+        Self {
+            base: base.to_string(),
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .user_agent(CHROME_UA)
+                .default_headers(headers)
                 .build()
                 .expect("reqwest client"),
             jar: Mutex::new(BTreeMap::new()),

@@ -562,6 +562,11 @@ fn invalid_configuration_exits_2_with_one_line() {
     let db = format!("sqlite://{}", dir.0.join("x.db").display());
     std::fs::write(dir.0.join("zero.toml"), "access_token_ttl = 0\n").expect("write toml");
     std::fs::write(dir.0.join("unknown.toml"), "colour = \"blue\"\n").expect("write toml");
+    std::fs::write(
+        dir.0.join("limits.toml"),
+        "sign_in_ip_failures = \"lots\"\n",
+    )
+    .expect("write toml");
     // (flags, environment, what the one line on stderr must mention)
     type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
     let cases: &[Case] = &[
@@ -598,6 +603,33 @@ fn invalid_configuration_exits_2_with_one_line() {
         (&["--config", "zero.toml"], &[], "access-token-ttl"),
         (&["--config", "unknown.toml"], &[], "colour"),
         (&["--config", "missing.toml"], &[], "missing.toml"),
+        (&["--config", "limits.toml"], &[], "sign-in-ip-failures"),
+        (
+            &[],
+            &[("LINEAGE_TRUSTED_PROXIES", "10.0.0.0/8,proxy.internal")],
+            "trusted-proxies",
+        ),
+        (
+            &["--client-auth-failures", "many"],
+            &[],
+            "client-auth-failures",
+        ),
+        (
+            &[],
+            &[("LINEAGE_OAUTH_IP_REQUESTS", "0/1s")],
+            "oauth-ip-requests",
+        ),
+        (&["--sign-in-backoff-max", "1s"], &[], "sign-in-backoff-max"),
+        (
+            &[],
+            &[("LINEAGE_PASSWORD_HASH_WORKERS", "0")],
+            "password-hash-workers",
+        ),
+        (
+            &["--forwarded-header", "x-real-ip"],
+            &[],
+            "forwarded-header",
+        ),
     ];
     for (args, env, expected) in cases {
         let mut cmd = lineage(&dir.0);

@@ -48,12 +48,13 @@ async fn prepare_creates_the_demo_client_and_user_once(backend: Backend) {
         [format!("{}/demo/callback", app.issuer).as_str()]
     );
     // The demo user exists: creating it again conflicts.
+    let pw = lineage::domain::Password::new("another password".into()).expect("pw");
+    let hash = lineage::users::hash_password(&pw).expect("hash");
     let again = app
         .db
-        .write(|c| {
+        .write(move |c| {
             let name = lineage::domain::Username::parse("demo").expect("name");
-            let pw = lineage::domain::Password::new("another password".into()).expect("pw");
-            Ok(lineage::users::create(c, &name, &pw, 0).is_err())
+            Ok(lineage::users::create(c, &name, &hash, 0).is_err())
         })
         .await
         .expect("create");

@@ -442,6 +442,22 @@ impl TestApp {
             .kid
     }
 
+    /// The Prometheus text of the metrics listener (the app must have `metrics_bind` set).
+    pub async fn metrics_text(&self) -> String {
+        let base = self
+            .metrics_address
+            .as_deref()
+            .expect("start the app with a metrics_bind to read its metrics");
+        self.api
+            .get(format!("{base}/metrics"))
+            .send()
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("metrics text")
+    }
+
     /// Move the clock far enough that the server re-reads its signing keys at the next request.
     pub fn advance_past_key_reload(&self) {
         self.clock.advance(KEY_RELOAD_SECONDS + 1);

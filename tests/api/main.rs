@@ -59,3 +59,9 @@ mod prompt;
 mod request_id;
 mod request_log;
 mod request_metrics;
+
+// Abuse limits: sign-in back-off, failure limits, trusted proxies, bounded password hashing.
+mod client_auth_limits;
+mod password_hashing;
+mod sign_in_limits;
+mod trusted_proxies;

@@ -71,15 +71,16 @@ impl Fixture {
     }
 }
 
-/// Create a user through the library (argon2 runs on a blocking thread).
+/// Create a user through the library (hashed first, then written).
 pub async fn create_user(app: &TestApp, name: &str) -> TestUser {
     let username = Username::parse(name).expect("valid username");
     let now = app.now();
+    let password = Password::new("correct horse battery".into()).expect("valid password");
+    let hash = lineage::users::hash_password(&password).expect("hash");
     let view = app
         .db
         .write(move |c| {
-            let password = Password::new("correct horse battery".into()).expect("valid password");
-            lineage::users::create(c, &username, &password, now)
+            lineage::users::create(c, &username, &hash, now)
                 .map_err(|e| StoreError::Other(anyhow::anyhow!(e.to_string())))
         })
         .await

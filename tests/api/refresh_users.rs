@@ -154,10 +154,11 @@ async fn password_change_revokes_every_family_and_publishes_not_before(backend: 
 
     app.clock.advance(10);
     let (name, now) = (fx.user.username.clone(), app.now());
+    let pw = Password::new("a brand new password".into()).expect("valid");
+    let hash = lineage::users::hash_password(&pw).expect("hash");
     app.db
         .write(move |c| {
-            let pw = Password::new("a brand new password".into()).expect("valid");
-            lineage::users::set_password(c, &name, &pw, now)
+            lineage::users::set_password(c, &name, &hash, now)
                 .map_err(|e| StoreError::Other(anyhow::anyhow!(e.to_string())))
         })
         .await

@@ -83,3 +83,17 @@ pub fn delete_older_than(
         .load(conn)?;
     Ok(diesel::delete(audit_events::table.filter(audit_events::id.eq_any(&ids))).execute(conn)?)
 }
+
+/// Rewrite an event in place (an aggregated event gaining one more occurrence). Returns whether
+/// the event still existed.
+pub fn update_in_place(conn: &mut DbConnection, row: &AuditEventRow) -> Result<bool, StoreError> {
+    let n = diesel::update(audit_events::table.find(&row.id))
+        .set((
+            audit_events::at.eq(row.at),
+            audit_events::ip.eq(&row.ip),
+            audit_events::user_agent.eq(&row.user_agent),
+            audit_events::detail.eq(&row.detail),
+        ))
+        .execute(conn)?;
+    Ok(n == 1)
+}

@@ -9,5 +9,6 @@ pub mod refresh_families;
 pub mod refresh_tokens;
 pub mod revocation_feed;
 pub mod revoked_access_tokens;
+pub mod sign_in_throttles;
 pub mod signing_keys;
 pub mod users;

@@ -5,7 +5,6 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 use crate::clients::{self, NewClient, RegistryError};
 use crate::db::DbConnection;
-use crate::db::StoreError;
 use crate::domain::{GrantType, Password, Permission, RedirectUri, Scope, Username};
 use crate::state::AppState;
 use crate::tokens::keys::derive_key;
@@ -24,14 +23,14 @@ fn derived(state: &AppState, purpose: &[u8], len: usize) -> String {
     URL_SAFE_NO_PAD.encode(derive_key(&state.key_secret, purpose))[..len].to_string()
 }
 
-fn ensure_client(c: &mut DbConnection, spec: NewClient, now: i64) -> Result<(), StoreError> {
+fn ensure_client(c: &mut DbConnection, spec: NewClient, now: i64) -> Result<(), RegistryError> {
     let id = spec.client_id.clone().unwrap_or_default();
     if clients::find(c, &id)?.is_some() {
         return Ok(());
     }
     match clients::create(c, spec, now) {
         Ok(_) | Err(RegistryError::Conflict(_)) => Ok(()),
-        Err(e) => Err(StoreError::Other(anyhow::anyhow!(e.to_string()))),
+        Err(e) => Err(e),
     }
 }
 
@@ -39,7 +38,7 @@ fn ensure_client(c: &mut DbConnection, spec: NewClient, now: i64) -> Result<(), 
 async fn ensure_demo_user(state: &AppState, password: &str, now: i64) -> anyhow::Result<()> {
     let exists = state
         .db
-        .run(|c| crate::db::models::users::find_by_username(c, DEMO_USER))
+        .read(|c| crate::db::models::users::find_by_username(c, DEMO_USER))
         .await?
         .is_some();
     if exists {
@@ -55,7 +54,7 @@ async fn ensure_demo_user(state: &AppState, password: &str, now: i64) -> anyhow:
         .db
         .write(move |c| match users::create(c, &name, &hash, now) {
             Ok(_) | Err(RegistryError::Conflict(_)) => Ok(()),
-            Err(e) => Err(StoreError::Other(anyhow::anyhow!(e.to_string()))),
+            Err(e) => Err(e),
         })
         .await?;
     Ok(())
@@ -92,8 +91,7 @@ pub async fn prepare(state: &AppState) -> anyhow::Result<()> {
             if clients::find(c, DEMO_SERVICE_CLIENT)?
                 .is_some_and(|s| !s.has_permission(Permission::Revocations))
             {
-                clients::set_permissions(c, DEMO_SERVICE_CLIENT, &[Permission::Revocations], now)
-                    .map_err(|e| StoreError::Other(anyhow::anyhow!(e.to_string())))?;
+                clients::set_permissions(c, DEMO_SERVICE_CLIENT, &[Permission::Revocations], now)?;
             }
             ensure_client(
                 c,

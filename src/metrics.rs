@@ -329,7 +329,7 @@ pub async fn endpoint(
     let (now, max_rotations) = (state.now(), state.refresh_policy.max_rotations);
     match state
         .db
-        .run(move |c| crate::db::models::refresh_families::count_live(c, now, max_rotations))
+        .read(move |c| crate::db::models::refresh_families::count_live(c, now, max_rotations))
         .await
     {
         Ok(live) => {

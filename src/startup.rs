@@ -72,7 +72,7 @@ impl Application {
             tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
                 let backend = open_backend(&settings)?;
                 let enc = Arc::new(keys::KeyEncryption::new(&backend.key_secret));
-                let set = backend.db.run_sync(|c| {
+                let set = backend.db.read_sync(|c| {
                     if let Some(kid) = keys::ensure_signing_key(c, &enc, now)? {
                         tracing::info!(%kid, "generated the first signing key");
                     }

@@ -131,7 +131,7 @@ impl KeyRing {
         let enc = Arc::clone(&self.enc);
         let ttl = self.max_token_ttl;
         let set = db
-            .run(move |c| KeySet::load(c, &enc, Some(&previous), now, ttl))
+            .read(move |c| KeySet::load(c, &enc, Some(&previous), now, ttl))
             .await?;
         let set = Arc::new(set);
         match self.set.write() {

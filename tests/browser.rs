@@ -22,7 +22,7 @@ use fantoccini::{Client, ClientBuilder, Locator};
 use lineage::clients::NewClient;
 use lineage::clock::SystemClock;
 use lineage::configuration::{KeySecret, Settings};
-use lineage::db::{DatabaseUrl, StoreError};
+use lineage::db::DatabaseUrl;
 use lineage::domain::{GrantType, Password, RedirectUri, Scope};
 use lineage::startup::Application;
 use serde_json::{Value, json};
@@ -160,10 +160,7 @@ async fn start_server() -> Server {
     let hash = lineage::users::hash_password(&pw).expect("hash");
     state
         .db
-        .write(move |c| {
-            lineage::users::set_password(c, "demo", &hash, now)
-                .map_err(|e| StoreError::Other(anyhow::anyhow!(e.to_string())))
-        })
+        .write(move |c| lineage::users::set_password(c, "demo", &hash, now))
         .await
         .expect("demo password");
     let elsewhere = format!("http://localhost:{}/healthz", app.port());
@@ -182,10 +179,9 @@ async fn start_server() -> Server {
                     audience: None,
                     first_party: false,
                 };
-                lineage::clients::create(c, spec, now)
-                    .map_err(|e| StoreError::Other(anyhow::anyhow!(e.to_string())))?;
+                lineage::clients::create(c, spec, now)?;
             }
-            Ok(())
+            Ok::<_, lineage::clients::RegistryError>(())
         })
         .await
         .expect("clients on another origin");

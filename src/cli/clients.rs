@@ -3,7 +3,7 @@
 use clap::Subcommand;
 use serde_json::json;
 
-use super::{Failure, print, registry_to_store, usage};
+use super::{Failure, print, usage};
 use crate::clients::{self, NewClient};
 use crate::domain::{GrantType, Permission, RedirectUri, Scope};
 use crate::startup::Backend;
@@ -115,10 +115,8 @@ pub fn run(cmd: ClientCommand, backend: &Backend, now: i64) -> Result<(), Failur
                 audience,
                 first_party,
             };
-            let created = db.run_sync(|c| {
-                clients::create_with_permissions(c, spec, &permissions, now)
-                    .map_err(registry_to_store)
-            })?;
+            let created =
+                db.write_sync(|c| clients::create_with_permissions(c, spec, &permissions, now))?;
             let secret = created
                 .client_secret
                 .as_ref()
@@ -143,10 +141,8 @@ pub fn run(cmd: ClientCommand, backend: &Backend, now: i64) -> Result<(), Failur
             json,
         } => {
             let permissions = parse_permissions(&permissions)?;
-            let client = db.run_sync(|c| {
-                clients::set_permissions(c, &client_id, &permissions, now)
-                    .map_err(registry_to_store)
-            })?;
+            let client =
+                db.write_sync(|c| clients::set_permissions(c, &client_id, &permissions, now))?;
             let v = client.view();
             print(json, json!(v), || {
                 let list = if v.permissions.is_empty() {
@@ -159,7 +155,7 @@ pub fn run(cmd: ClientCommand, backend: &Backend, now: i64) -> Result<(), Failur
             Ok(())
         }
         ClientCommand::List { json } => {
-            let list = db.run_sync(clients::list)?;
+            let list = db.read_sync(clients::list)?;
             let views: Vec<_> = list.iter().map(|c| c.view()).collect();
             print(json, json!(views), || {
                 if views.is_empty() {
@@ -186,8 +182,7 @@ pub fn run(cmd: ClientCommand, backend: &Backend, now: i64) -> Result<(), Failur
             Ok(())
         }
         ClientCommand::Show { client_id, json } => {
-            let c =
-                db.run_sync(|conn| clients::get(conn, &client_id).map_err(registry_to_store))?;
+            let c = db.read_sync(|conn| clients::get(conn, &client_id))?;
             let v = c.view();
             print(json, json!(v), || {
                 serde_json::to_string_pretty(&v).unwrap_or_default()
@@ -195,7 +190,7 @@ pub fn run(cmd: ClientCommand, backend: &Backend, now: i64) -> Result<(), Failur
             Ok(())
         }
         ClientCommand::Delete { client_id, json } => {
-            db.run_sync(|c| clients::delete(c, &client_id, now).map_err(registry_to_store))?;
+            db.write_sync(|c| clients::delete(c, &client_id, now))?;
             print(
                 json,
                 json!({"client_id": client_id, "deleted": true}),

@@ -3,7 +3,7 @@
 use clap::Subcommand;
 use serde_json::json;
 
-use super::{Failure, print, registry_to_store, usage};
+use super::{Failure, print, usage};
 use crate::clients;
 use crate::configuration::Settings;
 use crate::db::StoreError;
@@ -82,10 +82,10 @@ pub fn mint(
         json,
     } = cmd;
     let db = &backend.db;
-    let (user, client) = db.run_sync(|c| {
+    let (user, client) = db.read_sync(|c| {
         let u = find_user(c, &user)?;
-        let cl = clients::get(c, &client).map_err(registry_to_store)?;
-        Ok((u, cl))
+        let cl = clients::get(c, &client)?;
+        Ok::<_, Failure>((u, cl))
     })?;
     if user.disabled {
         return Err(Failure {
@@ -116,7 +116,7 @@ pub fn mint(
     let signer = if json {
         crate::tokens::crypto::install();
         let enc = KeyEncryption::new(&backend.key_secret);
-        let set = db.run_sync(|c| {
+        let set = db.write_sync(|c| {
             keys::ensure_signing_key(c, &enc, now)?;
             keys::KeySet::load(c, &enc, None, now, settings.access_token_ttl)
         })?;
@@ -141,7 +141,7 @@ pub fn mint(
                 user_agent: Some("lineage token mint".into()),
             },
         };
-        let (family, token) = db.run_sync(|c| refresh::start_family(c, spec, &policy, now))?;
+        let (family, token) = db.write_sync(|c| refresh::start_family(c, spec, &policy, now))?;
         use std::io::Write;
         let line = match &signer {
             Some((set, issuer)) => {
@@ -186,10 +186,10 @@ pub fn family(
     let policy = RefreshPolicy::from_settings(settings);
     match cmd {
         FamilyCommand::List { user, json } => {
-            let (user, families) = db.run_sync(|c| {
+            let (user, families) = db.read_sync(|c| {
                 let u = find_user(c, &user)?;
                 let f = refresh_families::list_for_user(c, &u.id)?;
-                Ok((u, f))
+                Ok::<_, Failure>((u, f))
             })?;
             let views: Vec<_> = families
                 .iter()
@@ -228,7 +228,7 @@ pub fn family(
                 ip: None,
                 user_agent: Some("lineage family revoke".into()),
             };
-            let revoked = db.run_sync(|c| {
+            let revoked = db.write_sync(|c| {
                 if refresh_families::find(c, &family_id)?.is_none() {
                     return Err(StoreError::Other(anyhow::anyhow!(
                         "no family `{family_id}`"

@@ -46,7 +46,7 @@ pub fn run(
     };
     match cmd {
         KeysCommand::List { json } => {
-            let rows = db.run_sync(signing_keys::list_all)?;
+            let rows = db.read_sync(signing_keys::list_all)?;
             let out: Vec<_> = rows.iter().map(describe).collect();
             print(json, json!(out), || {
                 out.iter()
@@ -70,7 +70,7 @@ pub fn run(
                 None => settings.key_publish_lead,
             };
             let enc = KeyEncryption::new(&backend.key_secret);
-            let row = db.run_sync(|c| keys::rotate(c, &enc, now, lead))?;
+            let row = db.write_sync(|c| keys::rotate(c, &enc, now, lead))?;
             let v = describe(&row);
             print(json, v, || {
                 format!(

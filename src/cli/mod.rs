@@ -155,7 +155,7 @@ fn dispatch(command: Command, settings: Settings) -> Result<(), Failure> {
         Command::Migrate { revert } => {
             let db = crate::db::Database::open(&settings.database_url, &Default::default())?;
             if revert {
-                let v = db.run_sync(|c| Ok(crate::db::revert_last_migration(c)?))?;
+                let v = db.revert_last_migration()?;
                 println!("reverted {v}");
             } else {
                 let applied = db.migrate()?;
@@ -178,6 +178,7 @@ fn dispatch(command: Command, settings: Settings) -> Result<(), Failure> {
             let backend = open_backend(&settings)?;
             let report = backend
                 .db
+                // Bounded batches, each its own transaction: a running server's writes go on.
                 .run_sync(|c| housekeeping::collect_all(c, now, settings.access_token_ttl))?;
             print(json, json!(report), || {
                 format!(
@@ -203,12 +204,7 @@ fn backup(settings: &Settings, path: &std::path::Path, json_out: bool) -> Result
     backup::check_target(&settings.database_url, path).map_err(failed)?;
     let db = crate::db::Database::open(&settings.database_url, &Default::default())?;
     let started = std::time::Instant::now();
-    db.run_sync(|c| {
-        backup::sqlite_into(c, path).map_err(|e| match e {
-            BackupError::Store(s) => s,
-            other => StoreError::Other(anyhow::anyhow!(other.to_string())),
-        })
-    })?;
+    db.read_sync(|c| backup::sqlite_into(c, path).map_err(failed))?;
     let bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
     print(
         json_out,
@@ -239,12 +235,4 @@ fn serve(settings: Settings, demo: bool) -> Result<(), Failure> {
         }
         app.run_until_signalled().await.map_err(Failure::from)
     })
-}
-
-// Keep the registry's message (not found, conflict, invalid) when it travels through `run_sync`.
-fn registry_to_store(e: RegistryError) -> StoreError {
-    match e {
-        RegistryError::Store(s) => s,
-        other => StoreError::Other(anyhow::anyhow!(other.to_string())),
-    }
 }

@@ -5,7 +5,7 @@ use std::io::{IsTerminal, Read};
 use clap::Subcommand;
 use serde_json::json;
 
-use super::{Failure, print, registry_to_store, usage};
+use super::{Failure, print, usage};
 use crate::domain::{Password, Username};
 use crate::startup::Backend;
 use crate::tokens::refresh;
@@ -91,8 +91,7 @@ pub fn run(cmd: UserCommand, backend: &Backend, now: i64) -> Result<(), Failure>
             })?;
             let password = read_password(password_stdin, &format!("Password for {name}: "))?;
             let hash = users::hash_password(&password)?;
-            let v =
-                db.run_sync(|c| users::create(c, &name, &hash, now).map_err(registry_to_store))?;
+            let v = db.write_sync(|c| users::create(c, &name, &hash, now))?;
             show(json, v, "created user");
         }
         UserCommand::SetPassword {
@@ -103,29 +102,23 @@ pub fn run(cmd: UserCommand, backend: &Backend, now: i64) -> Result<(), Failure>
             let password =
                 read_password(password_stdin, &format!("New password for {username}: "))?;
             let hash = users::hash_password(&password)?;
-            let v = db.run_sync(|c| {
-                users::set_password(c, &username, &hash, now).map_err(registry_to_store)
-            })?;
+            let v = db.write_sync(|c| users::set_password(c, &username, &hash, now))?;
             show(json, v, "changed the password of");
         }
         UserCommand::Disable { username, json } => {
-            let v = db.run_sync(|c| {
-                users::set_disabled(c, &username, true, now).map_err(registry_to_store)
-            })?;
+            let v = db.write_sync(|c| users::set_disabled(c, &username, true, now))?;
             show(json, v, "disabled");
         }
         UserCommand::Enable { username, json } => {
-            let v = db.run_sync(|c| {
-                users::set_disabled(c, &username, false, now).map_err(registry_to_store)
-            })?;
+            let v = db.write_sync(|c| users::set_disabled(c, &username, false, now))?;
             show(json, v, "enabled");
         }
         UserCommand::RevokeAll { username, json } => {
-            let ended = db.run_sync(|c| {
-                let user = users::get(c, &username).map_err(registry_to_store)?;
+            let ended = db.write_sync(|c| {
+                let user = users::get(c, &username)?;
                 let ended = refresh::revoke_all_for_user(c, &user.id, "revoked_by_admin", now)?;
                 crate::db::models::browser_sessions::delete_for_user(c, &user.id, None)?;
-                Ok(ended)
+                Ok::<_, Failure>(ended)
             })?;
             print(
                 json,
@@ -134,7 +127,7 @@ pub fn run(cmd: UserCommand, backend: &Backend, now: i64) -> Result<(), Failure>
             );
         }
         UserCommand::List { json } => {
-            let list = db.run_sync(users::list)?;
+            let list = db.read_sync(users::list)?;
             print(json, json!(list), || {
                 if list.is_empty() {
                     return "no users".into();

@@ -257,24 +257,19 @@ pub fn insert_if_absent(
 }
 
 impl StoreError {
-    /// A query error that means the connection died (server restarted, network cut).
+    /// Whether the database could not be reached (503, the pool recovers) rather than refused
+    /// the query (500). Told by diesel's error kinds, which it derives from SQLSTATE codes and
+    /// the connection's state (a connection libpq reports bad is `ClosedConnection`).
     pub fn is_unavailable(&self) -> bool {
         use diesel::result::{DatabaseErrorKind, Error};
-        match self {
-            StoreError::Unavailable(_) => true,
-            StoreError::Query(Error::DatabaseError(DatabaseErrorKind::ClosedConnection, _)) => true,
-            StoreError::Query(Error::DatabaseError(DatabaseErrorKind::UnableToSendCommand, _)) => {
-                true
-            }
-            StoreError::Query(Error::DatabaseError(_, info)) => {
-                let m = info.message();
-                m.contains("server closed the connection")
-                    || m.contains("terminating connection")
-                    || m.contains("no connection to the server")
-                    || m.contains("database is locked")
-            }
-            _ => false,
-        }
+        matches!(
+            self,
+            StoreError::Unavailable(_)
+                | StoreError::Query(Error::DatabaseError(
+                    DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
+                    _
+                ))
+        )
     }
 }
 
@@ -370,11 +365,30 @@ impl Database {
         run_migrations(&mut conn)
     }
 
-    /// Run synchronous diesel work on the blocking thread pool, never on an actix worker.
-    pub async fn run<T, F>(&self, f: F) -> Result<T, StoreError>
+    /// Roll back the most recent migration (operators and the down-migration tests).
+    pub fn revert_last_migration(&self) -> anyhow::Result<String> {
+        let mut conn = self.pool.get()?;
+        revert_last_migration(&mut conn)
+    }
+
+    /// For blocking callers whose job manages its own transactions (housekeeping in bounded
+    /// batches): a pooled connection, nothing around it.
+    pub fn run_sync<T, E>(&self, f: impl FnOnce(&mut DbConnection) -> Result<T, E>) -> Result<T, E>
     where
-        F: FnOnce(&mut DbConnection) -> Result<T, StoreError> + Send + 'static,
+        E: From<StoreError>,
+    {
+        let mut conn = pooled(&self.pool, &self.metrics)?;
+        counted(&self.metrics, || f(&mut conn))
+    }
+
+    /// Read from the database on a pooled connection, on the blocking thread pool (never on an
+    /// actix worker: diesel is synchronous). The closure returns the caller's own error type, so
+    /// a lookup that finds a client error answers with it directly.
+    pub async fn read<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut DbConnection) -> Result<T, E> + Send + 'static,
         T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
     {
         let pool = self.pool.clone();
         let metrics = Arc::clone(&self.metrics);
@@ -385,25 +399,16 @@ impl Database {
             counted(&metrics, || f(&mut conn))
         })
         .await
-        .map_err(|e| StoreError::Other(anyhow::anyhow!("database task failed: {e}")))?
+        .unwrap_or_else(|e| Err(task_failed(&e).into()))
     }
 
-    /// The same, for callers that are already on a blocking thread (CLI, start-up, tests), reads
-    /// and writes alike: a pooled connection, which on SQLite waits for the writer's lock with
-    /// `busy_timeout` like any other process would.
-    pub fn run_sync<T>(
-        &self,
-        f: impl FnOnce(&mut DbConnection) -> Result<T, StoreError>,
-    ) -> Result<T, StoreError> {
-        let mut conn = pooled(&self.pool, &self.metrics)?;
-        counted(&self.metrics, || f(&mut conn))
-    }
-
-    /// Like `run`, for work that writes (on SQLite it goes through the single writer).
-    pub async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
+    /// Write: on SQLite through the single writer thread (one transaction per queued group), on
+    /// PostgreSQL on a pooled connection. The closure's own `transaction` is its atomic unit.
+    pub async fn write<T, E, F>(&self, f: F) -> Result<T, E>
     where
-        F: FnOnce(&mut DbConnection) -> Result<T, StoreError> + Send + 'static,
+        F: FnOnce(&mut DbConnection) -> Result<T, E> + Send + 'static,
         T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
     {
         match &self.writer {
             Some(w) => {
@@ -417,8 +422,43 @@ impl Database {
                 self.metrics.count(revoked);
                 Ok(value)
             }
-            None => self.run(f).await,
+            None => self.read(f).await,
         }
+    }
+
+    /// `read` for callers already on a blocking thread (CLI, start-up, tests).
+    pub fn read_sync<T, E>(&self, f: impl FnOnce(&mut DbConnection) -> Result<T, E>) -> Result<T, E>
+    where
+        E: From<StoreError>,
+    {
+        let mut conn = pooled(&self.pool, &self.metrics)?;
+        counted(&self.metrics, || f(&mut conn))
+    }
+
+    /// `write` for callers already on a blocking thread (CLI, start-up, tests): one transaction
+    /// on a pooled connection. On SQLite it is `BEGIN IMMEDIATE`, so it waits (`busy_timeout`)
+    /// for a running server's writer instead of failing when that writer commits in between.
+    pub fn write_sync<T, E>(
+        &self,
+        f: impl FnOnce(&mut DbConnection) -> Result<T, E>,
+    ) -> Result<T, E>
+    where
+        E: From<StoreError>,
+    {
+        let mut conn = pooled(&self.pool, &self.metrics)?;
+        counted(&self.metrics, || {
+            writer::begin(&mut conn).map_err(StoreError::from)?;
+            match f(&mut conn) {
+                Ok(value) => {
+                    writer::commit(&mut conn).map_err(StoreError::from)?;
+                    Ok(value)
+                }
+                Err(e) => {
+                    writer::rollback(&mut conn);
+                    Err(e)
+                }
+            }
+        })
     }
 
     /// At shutdown: every queued write committed and (SQLite) the WAL checkpointed.
@@ -430,9 +470,12 @@ impl Database {
     }
 
     pub async fn ping(&self) -> Result<(), StoreError> {
-        self.run(|c| c.batch_execute("SELECT 1").map_err(StoreError::from))
-            .await
+        self.read(|c| Ok(c.batch_execute("SELECT 1")?)).await
     }
+}
+
+fn task_failed(e: &tokio::task::JoinError) -> StoreError {
+    StoreError::Other(anyhow::anyhow!("database task failed: {e}"))
 }
 
 /// A pooled connection; the time `get()` took is the pool-wait histogram.
@@ -445,10 +488,7 @@ fn pooled(pool: &DbPool, metrics: &metrics::DbMetrics) -> Result<DbPooled, Store
 
 /// Run `job` on a pooled connection (which commits as it goes) and count the revocations it
 /// made if it succeeded.
-fn counted<T>(
-    metrics: &metrics::DbMetrics,
-    job: impl FnOnce() -> Result<T, StoreError>,
-) -> Result<T, StoreError> {
+fn counted<T, E>(metrics: &metrics::DbMetrics, job: impl FnOnce() -> Result<T, E>) -> Result<T, E> {
     let (result, revoked) = metrics::collect(job);
     if result.is_ok() {
         metrics.count(revoked);

@@ -160,10 +160,11 @@ impl Writer {
         sent
     }
 
-    pub async fn run<T, F>(&self, f: F) -> Result<T, StoreError>
+    pub async fn run<T, E, F>(&self, f: F) -> Result<T, E>
     where
-        F: FnOnce(&mut DbConnection) -> Result<T, StoreError> + Send + 'static,
+        F: FnOnce(&mut DbConnection) -> Result<T, E> + Send + 'static,
         T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
     {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let span = tracing::Span::current();
@@ -173,21 +174,23 @@ impl Writer {
                     let _entered = span.enter();
                     f(c)
                 }
-                Err(e) => Err(e),
+                Err(e) => Err(e.into()),
             };
             Box::new(move |committed: Result<(), String>| {
                 let _ = tx.send(match committed {
                     Ok(()) => result,
                     Err(e) => Err(StoreError::Other(anyhow::anyhow!(
                         "the write was not committed: {e}"
-                    ))),
+                    ))
+                    .into()),
                 });
             })
         });
         self.send_job(job)?;
         // A job that panicked drops its sender without an answer.
-        rx.await
-            .map_err(|_| StoreError::Other(anyhow::anyhow!("a database write failed")))?
+        rx.await.unwrap_or_else(|_| {
+            Err(StoreError::Other(anyhow::anyhow!("a database write failed")).into())
+        })
     }
 
     /// Wait until every write queued so far has committed, then checkpoint the WAL into the
@@ -272,12 +275,22 @@ fn run_group(wc: &mut WriterConnection, group: Vec<Job>) {
 /// `BEGIN IMMEDIATE`: the write lock is taken at the start, so a job that reads before it writes
 /// cannot find its snapshot outdated by another process's commit (`SQLITE_BUSY_SNAPSHOT`, which
 /// `busy_timeout` does not wait out) — another process, e.g. the CLI, just makes it wait.
-fn begin(conn: &mut DbConnection) -> diesel::QueryResult<()> {
+pub(super) fn begin(conn: &mut DbConnection) -> diesel::QueryResult<()> {
     match conn {
         DbConnection::Sqlite(c) => {
             diesel::connection::AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")
         }
         other => TxManager::begin_transaction(other),
+    }
+}
+
+pub(super) fn commit(conn: &mut DbConnection) -> diesel::QueryResult<()> {
+    TxManager::commit_transaction(conn)
+}
+
+pub(super) fn rollback(conn: &mut DbConnection) {
+    if let Err(e) = TxManager::rollback_transaction(conn) {
+        tracing::warn!(error = %e, "rolling back a write transaction failed");
     }
 }
 

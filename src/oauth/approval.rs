@@ -55,7 +55,7 @@ pub async fn consent_covers(
     let (user, client) = (user_id.to_string(), areq.client_id.clone());
     let granted = state
         .db
-        .run(move |c| consents::find_scope(c, &user, &client))
+        .read(move |c| consents::find_scope(c, &user, &client))
         .await?;
     let requested = Scope::parse(&areq.scope).unwrap_or_default();
     Ok(granted
@@ -200,7 +200,7 @@ pub async fn approve(
     let lookup = areq.client_id.clone();
     let client = state
         .db
-        .run(move |c| clients::find(c, &lookup))
+        .read(move |c| clients::find(c, &lookup))
         .await?
         .ok_or_else(|| {
             PageError::bad_request(

@@ -165,7 +165,7 @@ async fn validate(state: &AppState, query: &str) -> Result<Validated, Rejection>
     let lookup = client_id.clone();
     let client = state
         .db
-        .run(move |c| clients::find(c, &lookup))
+        .read(move |c| clients::find(c, &lookup))
         .await
         .map_err(|e| Rejection::Page(e.into()))?
         .ok_or_else(|| {

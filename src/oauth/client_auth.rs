@@ -151,7 +151,7 @@ pub async fn authenticate(
 ) -> Result<Client, OAuthError> {
     let presented = presented(req, form)?;
     let guard = FailureGuard::check(req, &presented)?;
-    let verified = db.run(move |c| verify(c, &presented)).await?;
+    let verified = db.read(move |c| verify(c, &presented)).await?;
     match &verified {
         Ok(client) => crate::telemetry::request::record_client(&client.client_id),
         Err(_) => guard.failed(),

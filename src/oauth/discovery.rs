@@ -11,7 +11,7 @@ use crate::clients;
 use crate::state::AppState;
 
 pub async fn metadata(state: Data<AppState>) -> Result<HttpResponse, OAuthError> {
-    let scopes = state.db.run(clients::all_scopes).await?;
+    let scopes = state.db.read(clients::all_scopes).await?;
     let issuer = &state.issuer;
     let grants: Vec<&str> = SUPPORTED_GRANTS.iter().map(|g| g.as_str()).collect();
     let doc = json!({

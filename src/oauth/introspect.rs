@@ -12,6 +12,7 @@ use super::client_auth;
 use super::error::OAuthError;
 use super::form::Form;
 use crate::clients;
+use crate::db::StoreError;
 use crate::db::models::{refresh_families, revoked_access_tokens, users};
 use crate::state::AppState;
 use crate::tokens::jwt::{self, AccessClaims};
@@ -39,7 +40,7 @@ pub async fn introspect(
         );
         state
             .db
-            .run(move |c| {
+            .read(move |c| {
                 let Some((family, token)) = refresh::inspect(c, &presented, &policy, now)? else {
                     return Ok(None);
                 };
@@ -47,7 +48,7 @@ pub async fn introspect(
                     return Ok(None);
                 }
                 let username = users::find(c, &family.user_id)?.map(|u| u.username);
-                Ok(Some(json!({
+                Ok::<_, StoreError>(Some(json!({
                     "active": true,
                     "token_type": "refresh_token",
                     "scope": family.scope,
@@ -76,7 +77,7 @@ async fn inspect_access(state: &AppState, token: &str) -> Result<Option<Value>, 
     let checked = claims.clone();
     let live = state
         .db
-        .run(move |c| access_token_is_live(c, &checked))
+        .read(move |c| access_token_is_live(c, &checked))
         .await?;
     Ok(live.then(|| {
         let mut v = serde_json::to_value(&claims).unwrap_or_else(|_| json!({}));

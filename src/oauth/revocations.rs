@@ -16,6 +16,7 @@ use serde::Serialize;
 use super::client_auth;
 use super::error::{ErrorCode, OAuthError};
 use super::form::Form;
+use crate::db::StoreError;
 use crate::db::models::revocation_feed::{self, FeedRow, Kind};
 use crate::domain::Permission;
 use crate::state::AppState;
@@ -174,7 +175,7 @@ async fn read_page(state: &AppState, request: PageRequest) -> Result<Page, OAuth
     let kept_from = state.now() - retention;
     let (rows, after, epoch) = state
         .db
-        .run(move |c| {
+        .read(move |c| {
             // A cursor of another epoch (the server restarted, perhaps on a database restored
             // from a backup whose numbers run below it) or beyond the newest entry starts over
             // from the oldest entry kept: duplicates are harmless, a skipped entry is not.
@@ -184,7 +185,7 @@ async fn read_page(state: &AppState, request: PageRequest) -> Result<Page, OAuth
                 _ => 0,
             };
             let rows = revocation_feed::page(c, after, kept_from, request.limit + 1)?;
-            Ok((rows, after, epoch))
+            Ok::<_, StoreError>((rows, after, epoch))
         })
         .await?;
     let mut page = Page {

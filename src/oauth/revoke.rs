@@ -10,6 +10,7 @@ use diesel::Connection;
 use super::client_auth;
 use super::error::OAuthError;
 use super::form::Form;
+use crate::db::StoreError;
 use crate::db::models::revocation_feed::{self, Revocation};
 use crate::db::models::revoked_access_tokens::{self, RevokedAccessTokenRow};
 use crate::state::AppState;
@@ -69,7 +70,7 @@ async fn revoke_refresh(
             if family.client_id == client_id {
                 refresh::revoke_family(c, &family.id, "revoked_by_client", &origin, now)?;
             }
-            Ok(true)
+            Ok::<_, StoreError>(true)
         })
         .await?;
     Ok(found)
@@ -101,7 +102,7 @@ async fn revoke_access(state: &AppState, client_id: &str, token: &str) -> Result
                     let revoked = Revocation::access_token(&row.jti, now, row.expires_at);
                     revocation_feed::publish(c, &[revoked])?;
                 }
-                Ok(())
+                Ok::<_, StoreError>(())
             })
         })
         .await?;

@@ -62,7 +62,7 @@ async fn render_account(
     let (user, policy, now) = (signed_in.user.clone(), state.refresh_policy, state.now());
     let (families, apps, events) = state
         .db
-        .run(move |c| {
+        .read(move |c| {
             let live: Vec<FamilyRow> = refresh_families::list_for_user(c, &user.id)?
                 .into_iter()
                 .filter(|f| refresh::end_reason(f, Some(&user), &policy, now).is_none())
@@ -101,7 +101,7 @@ async fn render_account(
                     },
                 })
                 .collect::<Vec<_>>();
-            Ok((lines, apps, events))
+            Ok::<_, StoreError>((lines, apps, events))
         })
         .await?;
     let page = AccountPage {
@@ -183,7 +183,7 @@ pub async fn revoke_family(
         .write(move |c| match refresh_families::find(c, &family_id)? {
             Some(f) if f.user_id == user_id => {
                 refresh::revoke_family(c, &f.id, "revoked_by_user", &origin, now)?;
-                Ok(true)
+                Ok::<_, StoreError>(true)
             }
             _ => Ok(false),
         })

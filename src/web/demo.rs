@@ -38,7 +38,7 @@ fn redirect_uri(state: &AppState) -> String {
 async fn demo_client(state: &AppState) -> Result<Client, PageError> {
     state
         .db
-        .run(|c| clients::find(c, DEMO_APP_CLIENT))
+        .read(|c| clients::find(c, DEMO_APP_CLIENT))
         .await?
         .ok_or_else(|| {
             PageError::new(

@@ -10,6 +10,7 @@ use std::net::IpAddr;
 use super::pages::LoginPage;
 use super::session::{self, SignedIn};
 use super::{PageError, allow_form_redirect_to, render, safe_return_to};
+use crate::db::StoreError;
 use crate::db::models::users::UserRow;
 use crate::db::models::{auth_codes, browser_sessions, sign_in_throttles, users};
 use crate::domain::Password;
@@ -220,9 +221,9 @@ async fn check(
     let (lookup, key) = (attempt.username.clone(), attempt.username_key.clone());
     let (user, throttle) = state
         .db
-        .run(move |c| {
+        .read(move |c| {
             let user = users::find_by_username(c, &lookup)?;
-            Ok((user, sign_in_throttles::find(c, &key)?))
+            Ok::<_, StoreError>((user, sign_in_throttles::find(c, &key)?))
         })
         .await?;
     let now = state.now();

@@ -98,12 +98,12 @@ pub async fn current(state: &AppState, req: &HttpRequest) -> Result<Option<Signe
     let lookup = id_hash.clone();
     let found = state
         .db
-        .run(move |c| {
+        .read(move |c| {
             let Some(s) = browser_sessions::find(c, &lookup)? else {
                 return Ok(None);
             };
             let user = users::find(c, &s.user_id)?;
-            Ok(user.map(|u| (s, u)))
+            Ok::<_, StoreError>(user.map(|u| (s, u)))
         })
         .await?;
     Ok(match found {

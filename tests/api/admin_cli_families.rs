@@ -332,7 +332,7 @@ async fn gc_command_removes_ended_families(backend: Backend) {
             };
             let (f, _) = refresh::start_family(c, spec, &policy, long_ago)?;
             refresh::revoke_family(c, &f.id, "test", &Origin::default(), long_ago)?;
-            Ok(f.id)
+            Ok::<_, lineage::db::StoreError>(f.id)
         })
         .await
         .expect("an old, ended family");

@@ -11,8 +11,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use lineage::clients::{self, NewClient};
 use lineage::clock::{Clock, ManualClock};
 use lineage::configuration::{KeySecret, Settings};
+use lineage::db::Database;
 use lineage::db::models::refresh_families::{self, FamilyRow};
-use lineage::db::{Database, StoreError};
 use lineage::domain::{GrantType, Password, RedirectUri, Scope, Username};
 use lineage::startup::Application;
 use reqwest::StatusCode;
@@ -118,10 +118,6 @@ pub async fn spawn_demo_app(backend: Backend) -> Option<DemoApp> {
     })
 }
 
-fn store_err(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Other(anyhow::anyhow!(e.to_string()))
-}
-
 /// The stored form of `password`, computed before any database job (as the server does).
 fn hash(password: &str) -> lineage::users::HashedPassword {
     let password = Password::new(password.to_string()).expect("a valid password");
@@ -136,11 +132,9 @@ pub async fn create_user(app: &impl Front, name: &str) -> String {
 pub async fn create_user_with(app: &impl Front, name: &str, password: &str) -> String {
     let (name, now) = (name.to_string(), app.clock_now());
     let hash = hash(password);
+    let username = Username::parse(&name).expect("a valid username");
     app.database()
-        .write(move |c| {
-            let username = Username::parse(&name).map_err(store_err)?;
-            lineage::users::create(c, &username, &hash, now).map_err(store_err)
-        })
+        .write(move |c| lineage::users::create(c, &username, &hash, now))
         .await
         .expect("user creation")
         .id
@@ -151,7 +145,7 @@ pub async fn set_password(app: &impl Front, name: &str, password: &str) {
     let (name, now) = (name.to_string(), app.clock_now());
     let hash = hash(password);
     app.database()
-        .write(move |c| lineage::users::set_password(c, &name, &hash, now).map_err(store_err))
+        .write(move |c| lineage::users::set_password(c, &name, &hash, now))
         .await
         .expect("set_password");
 }
@@ -160,7 +154,7 @@ pub async fn set_password(app: &impl Front, name: &str, password: &str) {
 pub async fn set_disabled(app: &impl Front, name: &str, disabled: bool) {
     let (name, now) = (name.to_string(), app.clock_now());
     app.database()
-        .write(move |c| lineage::users::set_disabled(c, &name, disabled, now).map_err(store_err))
+        .write(move |c| lineage::users::set_disabled(c, &name, disabled, now))
         .await
         .expect("set_disabled");
 }
@@ -169,7 +163,7 @@ pub async fn register(app: &impl Front, spec: NewClient) -> TestClient {
     let now = app.clock_now();
     let created = app
         .database()
-        .write(move |c| clients::create(c, spec, now).map_err(store_err))
+        .write(move |c| clients::create(c, spec, now))
         .await
         .expect("client registration");
     TestClient {
@@ -217,7 +211,7 @@ pub async fn web_app_client(app: &impl Front, scopes: &str) -> TestClient {
 pub async fn family(app: &impl Front, id: &str) -> FamilyRow {
     let id = id.to_string();
     app.database()
-        .run(move |c| refresh_families::find(c, &id))
+        .read(move |c| refresh_families::find(c, &id))
         .await
         .expect("family lookup")
         .expect("the family exists")

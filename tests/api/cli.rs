@@ -404,10 +404,7 @@ fn assert_stored_password(database: &TestDatabase, name: &str, new: &str, old: &
     let db = lineage::db::Database::open(&database.url(), &Default::default()).expect("open db");
     let name = name.to_string();
     let row = db
-        .run_sync(move |c| {
-            lineage::users::get(c, &name)
-                .map_err(|e| lineage::db::StoreError::Other(anyhow::anyhow!(e.to_string())))
-        })
+        .read_sync(move |c| lineage::users::get(c, &name))
         .expect("user row");
     assert!(row.password_hash.starts_with("$argon2id$"), "argon2id hash");
     let hash = Some(row.password_hash.as_str());

@@ -37,7 +37,7 @@ async fn prepare_creates_the_demo_client_and_user_once(backend: Backend) {
     };
     let client = app
         .db
-        .run(|c| clients::find(c, "demo-app"))
+        .read(|c| clients::find(c, "demo-app"))
         .await
         .expect("lookup")
         .expect("demo-app exists");
@@ -54,11 +54,13 @@ async fn prepare_creates_the_demo_client_and_user_once(backend: Backend) {
         .db
         .write(move |c| {
             let name = lineage::domain::Username::parse("demo").expect("name");
-            Ok(lineage::users::create(c, &name, &hash, 0).is_err())
+            lineage::users::create(c, &name, &hash, 0)
         })
-        .await
-        .expect("create");
-    assert!(again, "the demo user already exists");
+        .await;
+    assert!(
+        matches!(again, Err(lineage::clients::RegistryError::Conflict(_))),
+        "the demo user already exists: {again:?}"
+    );
 }
 
 /// Submit a demo page's form posting to `action`, with all its hidden fields.

@@ -180,7 +180,7 @@ async fn gc_works_in_bounded_batches(backend: Backend) {
                     refresh::start_family(c, spec, &policy, now)?;
                 }
                 refresh::revoke_all_for_user(c, &uid, "test", now)?;
-                Ok(())
+                Ok::<_, lineage::db::StoreError>(())
             })
         })
         .await
@@ -210,7 +210,7 @@ async fn gc_works_in_bounded_batches(backend: Backend) {
     let uid = bob.id.clone();
     let left = app
         .db
-        .run(move |c| refresh_families::list_for_user(c, &uid))
+        .read(move |c| refresh_families::list_for_user(c, &uid))
         .await
         .expect("list");
     assert!(left.is_empty());

@@ -11,7 +11,7 @@ use diesel::{Connection, PgConnection, RunQueryDsl};
 use lineage::clients::{self, NewClient};
 use lineage::clock::ManualClock;
 use lineage::configuration::{KeySecret, Settings};
-use lineage::db::{Database, DatabaseUrl, StoreError};
+use lineage::db::{Database, DatabaseUrl};
 use lineage::domain::{GrantType, RedirectUri, Scope};
 use lineage::startup::Application;
 use lineage::state::KEY_RELOAD_SECONDS;
@@ -293,10 +293,7 @@ impl TestApp {
         let now = self.now();
         let created = self
             .db
-            .run(move |c| {
-                clients::create(c, spec, now)
-                    .map_err(|e| StoreError::Other(anyhow::anyhow!(e.to_string())))
-            })
+            .read(move |c| clients::create(c, spec, now))
             .await
             .expect("client registration");
         TestClient {
@@ -318,10 +315,7 @@ impl TestApp {
         let id = client_id.to_string();
         let now = self.now();
         self.db
-            .run(move |c| {
-                clients::delete(c, &id, now)
-                    .map_err(|e| StoreError::Other(anyhow::anyhow!(e.to_string())))
-            })
+            .read(move |c| clients::delete(c, &id, now))
             .await
             .expect("client deletion");
     }
@@ -436,7 +430,7 @@ impl TestApp {
         let enc = KeyEncryption::new(&self.key_secret);
         let now = self.now();
         self.db
-            .run(move |c| keys::rotate(c, &enc, now, lead))
+            .read(move |c| keys::rotate(c, &enc, now, lead))
             .await
             .expect("key rotation")
             .kid

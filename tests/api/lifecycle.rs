@@ -219,7 +219,7 @@ async fn sigterm_under_load_answers_every_accepted_request_and_commits_every_wri
     for token in held {
         let hash = PlainToken::new(token).hash().into_string();
         let row = db
-            .run(move |c| refresh_tokens::find(c, &hash))
+            .read(move |c| refresh_tokens::find(c, &hash))
             .await
             .expect("read")
             .expect("the token an app holds was committed");

@@ -8,7 +8,6 @@ use std::process::{Command, Output};
 
 use diesel::prelude::*;
 use lineage::clients::NewClient;
-use lineage::db::StoreError;
 use lineage::db::models::audit_events::AuditEventRow;
 use lineage::db::models::refresh_families::{self, FamilyRow};
 use lineage::db::models::refresh_tokens::{self, RefreshTokenRow};
@@ -79,10 +78,7 @@ pub async fn create_user(app: &TestApp, name: &str) -> TestUser {
     let hash = lineage::users::hash_password(&password).expect("hash");
     let view = app
         .db
-        .write(move |c| {
-            lineage::users::create(c, &username, &hash, now)
-                .map_err(|e| StoreError::Other(anyhow::anyhow!(e.to_string())))
-        })
+        .write(move |c| lineage::users::create(c, &username, &hash, now))
         .await
         .expect("user creation");
     TestUser {
@@ -285,12 +281,16 @@ pub async fn feed_reader(app: &TestApp) -> TestClient {
                     name: "resource server".into(),
                     ..service_client("feed")
                 };
-                lineage::clients::create_with_permissions(c, spec, &[Permission::Revocations], now)
-                    .map_err(|e| StoreError::Other(anyhow::anyhow!(e.to_string())))?;
+                lineage::clients::create_with_permissions(
+                    c,
+                    spec,
+                    &[Permission::Revocations],
+                    now,
+                )?;
                 let secret = lineage::tokens::secret::PlainToken::new(FEED_READER_SECRET);
                 lineage::clients::set_secret(c, FEED_READER, &secret)?;
             }
-            Ok(())
+            Ok::<_, lineage::clients::RegistryError>(())
         })
         .await
         .expect("register the feed reader");
@@ -364,7 +364,7 @@ pub fn feed_subs(body: &Value) -> Vec<String> {
 pub async fn family_row(app: &TestApp, id: &str) -> Option<FamilyRow> {
     let id = id.to_string();
     app.db
-        .run(move |c| refresh_families::find(c, &id))
+        .read(move |c| refresh_families::find(c, &id))
         .await
         .expect("read family")
 }
@@ -377,7 +377,7 @@ pub async fn family(app: &TestApp, id: &str) -> FamilyRow {
 pub async fn unused_count(app: &TestApp, family_id: &str) -> i64 {
     let id = family_id.to_string();
     app.db
-        .run(move |c| refresh_tokens::count_unused_of(c, &id))
+        .read(move |c| refresh_tokens::count_unused_of(c, &id))
         .await
         .expect("count unused tokens")
 }
@@ -387,12 +387,14 @@ pub async fn token_rows(app: &TestApp, family_id: &str) -> Vec<RefreshTokenRow> 
     use lineage::db::schema::refresh_tokens::dsl as t;
     let id = family_id.to_string();
     app.db
-        .run(move |c| {
-            Ok(t::refresh_tokens
-                .filter(t::family_id.eq(id))
-                .order(t::generation.asc())
-                .select(RefreshTokenRow::as_select())
-                .load(c)?)
+        .read(move |c| {
+            Ok::<_, lineage::db::StoreError>(
+                t::refresh_tokens
+                    .filter(t::family_id.eq(id))
+                    .order(t::generation.asc())
+                    .select(RefreshTokenRow::as_select())
+                    .load(c)?,
+            )
         })
         .await
         .expect("read tokens")
@@ -402,8 +404,8 @@ pub async fn token_rows(app: &TestApp, family_id: &str) -> Vec<RefreshTokenRow> 
 pub async fn count_rows(app: &TestApp, table: &'static str) -> i64 {
     use lineage::db::schema;
     app.db
-        .run(move |c| {
-            Ok(match table {
+        .read(move |c| {
+            Ok::<_, lineage::db::StoreError>(match table {
                 "refresh_families" => schema::refresh_families::table.count().get_result(c)?,
                 "refresh_tokens" => schema::refresh_tokens::table.count().get_result(c)?,
                 "revoked_access_tokens" => {
@@ -423,7 +425,7 @@ pub async fn count_rows(app: &TestApp, table: &'static str) -> i64 {
 pub async fn audit_events_of_kind(app: &TestApp, kind: &str) -> Vec<AuditEventRow> {
     let kind = kind.to_string();
     app.db
-        .run(move |c| lineage::db::models::audit_events::list_kind(c, &kind))
+        .read(move |c| lineage::db::models::audit_events::list_kind(c, &kind))
         .await
         .expect("read audit events")
 }
@@ -433,12 +435,14 @@ pub async fn denylist_entry(app: &TestApp, jti: &str) -> Option<(i64, i64)> {
     use lineage::db::schema::revoked_access_tokens::dsl as r;
     let jti = jti.to_string();
     app.db
-        .run(move |c| {
-            Ok(r::revoked_access_tokens
-                .filter(r::jti.eq(jti))
-                .select((r::revoked_at, r::expires_at))
-                .first::<(i64, i64)>(c)
-                .optional()?)
+        .read(move |c| {
+            Ok::<_, lineage::db::StoreError>(
+                r::revoked_access_tokens
+                    .filter(r::jti.eq(jti))
+                    .select((r::revoked_at, r::expires_at))
+                    .first::<(i64, i64)>(c)
+                    .optional()?,
+            )
         })
         .await
         .expect("read denylist")

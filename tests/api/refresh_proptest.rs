@@ -111,7 +111,7 @@ fn run_case(
         origin: Origin::default(),
     };
     let (family, first) = db
-        .run_sync(|c| refresh::start_family(c, spec, &policy, now))
+        .read_sync(|c| refresh::start_family(c, spec, &policy, now))
         .map_err(|e| fail(e.to_string()))?;
     let family_id = family.id;
     let mut model = Model {
@@ -130,7 +130,7 @@ fn run_case(
             Op::Advance(d) => now += d,
             Op::Revoke => {
                 let did = db
-                    .run_sync(|c| {
+                    .read_sync(|c| {
                         refresh::revoke_family(c, &family_id, "test", &Origin::default(), now)
                     })
                     .map_err(|e| fail(e.to_string()))?;
@@ -141,7 +141,7 @@ fn run_case(
                 let i = n % model.tokens.len();
                 let (token, used) = model.tokens[i].clone();
                 let seen = db
-                    .run_sync(|c| refresh::inspect(c, &token, &policy, now))
+                    .read_sync(|c| refresh::inspect(c, &token, &policy, now))
                     .map_err(|e| fail(e.to_string()))?;
                 prop_assert_eq!(
                     seen.is_some(),
@@ -239,7 +239,7 @@ fn run_case(
             prop_assert!(model.revoked);
         }
         let (row, unused, total) = db
-            .run_sync(|c| {
+            .read_sync(|c| {
                 Ok((
                     refresh_families::find(c, &family_id)?,
                     refresh_tokens::count_unused_of(c, &family_id)?,
@@ -253,7 +253,7 @@ fn run_case(
                     },
                 ))
             })
-            .map_err(|e| fail(e.to_string()))?;
+            .map_err(|e: lineage::db::StoreError| fail(e.to_string()))?;
         let row = row.ok_or_else(|| fail("the family vanished"))?;
         let capped = policy.max_rotations == Some(model.rotations);
         prop_assert_eq!(
@@ -295,8 +295,8 @@ fn rotate(
         origin: Origin::default(),
     };
     let out = db
-        .run_sync(|c| Ok(refresh::rotate(c, key, token, &req, policy, now)))
-        .map_err(|e| fail(e.to_string()))?;
+        .read_sync(|c| Ok(refresh::rotate(c, key, token, &req, policy, now)))
+        .map_err(|e: lineage::db::StoreError| fail(e.to_string()))?;
     match out {
         Ok(r) => Ok(Ok(r)),
         Err(RefreshError::Store(e)) => Err(fail(format!("storage error: {e}"))),
@@ -321,7 +321,7 @@ fn random_interleavings_never_leave_two_live_tokens() {
         created_at: START,
         updated_at: START,
     };
-    db.run_sync(|c| users::insert(c, &row))
+    db.read_sync(|c| users::insert(c, &row))
         .expect("insert user");
     let key = SuccessorKey::new(&KeySecret::new(KEY_SECRET.to_string()));
 

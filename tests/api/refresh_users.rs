@@ -3,7 +3,6 @@
 //! the user's not-before in the revocation feed; deleting a client ends its families.
 
 use diesel::prelude::*;
-use lineage::db::StoreError;
 use lineage::domain::Password;
 
 use crate::helpers::{Backend, TestApp, assert_oauth_error};
@@ -22,10 +21,7 @@ both_backends!(
 async fn set_disabled(app: &TestApp, username: &str, disabled: bool) {
     let (name, now) = (username.to_string(), app.now());
     app.db
-        .write(move |c| {
-            lineage::users::set_disabled(c, &name, disabled, now)
-                .map_err(|e| StoreError::Other(anyhow::anyhow!(e.to_string())))
-        })
+        .write(move |c| lineage::users::set_disabled(c, &name, disabled, now))
         .await
         .expect("set_disabled");
 }
@@ -157,10 +153,7 @@ async fn password_change_revokes_every_family_and_publishes_not_before(backend: 
     let pw = Password::new("a brand new password".into()).expect("valid");
     let hash = lineage::users::hash_password(&pw).expect("hash");
     app.db
-        .write(move |c| {
-            lineage::users::set_password(c, &name, &hash, now)
-                .map_err(|e| StoreError::Other(anyhow::anyhow!(e.to_string())))
-        })
+        .write(move |c| lineage::users::set_password(c, &name, &hash, now))
         .await
         .expect("set_password");
     let changed_at = app.now();
@@ -187,12 +180,14 @@ async fn password_change_revokes_every_family_and_publishes_not_before(backend: 
     let not_before: i64 = {
         let uid = fx.user.id.clone();
         app.db
-            .run(move |c| {
+            .read(move |c| {
                 use lineage::db::schema::users::dsl as u;
-                Ok(u::users
-                    .filter(u::id.eq(uid))
-                    .select(u::not_before)
-                    .first::<Option<i64>>(c)?)
+                Ok::<_, lineage::db::StoreError>(
+                    u::users
+                        .filter(u::id.eq(uid))
+                        .select(u::not_before)
+                        .first::<Option<i64>>(c)?,
+                )
             })
             .await
             .expect("read not_before")

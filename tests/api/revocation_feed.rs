@@ -409,7 +409,7 @@ async fn revocations_on_record_before_the_upgrade_stay_in_the_feed(backend: Back
             t + 600
         ),
     ];
-    db.run(move |c| {
+    db.read(move |c| {
         loop {
             if lineage::db::revert_last_migration(c)? == FEED_MIGRATION {
                 break;

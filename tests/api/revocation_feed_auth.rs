@@ -81,10 +81,7 @@ fn basic(client: &TestClient) -> String {
 async fn set_permissions(app: &TestApp, client_id: &str, permissions: &'static [Permission]) {
     let (id, now) = (client_id.to_string(), app.now());
     app.db
-        .write(move |c| {
-            lineage::clients::set_permissions(c, &id, permissions, now)
-                .map_err(|e| lineage::db::StoreError::Other(anyhow::anyhow!(e.to_string())))
-        })
+        .write(move |c| lineage::clients::set_permissions(c, &id, permissions, now))
         .await
         .expect("set permissions");
 }

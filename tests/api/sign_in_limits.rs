@@ -253,12 +253,12 @@ async fn unknown_usernames_are_counted_like_known_ones(backend: Backend) {
     );
     let (rows, events) = app
         .db
-        .run(|c| {
+        .read(|c| {
             use diesel::prelude::*;
             let rows: Vec<String> = sign_in_throttles::table
                 .select(sign_in_throttles::username_key)
                 .load(c)?;
-            Ok((rows, audit_events::list_kind(c, "sign_in_failed")?))
+            Ok::<_, lineage::db::StoreError>((rows, audit_events::list_kind(c, "sign_in_failed")?))
         })
         .await
         .expect("rows");
@@ -299,7 +299,7 @@ async fn failed_sign_ins_are_one_event_with_a_count(backend: Backend) {
     }
     let events = app
         .db
-        .run(|c| audit_events::list_kind(c, "sign_in_failed"))
+        .read(|c| audit_events::list_kind(c, "sign_in_failed"))
         .await
         .expect("events");
     assert_eq!(events.len(), 1, "one aggregated event: {events:?}");

@@ -17,7 +17,7 @@ fn event(kind: &str) -> AuditEventRow {
 }
 
 async fn kinds_visible(db: &Database, kind: &'static str) -> usize {
-    db.run(move |c| Ok(audit_events::list_kind(c, kind)?.len()))
+    db.read(move |c| Ok::<_, lineage::db::StoreError>(audit_events::list_kind(c, kind)?.len()))
         .await
         .expect("read audit events")
 }

@@ -9,6 +9,7 @@ use super::super::error::OAuthError;
 use super::super::form::Form;
 use super::super::token::{TokenResponse, issue_access_token};
 use crate::clients::Client;
+use crate::db::StoreError;
 use crate::domain::{GrantType, Scope};
 use crate::state::AppState;
 use crate::tokens::jwt::user_claims;
@@ -71,7 +72,7 @@ pub async fn grant(
                 scope,
                 origin,
             };
-            Ok(Ok((
+            Ok::<_, StoreError>(Ok((
                 client,
                 refresh::rotate(c, &key, &presented, &req, &policy, now),
             )))

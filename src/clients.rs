@@ -5,10 +5,11 @@ use serde::Serialize;
 
 use crate::db::models::audit_events::{self, AuditEventRow};
 use crate::db::models::clients::{self as store, ClientRow};
-use crate::db::models::revocation_feed::{self, Revocation};
-use crate::db::models::{consents, refresh_families, users};
+use crate::db::models::revocation_feed::Revocation;
+use crate::db::models::{consents, users};
 use crate::db::{DbConnection, StoreError};
 use crate::domain::{GrantType, Permission, RedirectUri, Scope};
+use crate::tokens::refresh::{self, RevocationReason};
 use crate::tokens::secret::{HashedToken, PlainToken};
 
 /// A registered client, parsed from its row.
@@ -296,12 +297,8 @@ pub fn create_with_permissions(
             )));
         }
         store::insert(conn, &row)?;
-        let mut event = AuditEventRow::new(
-            now,
-            "client_created",
-            format!("client {client_id} registered"),
-        );
-        event.client_id = Some(client_id.clone());
+        let detail = format!("client {client_id} registered");
+        let event = AuditEventRow::new(now, "client_created", detail).for_client(&client_id);
         audit_events::insert(conn, &event)?;
         Ok(())
     })?;
@@ -368,12 +365,8 @@ pub fn set_permissions(
         let list = permission_list(permissions, client.is_public)?;
         store::set_permissions(conn, client_id, &list)?;
         let shown = if list.is_empty() { "none" } else { &list };
-        let mut event = AuditEventRow::new(
-            now,
-            "client_updated",
-            format!("permissions of client {client_id} set to: {shown}"),
-        );
-        event.client_id = Some(client_id.to_string());
+        let detail = format!("permissions of client {client_id} set to: {shown}");
+        let event = AuditEventRow::new(now, "client_updated", detail).for_client(client_id);
         audit_events::insert(conn, &event)?;
         get(conn, client_id)
     })
@@ -386,24 +379,21 @@ pub fn delete(conn: &mut DbConnection, client_id: &str, now: i64) -> Result<(), 
             return Err(RegistryError::NotFound(format!("no client `{client_id}`")));
         }
         consents::delete_for_client(conn, client_id)?;
-        let ended =
-            refresh_families::revoke_all_where(conn, None, Some(client_id), "client_deleted", now)?;
+        let of = refresh::FamiliesOf {
+            user: None,
+            client: Some(client_id),
+        };
+        let ended = refresh::revoke_families(conn, of, RevocationReason::ClientDeleted, now)?;
         tracing::info!(
             client_id,
-            families = ended.len(),
+            families = ended.count(),
             "client deleted; its sessions were revoked"
         );
-        let mut event =
-            AuditEventRow::new(now, "client_deleted", format!("client {client_id} deleted"));
-        event.client_id = Some(client_id.to_string());
+        let detail = format!("client {client_id} deleted");
+        let event = AuditEventRow::new(now, "client_deleted", detail).for_client(client_id);
         audit_events::insert(conn, &event)?;
-        // Its families, and its tokens outside any family (client_credentials), for resource servers.
-        let mut revoked: Vec<Revocation> = ended
-            .iter()
-            .map(|sid| Revocation::family(sid, now))
-            .collect();
-        revoked.push(Revocation::client_deleted(client_id, now));
-        revocation_feed::publish(conn, &revoked)?;
+        // Its tokens outside any family (client_credentials) too, for resource servers.
+        ended.publish(conn, vec![Revocation::client_deleted(client_id, now)])?;
         Ok(())
     })
 }

@@ -109,6 +109,8 @@ pub struct Settings {
     pub metrics_bind: Option<SocketAddr>,
     /// Seconds in-flight requests get to finish after SIGTERM/SIGINT.
     pub shutdown_timeout: i64,
+    /// Seconds an authenticated client's row is reused on this node; 0 reads it every time.
+    pub client_cache_ttl: i64,
     /// `serve --demo`: demo clients, a demo user and the /demo walk-through.
     pub demo: bool,
     /// Serve `/revocations` without client authentication (it lists user ids and revocation times).
@@ -142,6 +144,10 @@ pub struct SettingsArgs {
     /// Access-token lifetime: seconds, or with a unit (`10m`).
     #[arg(long, env = "LINEAGE_ACCESS_TOKEN_TTL", global = true)]
     pub access_token_ttl: Option<String>,
+    /// How long a node reuses an authenticated client's row (`5s`; `0` = read it every time):
+    /// how long a deleted client or a replaced secret may still be accepted by a node.
+    #[arg(long, env = "LINEAGE_CLIENT_CACHE_TTL", global = true)]
+    pub client_cache_ttl: Option<String>,
     /// Refresh-family idle timeout (`7d`).
     #[arg(long, env = "LINEAGE_REFRESH_IDLE_TTL", global = true)]
     pub refresh_idle_ttl: Option<String>,
@@ -256,6 +262,7 @@ struct FileSettings {
     insecure_http: Option<toml::Value>,
     metrics_bind: Option<String>,
     shutdown_timeout: Option<toml::Value>,
+    client_cache_ttl: Option<toml::Value>,
     revocations_public: Option<toml::Value>,
     log_format: Option<String>,
     trusted_proxies: Option<toml::Value>,
@@ -427,6 +434,12 @@ impl SettingsArgs {
             file.shutdown_timeout,
             "30s",
         )?;
+        let client_cache_ttl = duration(
+            "client-cache-ttl",
+            &self.client_cache_ttl,
+            file.client_cache_ttl,
+            "5s",
+        )?;
         let refresh_max_rotations = pick_v(&self.refresh_max_rotations, file.refresh_max_rotations)
             .map(|s| parse_count("refresh-max-rotations", &s))
             .transpose()?;
@@ -533,6 +546,7 @@ impl SettingsArgs {
             insecure_http,
             metrics_bind,
             shutdown_timeout,
+            client_cache_ttl,
             demo: false,
             revocations_public,
             log_format,
@@ -647,6 +661,8 @@ impl Settings {
             insecure_http: false,
             metrics_bind: None,
             shutdown_timeout: 30,
+            // Tests change clients between requests and expect the next request to see it.
+            client_cache_ttl: 0,
             demo: false,
             revocations_public: false,
             log_format: LogFormat::Text,

@@ -5,13 +5,9 @@ use diesel::Connection;
 
 use crate::clients;
 use crate::db::models::audit_events::{self, AuditEventRow};
-use crate::db::models::revocation_feed::{self, Revocation};
-use crate::db::models::{auth_codes, consents, refresh_families, users};
+use crate::db::models::{auth_codes, consents, users};
 use crate::db::{DbConnection, StoreError};
-use crate::tokens::refresh::Origin;
-
-/// The revocation reason of the families a withdrawal ends.
-pub const CONSENT_WITHDRAWN: &str = "consent_withdrawn";
+use crate::tokens::refresh::{self, Origin, RevocationReason};
 
 /// Withdraw a user's consent for a client: forget it, revoke the user's families of that client,
 /// end its unredeemed codes and record an audit event, in one transaction. Returns the number of
@@ -28,37 +24,26 @@ pub fn withdraw(
         if !consents::delete(c, user_id, client_id)? {
             return Ok(None);
         }
-        let revoked = refresh_families::revoke_all_where(
-            c,
-            Some(user_id),
-            Some(client_id),
-            CONSENT_WITHDRAWN,
-            now,
-        )?;
+        let of = refresh::FamiliesOf {
+            user: Some(user_id),
+            client: Some(client_id),
+        };
+        let ended = refresh::revoke_families(c, of, RevocationReason::ConsentWithdrawn, now)?;
         auth_codes::expire_unused(c, user_id, client_id, now)?;
         let name = clients::find(c, client_id)?
             .map(|cl| cl.name)
             .unwrap_or_else(|| client_id.to_string());
-        let devices = match revoked.len() {
+        let devices = match ended.count() {
             1 => "1 device".to_string(),
             n => format!("{n} devices"),
         };
-        let mut event = AuditEventRow::new(
-            now,
-            "consent_withdrawn",
-            format!("access for {name} was removed; {devices} signed out"),
-        );
-        event.user_id = Some(user_id.to_string());
-        event.client_id = Some(client_id.to_string());
-        event.ip = origin.ip.clone();
-        event.user_agent = origin.user_agent.clone();
+        let detail = format!("access for {name} was removed; {devices} signed out");
+        let event = AuditEventRow::new(now, "consent_withdrawn", detail)
+            .for_user(user_id)
+            .for_client(client_id)
+            .from_origin(origin);
         audit_events::insert(c, &event)?;
-        // Last: publishing holds the feed's head row until the commit.
-        let published: Vec<Revocation> = revoked
-            .iter()
-            .map(|sid| Revocation::family(sid, now))
-            .collect();
-        revocation_feed::publish(c, &published)?;
+        let revoked = ended.publish(c, Vec::new())?;
         Ok(Some(revoked.len()))
     })
 }

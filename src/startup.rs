@@ -20,6 +20,7 @@ use crate::hashing::HashingPool;
 use crate::limits::sign_in::{SignInPolicy, UsernameKeys};
 use crate::limits::{self, Limits};
 use crate::metrics::Metrics;
+use crate::oauth::client_auth::ClientCache;
 use crate::oauth::error::OAuthError;
 use crate::oauth::{authorize, discovery, introspect, jwks, revocations, revoke, token};
 use crate::state::{AppState, KeyRing};
@@ -104,6 +105,7 @@ impl Application {
             sign_in_policy: SignInPolicy::from_settings(&settings),
             username_keys: UsernameKeys::new(&key_secret),
             hashing,
+            clients: ClientCache::new(settings.client_cache_ttl),
             keys: KeyRing::new(key_set, now, enc, ttl),
             settings: settings.clone(),
             successor_key: SuccessorKey::new(&key_secret),

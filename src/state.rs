@@ -10,6 +10,7 @@ use crate::hashing::HashingPool;
 use crate::limits::Limits;
 use crate::limits::sign_in::{SignInPolicy, UsernameKeys};
 use crate::metrics::Metrics;
+use crate::oauth::client_auth::ClientCache;
 use crate::tokens::keys::{KeyEncryption, KeySet};
 use crate::tokens::refresh::{RefreshPolicy, SuccessorKey};
 use crate::web::csrf::FormSigner;
@@ -40,6 +41,8 @@ pub struct AppState {
     pub username_keys: UsernameKeys,
     /// Password hashing and verification, bounded.
     pub hashing: HashingPool,
+    /// Clients that authenticated a moment ago (`client_auth`).
+    pub clients: ClientCache,
 }
 
 impl AppState {

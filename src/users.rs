@@ -183,9 +183,10 @@ fn audit(
     user: &UserRow,
     detail: String,
 ) -> Result<(), StoreError> {
-    let mut event = AuditEventRow::new(now, kind, detail);
-    event.user_id = Some(user.id.clone());
-    audit_events::insert(conn, &event)
+    audit_events::insert(
+        conn,
+        &AuditEventRow::new(now, kind, detail).for_user(&user.id),
+    )
 }
 
 /// Create a user with a password hashed beforehand (`hash_password`, outside any database job).
@@ -243,7 +244,12 @@ pub fn set_password(
     let user = get(conn, name)?;
     conn.transaction(|conn| {
         store::set_password(conn, &user.id, hash.as_str(), now)?;
-        refresh::revoke_all_for_user(conn, &user.id, "password_changed", now)?;
+        refresh::revoke_all_for_user(
+            conn,
+            &user.id,
+            refresh::RevocationReason::PasswordChanged,
+            now,
+        )?;
         browser_sessions::delete_for_user(conn, &user.id, None)?;
         audit(
             conn,
@@ -267,7 +273,12 @@ pub fn set_disabled(
     conn.transaction(|conn| {
         store::set_disabled(conn, &user.id, disabled, now)?;
         if disabled {
-            refresh::revoke_all_for_user(conn, &user.id, "user_disabled", now)?;
+            refresh::revoke_all_for_user(
+                conn,
+                &user.id,
+                refresh::RevocationReason::UserDisabled,
+                now,
+            )?;
             browser_sessions::delete_for_user(conn, &user.id, None)?;
         }
         let (kind, verb) = if disabled {
@@ -292,7 +303,12 @@ pub fn change_own_password(
 ) -> Result<(), StoreError> {
     conn.transaction(|conn| {
         store::set_password(conn, user_id, new_hash.as_str(), now)?;
-        refresh::revoke_all_for_user(conn, user_id, "password_changed", now)?;
+        refresh::revoke_all_for_user(
+            conn,
+            user_id,
+            refresh::RevocationReason::PasswordChanged,
+            now,
+        )?;
         browser_sessions::delete_for_user(conn, user_id, Some(keep_session))?;
         let user = store::find(conn, user_id)?
             .ok_or_else(|| StoreError::Other(anyhow::anyhow!("user vanished")))?;

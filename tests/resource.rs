@@ -796,7 +796,14 @@ async fn signing_out_everywhere_reaches_the_api_through_the_background_poller() 
     lineage
         .state
         .db
-        .write(move |c| refresh::revoke_all_for_user(c, &user_id, "password_changed", now))
+        .write(move |c| {
+            refresh::revoke_all_for_user(
+                c,
+                &user_id,
+                lineage::tokens::refresh::RevocationReason::PasswordChanged,
+                now,
+            )
+        })
         .await
         .unwrap();
 

@@ -234,7 +234,13 @@ pub fn family(
                         "no family `{family_id}`"
                     )));
                 }
-                refresh::revoke_family(c, &family_id, "revoked_by_admin", &origin, now)
+                refresh::revoke_family(
+                    c,
+                    &family_id,
+                    refresh::RevocationReason::RevokedByAdmin,
+                    &origin,
+                    now,
+                )
             })?;
             print(
                 json,

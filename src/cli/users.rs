@@ -116,7 +116,12 @@ pub fn run(cmd: UserCommand, backend: &Backend, now: i64) -> Result<(), Failure>
         UserCommand::RevokeAll { username, json } => {
             let ended = db.write_sync(|c| {
                 let user = users::get(c, &username)?;
-                let ended = refresh::revoke_all_for_user(c, &user.id, "revoked_by_admin", now)?;
+                let ended = refresh::revoke_all_for_user(
+                    c,
+                    &user.id,
+                    refresh::RevocationReason::RevokedByAdmin,
+                    now,
+                )?;
                 crate::db::models::browser_sessions::delete_for_user(c, &user.id, None)?;
                 Ok::<_, Failure>(ended)
             })?;

@@ -1,10 +1,12 @@
 //! Parse-don't-validate types: a value of one of these is known to be well-formed.
 
+mod origin;
 mod password;
 mod redirect_uri;
 mod scope;
 mod username;
 
+pub use origin::Origin;
 pub use password::Password;
 pub use redirect_uri::RedirectUri;
 pub use scope::Scope;

@@ -6,7 +6,7 @@ use actix_web::HttpResponse;
 use actix_web::http::StatusCode;
 use serde::{Deserialize, Serialize};
 
-use super::authorize::{AuthorizationRequest, issue_code};
+use super::authorize::{AuthorizationRequest, issue_code, redirect_to_client};
 use super::prompt::Prompt;
 use crate::clients::{self, Client};
 use crate::db::models::consents;
@@ -189,11 +189,16 @@ pub async fn approve(
     state: &AppState,
     signed_in: &SignedIn,
     pending: PendingConsent,
-    device_name: Option<String>,
+    device_name: Option<&str>,
     origin: &Origin,
 ) -> Result<HttpResponse, PageError> {
     let areq = pending.request;
     if pending.kind == PendingKind::Consent {
+        // Only the consent page asks for a device name; the confirmation names it from the
+        // browser, as a request that needs no page does.
+        let device_name = device_name
+            .map(|d| d.trim().chars().take(80).collect::<String>())
+            .filter(|d| !d.is_empty());
         remember_consent(state, &signed_in.user.id, &areq).await?;
         return issue_code(state, signed_in, &areq, device_name).await;
     }
@@ -216,6 +221,19 @@ pub async fn approve(
             issue_code(state, signed_in, &areq, Some(device)).await
         }
     }
+}
+
+/// "Deny": the client hears `access_denied` (RFC 6749 §4.1.2.1).
+pub fn deny(state: &AppState, pending: &PendingConsent) -> HttpResponse {
+    redirect_to_client(
+        state,
+        &pending.request.redirect_uri,
+        &[
+            ("error", "access_denied"),
+            ("error_description", "the user denied the request"),
+        ],
+        pending.request.state.as_deref(),
+    )
 }
 
 /// Remember that the user allowed these scopes for this client (union with earlier consent).

@@ -2,16 +2,17 @@
 //! HTTP Basic (RFC 6749 §2.3.1, credentials form-urlencoded before Base64), `client_secret_post`,
 //! or `none` (a public client names itself with `client_id`). Exactly one method per request.
 
+use std::collections::HashMap;
+use std::sync::RwLock;
+
 use actix_web::HttpRequest;
 use actix_web::http::header;
-use actix_web::web::Data;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
 use super::error::OAuthError;
 use super::form::Form;
 use crate::clients::{self, Client};
-use crate::db::{Database, DbConnection, StoreError};
 use crate::limits::{ClientAttempt, client_ip, endpoint};
 use crate::state::AppState;
 use crate::tokens::secret::PlainToken;
@@ -39,38 +40,31 @@ impl Presented {
 /// This node's limits on failed client authentication (secret guessing), for one request: per
 /// client id at the client's address, and per address whatever the client id. A client id alone
 /// is not limited, so nobody can lock a client out from everywhere by failing in its name.
-pub struct FailureGuard {
-    state: Option<Data<AppState>>,
-    attempt: Option<ClientAttempt>,
+struct FailureGuard<'a> {
+    state: &'a AppState,
+    attempt: ClientAttempt,
 }
 
-impl FailureGuard {
+impl<'a> FailureGuard<'a> {
     /// `429` when this client id at this address, or this address, has failed too often.
-    pub fn check(req: &HttpRequest, presented: &Presented) -> Result<Self, OAuthError> {
-        let Some(state) = req.app_data::<Data<AppState>>().cloned() else {
-            return Ok(Self {
-                state: None,
-                attempt: None,
-            });
-        };
+    fn check(
+        state: &'a AppState,
+        req: &HttpRequest,
+        presented: &Presented,
+    ) -> Result<Self, OAuthError> {
         let address = client_ip::of(req);
         match state
             .limits
             .client_auth_allowed(presented.client_id(), address)
         {
-            Ok(attempt) => Ok(Self {
-                state: Some(state),
-                attempt: Some(attempt),
-            }),
-            Err((kind, wait)) => Err(endpoint::too_many_requests(&state, req, kind, wait)),
+            Ok(attempt) => Ok(Self { state, attempt }),
+            Err((kind, wait)) => Err(endpoint::too_many_requests(state, req, kind, wait)),
         }
     }
 
     /// The client failed to authenticate: counts against both limits.
-    pub fn failed(&self) {
-        if let (Some(state), Some(attempt)) = (&self.state, self.attempt) {
-            state.limits.client_auth_failed(attempt);
-        }
+    fn failed(&self) {
+        self.state.limits.client_auth_failed(self.attempt);
     }
 }
 
@@ -142,16 +136,36 @@ pub fn presented(req: &HttpRequest, form: &Form) -> Result<Presented, OAuthError
     }
 }
 
-/// Authenticate the client the request presents. Unknown client, wrong secret, a confidential
-/// client without its secret, or a public client with one → `invalid_client`.
+/// Authenticate the client the request presents: the one step `/token`, `/revoke`,
+/// `/introspect` and `/revocations` share. Unknown client, wrong secret, a confidential client
+/// without its secret, or a public client with one → `invalid_client`; failures count against
+/// this node's limits.
 pub async fn authenticate(
-    db: &Database,
+    state: &AppState,
     req: &HttpRequest,
     form: &Form,
 ) -> Result<Client, OAuthError> {
     let presented = presented(req, form)?;
-    let guard = FailureGuard::check(req, &presented)?;
-    let verified = db.read(move |c| verify(c, &presented)).await?;
+    let guard = FailureGuard::check(state, req, &presented)?;
+    let now = state.now();
+    let verified = match state.clients.get(presented.client_id(), now) {
+        Some(client) if accepts(&client, &presented) => Ok(client),
+        // Not cached, or the cached row refuses: the database decides (a secret changed a
+        // moment ago must work at once).
+        _ => {
+            let found = state
+                .db
+                .read(move |c| clients::find(c, presented.client_id()).map(|f| (f, presented)))
+                .await?;
+            match found {
+                (Some(client), presented) if accepts(&client, &presented) => {
+                    state.clients.put(&client, now);
+                    Ok(client)
+                }
+                _ => Err(OAuthError::invalid_client("client authentication failed")),
+            }
+        }
+    };
     match &verified {
         Ok(client) => crate::telemetry::request::record_client(&client.client_id),
         Err(_) => guard.failed(),
@@ -159,21 +173,65 @@ pub async fn authenticate(
     verified
 }
 
-/// The database half of client authentication, for callers already on a database thread.
-pub fn verify(
-    conn: &mut DbConnection,
-    presented: &Presented,
-) -> Result<Result<Client, OAuthError>, StoreError> {
-    let client_id = presented.client_id();
-    let failed = || OAuthError::invalid_client("client authentication failed");
-    let Some(client) = clients::find(conn, client_id)? else {
-        return Ok(Err(failed()));
-    };
-    Ok(match presented {
-        Presented::Secret { secret, .. } if !client.is_public && client.secret_matches(secret) => {
-            Ok(client)
+/// Read a form body and authenticate the client it comes from (`/revoke`, `/introspect`).
+pub async fn authenticated_form(
+    state: &AppState,
+    req: &HttpRequest,
+    payload: actix_web::web::Payload,
+) -> Result<(Client, Form), OAuthError> {
+    let form = Form::read(req, payload).await?;
+    let client = authenticate(state, req, &form).await?;
+    Ok((client, form))
+}
+
+/// Whether `client` is the one `presented` proves: a confidential client by its secret, a
+/// public client by its id alone.
+fn accepts(client: &Client, presented: &Presented) -> bool {
+    match presented {
+        Presented::Secret { secret, .. } => !client.is_public && client.secret_matches(secret),
+        Presented::PublicOnly { .. } => client.is_public,
+    }
+}
+
+/// Clients that authenticated on this node in the last `ttl` seconds, so a client's every
+/// request does not read its row again. Only rows that exist are kept (one per registered
+/// client), and a presented secret is still checked against the cached hash. A client deleted,
+/// changed or given a new secret elsewhere (the CLI, another node) is seen here within `ttl`;
+/// a new secret works at once, since a mismatch falls through to the database.
+pub struct ClientCache {
+    ttl: i64,
+    entries: RwLock<HashMap<String, (Client, i64)>>,
+}
+
+/// Above this many entries, expired ones are dropped on the next insert.
+const CACHE_PRUNE_ABOVE: usize = 4096;
+
+impl ClientCache {
+    /// `ttl` 0 turns the cache off.
+    pub fn new(ttl: i64) -> Self {
+        Self {
+            ttl,
+            entries: RwLock::default(),
         }
-        Presented::PublicOnly { .. } if client.is_public => Ok(client),
-        _ => Err(failed()),
-    })
+    }
+
+    fn get(&self, client_id: &str, now: i64) -> Option<Client> {
+        let entries = self.entries.read().unwrap_or_else(|e| e.into_inner());
+        match entries.get(client_id) {
+            Some((client, fetched)) if now < fetched + self.ttl => Some(client.clone()),
+            _ => None,
+        }
+    }
+
+    fn put(&self, client: &Client, now: i64) {
+        if self.ttl <= 0 {
+            return;
+        }
+        let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
+        if entries.len() >= CACHE_PRUNE_ABOVE {
+            let ttl = self.ttl;
+            entries.retain(|_, (_, fetched)| now < *fetched + ttl);
+        }
+        entries.insert(client.client_id.clone(), (client.clone(), now));
+    }
 }

@@ -6,7 +6,7 @@ use actix_web::{HttpResponse, http::header};
 use serde_json::json;
 
 use super::error::OAuthError;
-use super::token::SUPPORTED_GRANTS;
+use super::token_request::SUPPORTED_GRANTS;
 use crate::clients;
 use crate::state::AppState;
 

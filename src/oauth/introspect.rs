@@ -10,7 +10,6 @@ use serde_json::{Value, json};
 
 use super::client_auth;
 use super::error::OAuthError;
-use super::form::Form;
 use crate::clients;
 use crate::db::StoreError;
 use crate::db::models::{refresh_families, revoked_access_tokens, users};
@@ -23,8 +22,7 @@ pub async fn introspect(
     req: HttpRequest,
     payload: Payload,
 ) -> Result<HttpResponse, OAuthError> {
-    let form = Form::read(&req, payload).await?;
-    let client = client_auth::authenticate(&state.db, &req, &form).await?;
+    let (client, form) = client_auth::authenticated_form(&state, &req, payload).await?;
     if client.is_public {
         return Err(OAuthError::invalid_client(
             "public clients cannot use introspection",

@@ -8,12 +8,14 @@ pub mod error;
 pub mod form;
 pub mod grants;
 pub mod introspect;
+pub mod issue;
 pub mod jwks;
 pub mod pkce;
 pub mod prompt;
 pub mod revocations;
 pub mod revoke;
 pub mod token;
+pub mod token_request;
 
 /// A strong ETag for a response body (the first 128 bits of its SHA-256).
 pub(crate) fn etag_of(body: &[u8]) -> String {

@@ -154,7 +154,7 @@ async fn authorize_reader(
     req: &HttpRequest,
     credentials: &Form,
 ) -> Result<(), OAuthError> {
-    let client = client_auth::authenticate(&state.db, req, credentials).await?;
+    let client = client_auth::authenticate(state, req, credentials).await?;
     if client.is_public {
         return Err(OAuthError::invalid_client(
             "the revocation feed needs a confidential client's credentials",

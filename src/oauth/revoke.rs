@@ -9,21 +9,19 @@ use diesel::Connection;
 
 use super::client_auth;
 use super::error::OAuthError;
-use super::form::Form;
 use crate::db::StoreError;
 use crate::db::models::revocation_feed::{self, Revocation};
 use crate::db::models::revoked_access_tokens::{self, RevokedAccessTokenRow};
 use crate::state::AppState;
 use crate::tokens::jwt;
-use crate::tokens::refresh::{self, Origin};
+use crate::tokens::refresh::{self, Origin, RevocationReason};
 
 pub async fn revoke(
     state: Data<AppState>,
     req: HttpRequest,
     payload: Payload,
 ) -> Result<HttpResponse, OAuthError> {
-    let form = Form::read(&req, payload).await?;
-    let client = client_auth::authenticate(&state.db, &req, &form).await?;
+    let (client, form) = client_auth::authenticated_form(&state, &req, payload).await?;
     let token = form.require("token")?.to_string();
     // The hint only decides which kind is tried first (RFC 7009 §2.1); both are always tried.
     let access_first = form.get("token_type_hint") == Some("access_token");
@@ -68,7 +66,13 @@ async fn revoke_refresh(
                 return Ok(false);
             };
             if family.client_id == client_id {
-                refresh::revoke_family(c, &family.id, "revoked_by_client", &origin, now)?;
+                refresh::revoke_family(
+                    c,
+                    &family.id,
+                    RevocationReason::RevokedByClient,
+                    &origin,
+                    now,
+                )?;
             }
             Ok::<_, StoreError>(true)
         })

@@ -7,7 +7,7 @@ use actix_web::web::{Data, Path, Payload};
 use actix_web::{HttpRequest, HttpResponse};
 use diesel::Connection;
 
-use super::login::signed_in_form;
+use super::forms::signed_in_form;
 use super::pages::{AccountPage, AppLine, EventLine, FamilyLine, ScopeLine, describe_scope};
 use super::session::{self, SignedIn};
 use super::{PageError, format_time, render};
@@ -182,7 +182,13 @@ pub async fn revoke_family(
         .db
         .write(move |c| match refresh_families::find(c, &family_id)? {
             Some(f) if f.user_id == user_id => {
-                refresh::revoke_family(c, &f.id, "revoked_by_user", &origin, now)?;
+                refresh::revoke_family(
+                    c,
+                    &f.id,
+                    refresh::RevocationReason::RevokedByUser,
+                    &origin,
+                    now,
+                )?;
                 Ok::<_, StoreError>(true)
             }
             _ => Ok(false),
@@ -243,7 +249,12 @@ pub async fn sign_out_everywhere(
             c.transaction(|c| {
                 users::lock(c, &user_id)?;
                 browser_sessions::delete_for_user(c, &user_id, None)?;
-                refresh::revoke_all_for_user(c, &user_id, "signed_out_everywhere", now)
+                refresh::revoke_all_for_user(
+                    c,
+                    &user_id,
+                    refresh::RevocationReason::SignedOutEverywhere,
+                    now,
+                )
             })
         })
         .await?;

@@ -10,15 +10,16 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 
-use super::login::read_form;
+use super::forms::read_form;
 use super::pages::{DemoOutcome, DemoPage, DemoTokens};
 use super::{PageError, render};
 use crate::clients::{self, Client};
 use crate::demo::{DEMO_APP_CLIENT, DEMO_APP_SCOPE, DEMO_USER};
 use crate::oauth::error::OAuthError;
 use crate::oauth::form::Form;
-use crate::oauth::grants;
-use crate::oauth::token::TokenResponse;
+use crate::oauth::issue::TokenResponse;
+use crate::oauth::token;
+use crate::oauth::token_request::TokenRequest;
 use crate::state::AppState;
 use crate::tokens::refresh::Origin;
 use crate::tokens::secret::PlainToken;
@@ -154,14 +155,6 @@ fn outcome(what: &str, result: &Result<TokenResponse, OAuthError>) -> DemoOutcom
     }
 }
 
-fn form_of(pairs: &[(&str, &str)]) -> Result<Form, PageError> {
-    let mut s = url::form_urlencoded::Serializer::new(String::new());
-    for (k, v) in pairs {
-        s.append_pair(k, v);
-    }
-    Form::parse(s.finish().as_bytes()).map_err(|_| PageError::internal())
-}
-
 pub async fn callback(state: Data<AppState>, req: HttpRequest) -> Result<HttpResponse, PageError> {
     let client = demo_client(&state).await?;
     let query = Form::parse(req.query_string().as_bytes()).unwrap_or_default();
@@ -188,13 +181,12 @@ pub async fn callback(state: Data<AppState>, req: HttpRequest) -> Result<HttpRes
         ));
         return Ok(render(StatusCode::OK, &view));
     }
-    let code = query.get("code").unwrap_or("");
-    let form = form_of(&[
-        ("code", code),
-        ("redirect_uri", &redirect_uri(&state)),
-        ("code_verifier", &saved.verifier),
-    ])?;
-    let result = grants::authorization_code::grant(&state, &client, &form, Origin::of(&req)).await;
+    let request = TokenRequest::AuthorizationCode {
+        code: PlainToken::new(query.get("code").unwrap_or("")),
+        redirect_uri: Some(redirect_uri(&state)),
+        code_verifier: Some(saved.verifier),
+    };
+    let result = token::exchange(&state, &client, request, Origin::of(&req)).await;
     view.outcomes
         .push(outcome("grant_type=authorization_code", &result));
     match result {
@@ -222,14 +214,8 @@ async fn rotate(
     req: &HttpRequest,
     token: &str,
 ) -> Result<TokenResponse, OAuthError> {
-    let form = Form::parse(
-        url::form_urlencoded::Serializer::new(String::new())
-            .append_pair("refresh_token", token)
-            .finish()
-            .as_bytes(),
-    )?;
-    let caller = grants::refresh_token::Caller::Known(client.clone());
-    grants::refresh_token::grant(state, caller, &form, Origin::of(req)).await
+    let request = TokenRequest::refresh(token, None)?;
+    token::exchange(state, client, request, Origin::of(req)).await
 }
 
 pub async fn refresh(

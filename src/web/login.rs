@@ -7,8 +7,9 @@ use diesel::Connection;
 
 use std::net::IpAddr;
 
+use super::forms::{read_form, signed_in_form};
 use super::pages::LoginPage;
-use super::session::{self, SignedIn};
+use super::session;
 use super::{PageError, allow_form_redirect_to, render, safe_return_to};
 use crate::db::StoreError;
 use crate::db::models::users::UserRow;
@@ -20,40 +21,6 @@ use crate::oauth::authorize;
 use crate::oauth::form::Form;
 use crate::state::AppState;
 use crate::tokens::refresh::{self, Origin};
-
-/// Read an HTML form body (same limits and strictness as the OAuth endpoints).
-pub async fn read_form(req: &HttpRequest, payload: Payload) -> Result<Form, PageError> {
-    Form::read(req, payload).await.map_err(|e| {
-        PageError::new(
-            e.status.unwrap_or(StatusCode::BAD_REQUEST),
-            "Invalid form",
-            e.description.unwrap_or_default(),
-        )
-    })
-}
-
-/// The CSRF check of a signed-in browser's form.
-pub fn check_csrf(state: &AppState, signed_in: &SignedIn, form: &Form) -> Result<(), PageError> {
-    match form.get("csrf_token") {
-        Some(t) if state.form_signer.csrf_ok(&signed_in.cookie_value, t) => Ok(()),
-        _ => Err(PageError::csrf()),
-    }
-}
-
-/// A signed-in browser's form post: the form, with its session and CSRF token checked.
-/// `None` when the browser is not signed in (the caller decides where to send it).
-pub async fn signed_in_form(
-    state: &AppState,
-    req: &HttpRequest,
-    payload: Payload,
-) -> Result<Option<(SignedIn, Form)>, PageError> {
-    let form = read_form(req, payload).await?;
-    let Some(signed_in) = session::current(state, req).await? else {
-        return Ok(None);
-    };
-    check_csrf(state, &signed_in, &form)?;
-    Ok(Some((signed_in, form)))
-}
 
 async fn login_form(
     state: &AppState,
@@ -342,7 +309,13 @@ pub async fn logout(
                 browser_sessions::delete(c, &id_hash)?;
                 if end_families {
                     for family in auth_codes::families_of_session(c, &id_hash)? {
-                        refresh::revoke_family(c, &family, "signed_out", &origin, now)?;
+                        refresh::revoke_family(
+                            c,
+                            &family,
+                            refresh::RevocationReason::SignedOut,
+                            &origin,
+                            now,
+                        )?;
                     }
                 }
                 Ok::<_, crate::db::StoreError>(())

@@ -331,7 +331,13 @@ async fn gc_command_removes_ended_families(backend: Backend) {
                 origin: Origin::default(),
             };
             let (f, _) = refresh::start_family(c, spec, &policy, long_ago)?;
-            refresh::revoke_family(c, &f.id, "test", &Origin::default(), long_ago)?;
+            refresh::revoke_family(
+                c,
+                &f.id,
+                lineage::tokens::refresh::RevocationReason::RevokedByAdmin,
+                &Origin::default(),
+                long_ago,
+            )?;
             Ok::<_, lineage::db::StoreError>(f.id)
         })
         .await

@@ -179,7 +179,12 @@ async fn gc_works_in_bounded_batches(backend: Backend) {
                     };
                     refresh::start_family(c, spec, &policy, now)?;
                 }
-                refresh::revoke_all_for_user(c, &uid, "test", now)?;
+                refresh::revoke_all_for_user(
+                    c,
+                    &uid,
+                    lineage::tokens::refresh::RevocationReason::RevokedByAdmin,
+                    now,
+                )?;
                 Ok::<_, lineage::db::StoreError>(())
             })
         })

@@ -12,7 +12,7 @@ use lineage::db::models::users::{self, UserRow};
 use lineage::db::{Database, PoolOptions};
 use lineage::domain::Scope;
 use lineage::tokens::refresh::{
-    self, NewFamily, Origin, RefreshError, RefreshPolicy, RotateRequest, SuccessorKey,
+    self, NewFamily, Origin, RefreshPolicy, RotateRequest, Rotation, SuccessorKey,
 };
 use lineage::tokens::secret::PlainToken;
 use proptest::prelude::*;
@@ -131,7 +131,13 @@ fn run_case(
             Op::Revoke => {
                 let did = db
                     .read_sync(|c| {
-                        refresh::revoke_family(c, &family_id, "test", &Origin::default(), now)
+                        refresh::revoke_family(
+                            c,
+                            &family_id,
+                            lineage::tokens::refresh::RevocationReason::RevokedByAdmin,
+                            &Origin::default(),
+                            now,
+                        )
                     })
                     .map_err(|e| fail(e.to_string()))?;
                 prop_assert_eq!(did, !model.revoked, "step {}: revoke", step);
@@ -295,12 +301,11 @@ fn rotate(
         origin: Origin::default(),
     };
     let out = db
-        .read_sync(|c| Ok(refresh::rotate(c, key, token, &req, policy, now)))
-        .map_err(|e: lineage::db::StoreError| fail(e.to_string()))?;
+        .read_sync(|c| refresh::rotate(c, key, token, &req, policy, now))
+        .map_err(|e| fail(format!("storage error: {e}")))?;
     match out {
-        Ok(r) => Ok(Ok(r)),
-        Err(RefreshError::Store(e)) => Err(fail(format!("storage error: {e}"))),
-        Err(refused) => Ok(Err(refused.to_string())),
+        Rotation::Issued(r) => Ok(Ok(*r)),
+        Rotation::Refused(refused) => Ok(Err(refused.to_string())),
     }
 }
 

@@ -172,7 +172,14 @@ async fn rotations_revocations_and_live_families_are_counted(backend: Backend) {
     }
     let (user_id, now) = (fx.user.id.clone(), app.now());
     app.db
-        .write(move |c| refresh::revoke_all_for_user(c, &user_id, "revoked_by_admin", now))
+        .write(move |c| {
+            refresh::revoke_all_for_user(
+                c,
+                &user_id,
+                lineage::tokens::refresh::RevocationReason::RevokedByAdmin,
+                now,
+            )
+        })
         .await
         .expect("revoke all");
     // A revocation whose transaction rolls back is not counted.
@@ -182,7 +189,13 @@ async fn rotations_revocations_and_live_families_are_counted(backend: Backend) {
         .db
         .write(move |c| {
             c.transaction(|c| {
-                refresh::revoke_family(c, &id, "rolled_back", &Origin::default(), now)?;
+                refresh::revoke_family(
+                    c,
+                    &id,
+                    lineage::tokens::refresh::RevocationReason::SignedOut,
+                    &Origin::default(),
+                    now,
+                )?;
                 Err::<(), _>(StoreError::Other(anyhow::anyhow!("abandoned")))
             })
         })
@@ -206,7 +219,7 @@ async fn rotations_revocations_and_live_families_are_counted(backend: Backend) {
     assert_value(&text, &revoked("reuse_detected"), 1.0);
     assert_value(&text, &revoked("revoked_by_client"), 1.0);
     assert_value(&text, &revoked("revoked_by_admin"), 3.0);
-    assert!(!text.contains("rolled_back"), "{text}");
+    assert!(!text.contains("signed_out"), "{text}");
     assert_value(&text, "lineage_refresh_families_active", 1.0);
 
     // Past the idle timeout nothing is live; the gauge follows the server's clock.

@@ -34,7 +34,12 @@ pub async fn revoke_all(app: &TestApp, user_id: &str) {
     let (uid, now) = (user_id.to_string(), app.now());
     app.db
         .write(move |c| {
-            lineage::tokens::refresh::revoke_all_for_user(c, &uid, "signed_out_everywhere", now)
+            lineage::tokens::refresh::revoke_all_for_user(
+                c,
+                &uid,
+                lineage::tokens::refresh::RevocationReason::SignedOutEverywhere,
+                now,
+            )
         })
         .await
         .expect("revoke_all_for_user");

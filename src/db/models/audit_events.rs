@@ -1,7 +1,9 @@
 use diesel::prelude::*;
 
+use super::refresh_families::FamilyRow;
 use crate::db::schema::audit_events;
 use crate::db::{DbConnection, StoreError};
+use crate::domain::Origin;
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = audit_events)]
@@ -29,6 +31,39 @@ impl AuditEventRow {
             ip: None,
             user_agent: None,
             detail: detail.into(),
+        }
+    }
+
+    /// About one family: its user, client and id.
+    pub fn for_family(self, family: &FamilyRow) -> Self {
+        Self {
+            user_id: Some(family.user_id.clone()),
+            client_id: Some(family.client_id.clone()),
+            family_id: Some(family.id.clone()),
+            ..self
+        }
+    }
+
+    pub fn for_user(self, user_id: &str) -> Self {
+        Self {
+            user_id: Some(user_id.to_string()),
+            ..self
+        }
+    }
+
+    pub fn for_client(self, client_id: &str) -> Self {
+        Self {
+            client_id: Some(client_id.to_string()),
+            ..self
+        }
+    }
+
+    /// Where the request that caused it came from.
+    pub fn from_origin(self, origin: &Origin) -> Self {
+        Self {
+            ip: origin.ip.clone(),
+            user_agent: origin.user_agent.clone(),
+            ..self
         }
     }
 }

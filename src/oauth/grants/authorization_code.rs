@@ -5,19 +5,28 @@
 use diesel::Connection;
 
 use super::super::error::OAuthError;
-use super::super::form::Form;
+use super::super::issue::{self, AccessGrant, TokenResponse};
 use super::super::pkce;
-use super::super::token::{TokenResponse, issue_access_token};
 use crate::clients::Client;
 use crate::db::models::audit_events::{self, AuditEventRow};
 use crate::db::models::{auth_codes, browser_sessions, users};
 use crate::db::{DbConnection, StoreError};
 use crate::domain::{GrantType, Scope};
 use crate::state::AppState;
-use crate::tokens::jwt::user_claims;
-use crate::tokens::refresh::{self, NewFamily, Origin, RefreshPolicy};
+use crate::tokens::refresh::{self, NewFamily, Origin, RefreshPolicy, RevocationReason};
 use crate::tokens::secret::PlainToken;
 
+/// What the client presents to redeem a code.
+#[derive(Debug)]
+pub struct Redemption {
+    pub code: PlainToken,
+    /// Required when the authorization request named one (checked against the code).
+    pub redirect_uri: Option<String>,
+    pub code_verifier: Option<String>,
+}
+
+/// The outcome of the exchange's transaction, which commits in every case: a failed attempt by
+/// the client the code was issued to still spends the code.
 enum Exchange {
     Started {
         family: Box<crate::db::models::refresh_families::FamilyRow>,
@@ -33,12 +42,9 @@ enum Exchange {
 pub async fn grant(
     state: &AppState,
     client: &Client,
-    form: &Form,
+    redemption: Redemption,
     origin: Origin,
 ) -> Result<TokenResponse, OAuthError> {
-    let code = PlainToken::new(form.require("code")?);
-    let redirect_uri = form.get("redirect_uri").map(str::to_string);
-    let verifier = form.get("code_verifier").map(str::to_string);
     let (client_id, mut policy, now) =
         (client.client_id.clone(), state.refresh_policy, state.now());
     // A client not allowed the refresh_token grant gets no refresh token. Its sign-in is still a
@@ -50,18 +56,7 @@ pub async fn grant(
     }
     let outcome = state
         .db
-        .write(move |c| {
-            exchange(
-                c,
-                &code,
-                &client_id,
-                redirect_uri.as_deref(),
-                verifier.as_deref(),
-                origin,
-                &policy,
-                now,
-            )
-        })
+        .write(move |c| exchange(c, &redemption, &client_id, origin, &policy, now))
         .await?;
     let (family, token, user, scope) = match outcome {
         Exchange::Started {
@@ -73,37 +68,26 @@ pub async fn grant(
         Exchange::Rejected(why) => return Err(OAuthError::invalid_grant(why)),
         Exchange::Invalid(why) => return Err(OAuthError::invalid_request(why)),
     };
-    let (access_token, expires_in) = issue_access_token(
-        state,
+    let access = AccessGrant {
         client,
-        &user.id,
-        &scope,
-        Some(family.id.clone()),
-        user_claims(&user),
-        Some(family.absolute_expires_at),
-    )
-    .await?;
-    Ok(TokenResponse {
-        access_token,
-        token_type: "Bearer",
-        expires_in,
-        refresh_token: issue_refresh.then(|| token.expose().to_string()),
-        scope: scope.to_string(),
-    })
+        user: Some(&user),
+        scope,
+        sid: Some(family.id.clone()),
+        expires_no_later: Some(family.absolute_expires_at),
+    };
+    issue::respond(state, access, issue_refresh.then_some(&token)).await
 }
 
-#[allow(clippy::too_many_arguments)]
 fn exchange(
     c: &mut DbConnection,
-    code: &PlainToken,
+    redemption: &Redemption,
     client_id: &str,
-    redirect_uri: Option<&str>,
-    verifier: Option<&str>,
     origin: Origin,
     policy: &RefreshPolicy,
     now: i64,
 ) -> Result<Exchange, StoreError> {
-    let hash = code.hash();
+    let hash = redemption.code.hash();
+    let redirect_uri = redemption.redirect_uri.as_deref();
     // Every outcome commits: a failed attempt by the client the code was issued to still spends
     // the code, so it cannot be retried with other verifiers.
     c.transaction(|c| {
@@ -132,7 +116,7 @@ fn exchange(
             // Read again: a concurrent exchange that won may have just recorded its family.
             let family_id = auth_codes::find(c, hash.as_str())?.and_then(|r| r.family_id);
             if let Some(family) = &family_id
-                && refresh::revoke_family(c, family, "code_replayed", &origin, now)?
+                && refresh::revoke_family(c, family, RevocationReason::CodeReplayed, &origin, now)?
             {
                 let mut event = AuditEventRow::new(
                     now,
@@ -168,7 +152,10 @@ fn exchange(
                 "redirect_uri does not match the authorization request".into(),
             ));
         }
-        if let Err(why) = pkce::verify(row.pkce_challenge.as_deref(), verifier) {
+        if let Err(why) = pkce::verify(
+            row.pkce_challenge.as_deref(),
+            redemption.code_verifier.as_deref(),
+        ) {
             return Ok(Exchange::Rejected(why));
         }
         let user = match users::find(c, &row.user_id)? {

@@ -1,0 +1,129 @@
+//! What every grant ends with: the scope it may grant, an access token signed for it, and the
+//! RFC 6749 §5.1 response. Grants import this module; it imports no grant.
+
+use serde::Serialize;
+
+use super::error::OAuthError;
+use crate::clients::Client;
+use crate::db::models::users::UserRow;
+use crate::domain::Scope;
+use crate::state::AppState;
+use crate::tokens::jwt::{self, AccessClaims, user_claims};
+use crate::tokens::secret::PlainToken;
+
+/// A successful token response (RFC 6749 §5.1).
+#[derive(Serialize)]
+pub struct TokenResponse {
+    pub access_token: String,
+    pub token_type: &'static str,
+    pub expires_in: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+    pub scope: String,
+}
+
+// The tokens are bearer secrets: `Debug` shows that they are there, never what they are.
+impl std::fmt::Debug for TokenResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenResponse")
+            .field("access_token", &"[redacted]")
+            .field("token_type", &self.token_type)
+            .field("expires_in", &self.expires_in)
+            .field(
+                "refresh_token",
+                &self.refresh_token.as_ref().map(|_| "[redacted]"),
+            )
+            .field("scope", &self.scope)
+            .finish()
+    }
+}
+
+/// The access token a grant decided to issue.
+pub struct AccessGrant<'a> {
+    pub client: &'a Client,
+    /// The user for a user's token (its id is the `sub`, its profile the claims); `None` for a
+    /// client acting for itself (`sub` = client id).
+    pub user: Option<&'a UserRow>,
+    pub scope: Scope,
+    /// The refresh family it belongs to.
+    pub sid: Option<String>,
+    /// Never valid past this (the family's end).
+    pub expires_no_later: Option<i64>,
+}
+
+/// A requested scope: absent = everything `allowed`; present = must be a subset of `allowed`.
+pub fn scope_within(requested: Option<&Scope>, allowed: &Scope) -> Result<Scope, OAuthError> {
+    match requested {
+        None => Ok(allowed.clone()),
+        Some(s) if s.is_subset_of(allowed) => Ok(s.clone()),
+        Some(_) => Err(OAuthError::invalid_scope(
+            "the requested scope exceeds what this client may ask for",
+        )),
+    }
+}
+
+/// Sign the access token of `grant` and build the response, with `refresh_token` if one goes
+/// with it.
+pub async fn respond(
+    state: &AppState,
+    grant: AccessGrant<'_>,
+    refresh_token: Option<&PlainToken>,
+) -> Result<TokenResponse, OAuthError> {
+    let (access_token, expires_in) = sign_access_token(state, &grant).await?;
+    Ok(TokenResponse {
+        access_token,
+        token_type: "Bearer",
+        expires_in,
+        refresh_token: refresh_token.map(|t| t.expose().to_string()),
+        scope: grant.scope.to_string(),
+    })
+}
+
+/// The signed access token of `grant` and the seconds it lives.
+async fn sign_access_token(
+    state: &AppState,
+    grant: &AccessGrant<'_>,
+) -> Result<(String, i64), OAuthError> {
+    let now = state.now();
+    let keys = state.keys.current(&state.db, now).await;
+    let key = keys.active(now).ok_or_else(|| {
+        OAuthError::server_error("no active signing key", &"the key set has no active key")
+    })?;
+    let subject = grant
+        .user
+        .map_or(grant.client.client_id.as_str(), |u| u.id.as_str());
+    let claims = AccessClaims::new(
+        &state.issuer,
+        grant.client,
+        subject,
+        &grant.scope,
+        now,
+        state.settings.access_token_ttl,
+    )
+    .in_family(grant.sid.clone())
+    .with_claims(grant.user.map(user_claims).unwrap_or_default())
+    .capped_at(grant.expires_no_later);
+    let token = jwt::mint(key, &claims)
+        .map_err(|e| OAuthError::server_error("signing an access token failed", &e))?;
+    Ok((token, claims.exp - now))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TokenResponse;
+
+    #[test]
+    fn debug_never_shows_the_tokens() {
+        let response = TokenResponse {
+            access_token: "eyJhbGciOiJFZERTQSJ9.secret-claims.signature".into(),
+            token_type: "Bearer",
+            expires_in: 600,
+            refresh_token: Some("7d4c3a52-9c1e-4b7a-8f0e-2d6b1c9a0e11".into()),
+            scope: "notes:read".into(),
+        };
+        let shown = format!("{response:?}");
+        assert!(!shown.contains("secret-claims"), "{shown}");
+        assert!(!shown.contains("7d4c3a52"), "{shown}");
+        assert!(shown.contains("notes:read"), "{shown}");
+    }
+}

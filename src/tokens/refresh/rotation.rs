@@ -1,0 +1,311 @@
+//! Using a refresh token, step by step as DESIGN.md states the rule: the request that marks the
+//! presented token used issues its successor; a token already used is a retry within the grace
+//! (answered with the same successor) or reuse (the family is revoked).
+
+use diesel::Connection;
+
+use super::lifetime::{EndReason, end_reason};
+use super::revocation::{RevocationReason, device_of, revoke_one};
+use super::{RefreshPolicy, SuccessorKey};
+use crate::db::models::audit_events::{self, AuditEventRow};
+use crate::db::models::refresh_families::{self, FamilyRow};
+use crate::db::models::refresh_tokens::{self, RefreshTokenRow};
+use crate::db::models::users::UserRow;
+use crate::db::{DbConnection, StoreError};
+use crate::domain::{Origin, Scope};
+use crate::tokens::secret::PlainToken;
+
+#[derive(Debug)]
+pub struct RotateRequest {
+    pub client_id: String,
+    /// A narrower scope for the new access token; the family keeps its own.
+    pub scope: Option<Scope>,
+    pub origin: Origin,
+}
+
+/// A successful rotation: the family as it is now, its user, the token to hand out and the scope
+/// of the access token to mint.
+#[derive(Debug)]
+pub struct Rotated {
+    pub family: FamilyRow,
+    pub user: UserRow,
+    /// `None` for the rotation that reaches `max_rotations`: the family ends with it.
+    pub refresh_token: Option<PlainToken>,
+    pub scope: Scope,
+    /// True when this answered a retry within the grace (the same successor as before).
+    pub retried: bool,
+    /// A retry from another IP or user agent than the rotation it repeats.
+    pub retried_elsewhere: bool,
+}
+
+/// What a presented refresh token gets.
+#[derive(Debug)]
+pub enum Rotation {
+    Issued(Box<Rotated>),
+    Refused(Refusal),
+}
+
+/// Why a refresh was refused: `invalid_scope` on the wire for a widened scope, otherwise
+/// `invalid_grant`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("{0}")]
+    InvalidGrant(String),
+    /// A used token came back: the family was revoked.
+    #[error("the refresh token was already used; the session has been revoked")]
+    ReuseDetected,
+    #[error("{0}")]
+    InvalidScope(String),
+}
+
+/// Ends the rotation's transaction early and rolls it back: the presented token stays unspent.
+enum Abort {
+    Refused(Refusal),
+    Store(StoreError),
+}
+
+impl From<Refusal> for Abort {
+    fn from(r: Refusal) -> Self {
+        Abort::Refused(r)
+    }
+}
+
+impl From<StoreError> for Abort {
+    fn from(e: StoreError) -> Self {
+        Abort::Store(e)
+    }
+}
+
+impl From<diesel::result::Error> for Abort {
+    fn from(e: diesel::result::Error) -> Self {
+        Abort::Store(e.into())
+    }
+}
+
+fn unknown() -> Refusal {
+    Refusal::InvalidGrant("the refresh token is invalid".into())
+}
+
+/// The presented token as found, with everything the steps decide on.
+struct Presented<'a> {
+    hash: &'a str,
+    token: RefreshTokenRow,
+    family: FamilyRow,
+    user: Option<UserRow>,
+    /// HMAC(presented): the only successor this token can ever have.
+    successor: PlainToken,
+    req: &'a RotateRequest,
+    policy: &'a RefreshPolicy,
+    now: i64,
+}
+
+/// Use a refresh token: rotate it, answer a retry within the grace, or detect reuse.
+pub fn rotate(
+    conn: &mut DbConnection,
+    key: &SuccessorKey,
+    presented: &PlainToken,
+    req: &RotateRequest,
+    policy: &RefreshPolicy,
+    now: i64,
+) -> Result<Rotation, StoreError> {
+    let hash = presented.hash();
+    let result = conn.transaction(|c| {
+        let won = refresh_tokens::mark_used(c, hash.as_str(), now)?;
+        let (token, family, user) =
+            refresh_tokens::find_with_family(c, hash.as_str())?.ok_or_else(unknown)?;
+        if family.client_id != req.client_id {
+            // Rolls back the mark: another client cannot spend or revoke this family's token.
+            let other = "the refresh token was issued to another client";
+            return Err(Refusal::InvalidGrant(other.into()).into());
+        }
+        let found = Presented {
+            hash: hash.as_str(),
+            token,
+            family,
+            user,
+            successor: key.successor(presented),
+            req,
+            policy,
+            now,
+        };
+        if won {
+            issue_successor(c, found)
+        } else {
+            answer_used(c, found)
+        }
+    });
+    match result {
+        Ok(rotation) => Ok(rotation),
+        Err(Abort::Refused(refusal)) => Ok(Rotation::Refused(refusal)),
+        Err(Abort::Store(e)) => Err(e),
+    }
+}
+
+/// This request spent the token: if the family is live, store the successor and touch the family.
+fn issue_successor(c: &mut DbConnection, p: Presented<'_>) -> Result<Rotation, Abort> {
+    if let Some(end) = end_reason(&p.family, p.user.as_ref(), p.policy, p.now) {
+        return Err(Refusal::InvalidGrant(end.description()).into());
+    }
+    let scope = granted_scope(&p.family, p.req.scope.as_ref())?;
+    let user = p.user.ok_or_else(unknown)?;
+    // The rotation that reaches the cap hands out no successor: it would be dead on arrival.
+    let last = p
+        .policy
+        .max_rotations
+        .is_some_and(|max| p.family.rotation_count + 1 >= max);
+    if !last {
+        let row = RefreshTokenRow {
+            token_hash: p.successor.hash().into_string(),
+            family_id: p.family.id.clone(),
+            generation: p.token.generation + 1,
+            parent_hash: Some(p.hash.to_string()),
+            created_at: p.now,
+            used_at: None,
+        };
+        refresh_tokens::insert(c, &row)?;
+    }
+    let (now, origin) = (p.now, &p.req.origin);
+    let idle = (now + p.policy.idle_ttl).min(p.family.absolute_expires_at);
+    let (ip, ua) = (origin.ip.as_deref(), origin.user_agent.as_deref());
+    refresh_families::touch(c, &p.family.id, now, idle, ip, ua)?;
+    // The family as `touch` left it, without reading it back.
+    let family = FamilyRow {
+        last_used_at: now,
+        idle_expires_at: idle,
+        rotation_count: p.family.rotation_count + 1,
+        ip: origin.ip.clone(),
+        user_agent: origin.user_agent.clone(),
+        ..p.family
+    };
+    Ok(Rotation::Issued(Box::new(Rotated {
+        family,
+        user,
+        refresh_token: (!last).then_some(p.successor),
+        scope,
+        retried: false,
+        retried_elsewhere: false,
+    })))
+}
+
+/// The token was already used: a retry within the grace, a late word on an ended family, or reuse.
+fn answer_used(c: &mut DbConnection, p: Presented<'_>) -> Result<Rotation, Abort> {
+    let ended = end_reason(&p.family, p.user.as_ref(), p.policy, p.now);
+    let used_at = p.token.used_at.unwrap_or(p.now);
+    let within_grace = p.policy.grace > 0 && p.now - used_at <= p.policy.grace;
+    match ended {
+        // A family that has ended for another reason (expiry, rotation cap) just says so: a late
+        // retry there is no sign of theft.
+        Some(end) if !matches!(end, EndReason::Revoked(_)) => {
+            // A retry of the rotation that reached the cap gets the same answer: no successor.
+            let repeats_last =
+                end == EndReason::MaxRotations && p.token.generation + 1 == p.family.rotation_count;
+            let user_active = p.user.as_ref().is_some_and(|u| !u.disabled);
+            if repeats_last && within_grace && user_active {
+                return answer_retry(c, p, false);
+            }
+            Err(Refusal::InvalidGrant(end.description()).into())
+        }
+        // Within the grace, and while its successor is unused, this is a retry after a lost
+        // response: hand back the same successor.
+        None if within_grace && successor_unused(c, &p)? => answer_retry(c, p, true),
+        _ => revoke_for_reuse(c, p),
+    }
+}
+
+fn successor_unused(c: &mut DbConnection, p: &Presented<'_>) -> Result<bool, StoreError> {
+    let next = refresh_tokens::find(c, p.successor.hash().as_str())?;
+    Ok(next.is_some_and(|n| n.used_at.is_none()))
+}
+
+/// Repeat the answer of the rotation this retry repeats, and record that it happened.
+fn answer_retry(
+    c: &mut DbConnection,
+    p: Presented<'_>,
+    with_successor: bool,
+) -> Result<Rotation, Abort> {
+    let scope = granted_scope(&p.family, p.req.scope.as_ref())?;
+    let user = p.user.ok_or_else(unknown)?;
+    let elsewhere = record_retry(c, &p.family, &p.req.origin, p.now)?;
+    Ok(Rotation::Issued(Box::new(Rotated {
+        family: p.family,
+        user,
+        refresh_token: with_successor.then_some(p.successor),
+        scope,
+        retried: true,
+        retried_elsewhere: elsewhere,
+    })))
+}
+
+/// A used token came back outside the grace: it was copied. End the family, tell the user.
+fn revoke_for_reuse(c: &mut DbConnection, p: Presented<'_>) -> Result<Rotation, Abort> {
+    let detail = format!(
+        "a refresh token of {} was used a second time (generation {}); every token of that \
+         session was revoked",
+        device_of(&p.family),
+        p.token.generation
+    );
+    let event = AuditEventRow::new(p.now, "refresh_token_reuse", detail)
+        .for_family(&p.family)
+        .from_origin(&p.req.origin);
+    if revoke_one(c, &p.family, RevocationReason::ReuseDetected, &event, p.now)? {
+        let f = &p.family;
+        tracing::warn!(family = %f.id, user = %f.user_id, client = %f.client_id,
+            "refresh token reuse detected; family revoked");
+    }
+    Ok(Rotation::Refused(Refusal::ReuseDetected))
+}
+
+fn granted_scope(family: &FamilyRow, requested: Option<&Scope>) -> Result<Scope, Refusal> {
+    let family_scope = Scope::parse(&family.scope).map_err(|_| unknown())?;
+    match requested {
+        Some(s) if !s.is_empty() => {
+            if s.is_subset_of(&family_scope) {
+                Ok(s.clone())
+            } else {
+                Err(Refusal::InvalidScope(
+                    "a refresh may narrow the scope, never widen it".into(),
+                ))
+            }
+        }
+        _ => Ok(family_scope),
+    }
+}
+
+/// A retry within the grace is normal after a lost response, but it is also what a thief replaying
+/// a just-rotated token looks like. Record it; one that comes from another IP or user agent than
+/// the rotation it repeats (the family's last use) is flagged for the user. Returns whether it did.
+fn record_retry(
+    c: &mut DbConnection,
+    family: &FamilyRow,
+    origin: &Origin,
+    now: i64,
+) -> Result<bool, StoreError> {
+    let elsewhere = origin.ip != family.ip || origin.user_agent != family.user_agent;
+    let device = device_of(family);
+    let (kind, detail) = if elsewhere {
+        (
+            RETRY_ELSEWHERE,
+            format!(
+                "a just-used refresh token of {device} was presented again within the retry grace \
+                 from another network or app than the refresh it repeats (that one came from {}); \
+                 if that was not you, sign the device out",
+                family.ip.as_deref().unwrap_or("an unknown address")
+            ),
+        )
+    } else {
+        (
+            RETRY,
+            format!("{device} repeated a refresh within the retry grace and got the same answer"),
+        )
+    };
+    let event = AuditEventRow::new(now, kind, detail)
+        .for_family(family)
+        .from_origin(origin);
+    audit_events::insert(c, &event)?;
+    Ok(elsewhere)
+}
+
+/// Audit kinds of a refresh answered within the retry grace: from the same origin as the rotation
+/// it repeats, or from another one.
+pub const RETRY: &str = audit_events::REFRESH_RETRY;
+pub const RETRY_ELSEWHERE: &str = "refresh_retry_elsewhere";

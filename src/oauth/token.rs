@@ -160,17 +160,17 @@ pub async fn issue_access_token(
     let key = keys.active(now).ok_or_else(|| {
         OAuthError::server_error("no active signing key", &"the key set has no active key")
     })?;
-    let claims = AccessClaims::new(
-        &state.issuer,
+    let claims = AccessClaims::issue(jwt::AccessTokenSpec {
+        issuer: &state.issuer,
         client,
         subject,
         scope,
+        sid,
+        user_claims: extra,
         now,
-        state.settings.access_token_ttl,
-    )
-    .in_family(sid)
-    .with_claims(extra)
-    .capped_at(expires_no_later);
+        ttl: state.settings.access_token_ttl,
+        expires_no_later,
+    });
     let token = jwt::mint(key, &claims)
         .map_err(|e| OAuthError::server_error("signing an access token failed", &e))?;
     Ok((token, claims.exp - now))

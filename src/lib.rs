@@ -1,6 +1,7 @@
 pub mod cli;
 pub mod clients;
-pub mod clock;
+// The clock lives in lineage-jwt, shared with lineage-resource; `lineage::clock` stays its path.
+pub use lineage_jwt::clock;
 pub mod configuration;
 pub mod consents;
 pub mod db;

@@ -23,10 +23,11 @@ use crate::metrics::Metrics;
 use crate::oauth::client_auth::ClientCache;
 use crate::oauth::error::OAuthError;
 use crate::oauth::{authorize, discovery, introspect, jwks, revocations, revoke, token};
-use crate::state::{AppState, KeyRing};
+use crate::state::AppState;
 use crate::telemetry::request::{self, RoutePattern};
+use crate::tokens::key_ring::KeyRing;
 use crate::tokens::refresh::{RefreshPolicy, SuccessorKey};
-use crate::tokens::{crypto, keys};
+use crate::tokens::{crypto, jwt, keys};
 use crate::web::csrf::FormSigner;
 use crate::web::session::CookieNames;
 use crate::web::{account, consent, demo, health, html_headers, login};
@@ -90,10 +91,7 @@ impl Application {
         let listener = TcpListener::bind(settings.bind)
             .with_context(|| format!("cannot listen on {}", settings.bind))?;
         let addr = listener.local_addr()?;
-        let issuer = settings
-            .issuer
-            .clone()
-            .unwrap_or_else(|| format!("http://{addr}"));
+        let issuer = jwt::issuer(settings.issuer.as_deref(), addr);
         let app_metrics = Metrics::with_storage(&db);
         let hashing = HashingPool::start(
             settings.limits.password_hash_workers,

@@ -10,7 +10,7 @@ use crate::db::StoreError;
 use crate::db::models::{refresh_families, users as user_rows};
 use crate::domain::{GrantType, Scope};
 use crate::startup::Backend;
-use crate::tokens::jwt::{self, AccessClaims};
+use crate::tokens::jwt::{self, AccessClaims, AccessTokenSpec};
 use crate::tokens::keys::{self, KeyEncryption};
 use crate::tokens::refresh::{self, NewFamily, Origin, RefreshPolicy};
 
@@ -120,10 +120,7 @@ pub fn mint(
             keys::ensure_signing_key(c, &enc, now)?;
             keys::KeySet::load(c, &enc, None, now, settings.access_token_ttl)
         })?;
-        let issuer = settings
-            .issuer
-            .clone()
-            .unwrap_or_else(|| format!("http://{}", settings.bind));
+        let issuer = jwt::issuer(settings.issuer.as_deref(), settings.bind);
         Some((set, issuer))
     } else {
         None
@@ -149,17 +146,17 @@ pub fn mint(
                     message: "no active signing key".into(),
                     code: 1,
                 })?;
-                let claims = AccessClaims::new(
+                let claims = AccessClaims::issue(AccessTokenSpec {
                     issuer,
-                    &client,
-                    &user.id,
-                    &scope,
+                    client: &client,
+                    subject: &user.id,
+                    scope: &scope,
+                    sid: Some(family.id.clone()),
+                    user_claims: jwt::user_claims(&user),
                     now,
-                    settings.access_token_ttl,
-                )
-                .in_family(Some(family.id.clone()))
-                .with_claims(jwt::user_claims(&user))
-                .capped_at(Some(family.absolute_expires_at));
+                    ttl: settings.access_token_ttl,
+                    expires_no_later: Some(family.absolute_expires_at),
+                });
                 let access = jwt::mint(key, &claims).map_err(|e| Failure {
                     message: e.to_string(),
                     code: 1,

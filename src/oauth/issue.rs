@@ -8,7 +8,7 @@ use crate::clients::Client;
 use crate::db::models::users::UserRow;
 use crate::domain::Scope;
 use crate::state::AppState;
-use crate::tokens::jwt::{self, AccessClaims, user_claims};
+use crate::tokens::jwt::{self, AccessClaims, AccessTokenSpec, user_claims};
 use crate::tokens::secret::PlainToken;
 
 /// A successful token response (RFC 6749 §5.1).
@@ -92,17 +92,17 @@ async fn sign_access_token(
     let subject = grant
         .user
         .map_or(grant.client.client_id.as_str(), |u| u.id.as_str());
-    let claims = AccessClaims::new(
-        &state.issuer,
-        grant.client,
+    let claims = AccessClaims::issue(AccessTokenSpec {
+        issuer: &state.issuer,
+        client: grant.client,
         subject,
-        &grant.scope,
+        scope: &grant.scope,
+        sid: grant.sid.clone(),
+        user_claims: grant.user.map(user_claims).unwrap_or_default(),
         now,
-        state.settings.access_token_ttl,
-    )
-    .in_family(grant.sid.clone())
-    .with_claims(grant.user.map(user_claims).unwrap_or_default())
-    .capped_at(grant.expires_no_later);
+        ttl: state.settings.access_token_ttl,
+        expires_no_later: grant.expires_no_later,
+    });
     let token = jwt::mint(key, &claims)
         .map_err(|e| OAuthError::server_error("signing an access token failed", &e))?;
     Ok((token, claims.exp - now))

@@ -1,5 +1,7 @@
 //! Access tokens: JWTs in the RFC 9068 profile, signed with Ed25519.
 
+use std::net::SocketAddr;
+
 use jsonwebtoken::{Algorithm, Header, Validation};
 use serde::{Deserialize, Serialize};
 
@@ -33,48 +35,68 @@ pub struct AccessClaims {
     pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
+/// What an access token is issued for. [`AccessClaims::issue`] is the one place that turns it into
+/// claims, for the token endpoint and `lineage token mint` alike.
+#[derive(Debug)]
+pub struct AccessTokenSpec<'a> {
+    /// See [`issuer`].
+    pub issuer: &'a str,
+    pub client: &'a Client,
+    /// User id, or the client id for client_credentials.
+    pub subject: &'a str,
+    pub scope: &'a Scope,
+    /// The refresh family the token comes from, if any.
+    pub sid: Option<String>,
+    /// The user's current claims ([`user_claims`]); empty when no user is involved.
+    pub user_claims: serde_json::Map<String, serde_json::Value>,
+    pub now: i64,
+    /// Seconds the token lives (`access_token_ttl`), unless `expires_no_later` ends it sooner.
+    pub ttl: i64,
+    /// The refresh family's absolute expiry: a token never outlives its family.
+    pub expires_no_later: Option<i64>,
+}
+
 impl AccessClaims {
-    /// Claims for a token issued to `client` for `subject` at `now`, living `ttl` seconds.
-    pub fn new(
-        issuer: &str,
-        client: &Client,
-        subject: &str,
-        scope: &Scope,
-        now: i64,
-        ttl: i64,
-    ) -> Self {
+    /// The claims of a new access token, with a fresh `jti`.
+    pub fn issue(spec: AccessTokenSpec<'_>) -> Self {
+        let AccessTokenSpec {
+            issuer,
+            client,
+            subject,
+            scope,
+            sid,
+            user_claims,
+            now,
+            ttl,
+            expires_no_later,
+        } = spec;
+        let exp = match expires_no_later {
+            Some(limit) => (now + ttl).min(limit),
+            None => now + ttl,
+        };
         Self {
             iss: issuer.to_string(),
             sub: subject.to_string(),
             aud: client.audience.clone(),
-            exp: now + ttl,
+            exp,
             iat: now,
             nbf: now,
             jti: uuid::Uuid::new_v4().to_string(),
             client_id: client.client_id.clone(),
             scope: scope.to_string(),
-            sid: None,
-            extra: serde_json::Map::new(),
+            sid,
+            extra: user_claims,
         }
     }
+}
 
-    /// The refresh family the token comes from.
-    pub fn in_family(mut self, sid: Option<String>) -> Self {
-        self.sid = sid;
-        self
-    }
-
-    pub fn with_claims(mut self, extra: serde_json::Map<String, serde_json::Value>) -> Self {
-        self.extra = extra;
-        self
-    }
-
-    /// Never outlive `limit` (the family's absolute expiry).
-    pub fn capped_at(mut self, limit: Option<i64>) -> Self {
-        if let Some(limit) = limit {
-            self.exp = self.exp.min(limit);
-        }
-        self
+/// The issuer (`iss`, and the base of every URL the server publishes): the configured one, else
+/// plain http on the address the server listens on. The server passes the address it bound; the
+/// CLI, which binds nothing, the configured `bind`.
+pub fn issuer(configured: Option<&str>, listening: SocketAddr) -> String {
+    match configured {
+        Some(issuer) => issuer.to_string(),
+        None => format!("http://{listening}"),
     }
 }
 

@@ -1,7 +1,10 @@
 //! Token material: secrets and their hashes, Ed25519 signing keys, and access-token JWTs.
 
-pub mod crypto;
 pub mod jwt;
+pub mod key_ring;
 pub mod keys;
 pub mod refresh;
 pub mod secret;
+
+// The Ed25519 jsonwebtoken provider, shared with lineage-resource.
+pub use lineage_jwt::crypto;

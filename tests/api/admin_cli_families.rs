@@ -15,6 +15,7 @@ use crate::refresh_helpers::{
 
 both_backends!(
     token_mint_issues_working_families,
+    token_mint_access_tokens_match_the_token_endpoint,
     family_list_and_revoke,
     user_revoke_all_and_disable,
     gc_command_removes_ended_families,
@@ -151,6 +152,69 @@ async fn token_mint_issues_working_families(backend: Backend) {
         assert_cli_fails(&out, expected);
         assert!(cli_stdout(&out).is_empty());
     }
+}
+
+/// `token mint --json` and `/token` build access tokens with one constructor: the same header,
+/// the same claim names, issuer, audience and lifetime, for the same user, client and family.
+async fn token_mint_access_tokens_match_the_token_endpoint(backend: Backend) {
+    let Some(fx) = Fixture::new(backend, |_| {}).await else {
+        return;
+    };
+    let app = &fx.app;
+    let dir = CliDir::new();
+    let out = lineage_cli(
+        app,
+        &dir,
+        &[
+            "token",
+            "mint",
+            "--user",
+            "alice",
+            "--client",
+            &fx.client.id,
+            "--json",
+        ],
+    );
+    assert_cli_ok(&out);
+    let line = json_lines(&cli_stdout(&out)).remove(0);
+    // The CLI read the system clock: bring the server's clock up to it.
+    app.clock.set(app.now().max(SystemClock.now()));
+    let jwks = app.jwks().await;
+    let minted = verify_jwt(line["access_token"].as_str().expect("access_token"), &jwks)
+        .unwrap_or_else(|e| panic!("minted access token: {e}"));
+    let refreshed = fx
+        .rotate(line["refresh_token"].as_str().expect("refresh_token"))
+        .await;
+    let served = verify_jwt(&refreshed.access_token, &jwks)
+        .unwrap_or_else(|e| panic!("served access token: {e}"));
+
+    assert_eq!(minted.header, served.header, "alg, typ and kid");
+    let names = |claims: &Value| {
+        let mut names: Vec<String> = claims
+            .as_object()
+            .expect("claims are an object")
+            .keys()
+            .cloned()
+            .collect();
+        names.sort();
+        names
+    };
+    assert_eq!(names(&minted.claims), names(&served.claims));
+    for claim in [
+        "iss",
+        "sub",
+        "aud",
+        "client_id",
+        "scope",
+        "sid",
+        "preferred_username",
+    ] {
+        assert_eq!(minted.claims[claim], served.claims[claim], "{claim}");
+    }
+    assert_eq!(minted.claims["iss"], app.issuer);
+    let lifetime = |c: &Value| c["exp"].as_i64().unwrap_or(0) - c["iat"].as_i64().unwrap_or(0);
+    assert_eq!(lifetime(&minted.claims), lifetime(&served.claims));
+    assert_ne!(minted.claims["jti"], served.claims["jti"]);
 }
 
 async fn family_list_and_revoke(backend: Backend) {

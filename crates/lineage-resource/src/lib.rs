@@ -27,7 +27,6 @@
 mod actix;
 mod claims;
 pub mod clock;
-mod crypto;
 mod error;
 mod jwks;
 mod revocation;
@@ -53,9 +52,9 @@ pub(crate) fn describe(e: &reqwest::Error) -> String {
     text
 }
 
-/// Install lineage-resource's jsonwebtoken crypto provider (Ed25519 over ring) unless another
-/// is already installed. [`ValidatorBuilder::build`] calls it; call it yourself only if you use
-/// jsonwebtoken directly before building a validator.
+/// Install the jsonwebtoken crypto provider (lineage-jwt's, Ed25519 over ring, the one the
+/// lineage server uses too) unless another is already installed. [`ValidatorBuilder::build`]
+/// calls it; call it yourself only if you use jsonwebtoken directly before building a validator.
 pub fn install_crypto_provider() {
-    crypto::install();
+    lineage_jwt::crypto::install();
 }

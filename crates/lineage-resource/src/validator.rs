@@ -225,7 +225,7 @@ impl ValidatorBuilder {
     /// Fails if the metadata or the JWKS cannot be read: without keys nothing would validate.
     /// A revocation feed that cannot be read only logs a warning.
     pub async fn build(self) -> Result<Validator, BuildError> {
-        crate::crypto::install();
+        lineage_jwt::crypto::install();
         if self.audiences.is_empty() {
             return Err(BuildError::NoAudience);
         }

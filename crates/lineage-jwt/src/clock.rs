@@ -1,15 +1,19 @@
-//! Time as a dependency: the server reads `now` from a `Clock` so expiry rules are testable
-//! without sleeping.
+//! Time as a dependency: every expiry rule reads `now` from a [`Clock`], so tests can move time
+//! instead of sleeping.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+/// A source of unix seconds.
+///
+/// Any `Fn() -> i64 + Send + Sync` is a clock, so a test can share its own manual clock with
+/// `builder.clock(move || manual.now())`.
 pub trait Clock: Send + Sync + 'static {
-    /// Unix seconds.
     fn now(&self) -> i64;
 }
 
+/// The system's wall clock.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct SystemClock;
 
@@ -17,8 +21,16 @@ impl Clock for SystemClock {
     fn now(&self) -> i64 {
         SystemTime::now()
             .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+    }
+}
+
+impl<F> Clock for F
+where
+    F: Fn() -> i64 + Send + Sync + 'static,
+{
+    fn now(&self) -> i64 {
+        self()
     }
 }
 
@@ -52,3 +64,25 @@ impl Clock for ManualClock {
 }
 
 pub type SharedClock = Arc<dyn Clock>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_manual_clock_moves_only_when_told_and_its_clones_see_it() {
+        let clock = ManualClock::new(1_000);
+        let shared: SharedClock = Arc::new(clock.clone());
+        clock.advance(5);
+        assert_eq!(shared.now(), 1_005);
+        clock.set(7);
+        assert_eq!(shared.now(), 7);
+    }
+
+    #[test]
+    fn a_closure_is_a_clock() {
+        let shared: SharedClock = Arc::new(|| 42);
+        assert_eq!(shared.now(), 42);
+        assert!(SystemClock.now() > 1_600_000_000);
+    }
+}

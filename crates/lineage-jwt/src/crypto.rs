@@ -1,10 +1,10 @@
 //! A jsonwebtoken `CryptoProvider` over `ring`, EdDSA (Ed25519) only.
 //!
 //! jsonwebtoken 11 has no crypto backend of its own; its `rust_crypto` one pulls in the `rsa`
-//! crate (RUSTSEC-2023-0071). The provider is process-global and the first one installed wins:
-//! in a process that also runs the lineage server (its tests do) the server's provider may already
-//! be in place, which is fine — both are Ed25519 over ring. Ours signs too, so the server keeps
-//! working when this one happened to be installed first.
+//! crate (RUSTSEC-2023-0071). lineage signs only with Ed25519, so this provider supports exactly
+//! that and refuses every other algorithm. The provider is process-global and the first one
+//! installed wins; the server and `lineage-resource` both install this one, so a process that runs
+//! both (the server's tests do) signs and verifies with the same code whichever starts first.
 
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, Once, RwLock};
@@ -28,17 +28,17 @@ static PROVIDER: CryptoProvider = CryptoProvider {
     },
 };
 
-/// Install the provider unless one already is. Called by every `ValidatorBuilder::build`.
+/// Install the provider unless one already is; safe to call from every entry point.
 pub fn install() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
-        // Err: another provider (e.g. the lineage server's own) was installed first; it serves.
+        // Err: a program embedding lineage installed a provider of its own first; it serves.
         let _ = PROVIDER.install_default();
     });
 }
 
-// Parsing a PKCS#8 key costs about as much as a signature and jsonwebtoken asks for a signer on
-// every `encode`: keep the (few) parsed pairs.
+// Parsing a PKCS#8 Ed25519 key costs about as much as a signature, and jsonwebtoken asks for a
+// signer on every `encode`: keep the parsed pairs, keyed by their (few) PKCS#8 documents.
 type KeyCache = RwLock<HashMap<Vec<u8>, Arc<Ed25519KeyPair>>>;
 static PARSED: LazyLock<KeyCache> = LazyLock::new(Default::default);
 const MAX_CACHED_KEYS: usize = 16;
@@ -76,6 +76,24 @@ impl JwtSigner for RingSigner {
     }
 }
 
+/// A raw 32-byte Ed25519 public key. ring has no pre-parsed form for Ed25519 public keys: the
+/// point is decoded inside every verification, raw `ring` included.
+struct RingVerifier(Vec<u8>);
+
+impl signature::Verifier<Vec<u8>> for RingVerifier {
+    fn verify(&self, msg: &[u8], sig: &Vec<u8>) -> Result<(), signature::Error> {
+        UnparsedPublicKey::new(&ED25519, &self.0)
+            .verify(msg, sig)
+            .map_err(|_| signature::Error::new())
+    }
+}
+
+impl JwtVerifier for RingVerifier {
+    fn algorithm(&self) -> Algorithm {
+        Algorithm::EdDSA
+    }
+}
+
 fn new_signer(
     alg: &Algorithm,
     key: &EncodingKey,
@@ -98,24 +116,6 @@ fn new_verifier(
         return Err(ErrorKind::InvalidEddsaKey.into());
     }
     Ok(Box::new(RingVerifier(bytes.to_vec())))
-}
-
-/// A raw 32-byte Ed25519 public key. ring has no pre-parsed form for Ed25519 public keys: the
-/// point is decoded inside every verification, raw `ring` included.
-struct RingVerifier(Vec<u8>);
-
-impl signature::Verifier<Vec<u8>> for RingVerifier {
-    fn verify(&self, msg: &[u8], sig: &Vec<u8>) -> Result<(), signature::Error> {
-        UnparsedPublicKey::new(&ED25519, &self.0)
-            .verify(msg, sig)
-            .map_err(|_| signature::Error::new())
-    }
-}
-
-impl JwtVerifier for RingVerifier {
-    fn algorithm(&self) -> Algorithm {
-        Algorithm::EdDSA
-    }
 }
 
 fn ed_public_from_private(

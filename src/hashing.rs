@@ -63,7 +63,8 @@ impl HashingPool {
                 .spawn(move || {
                     lower_priority();
                     loop {
-                        // The lock is held only while waiting for the next job, not while running it.
+                        // The lock is held only while waiting for the next job, not while
+                        // running it.
                         let job = match receiver.lock() {
                             Ok(r) => r.recv(),
                             Err(_) => return,

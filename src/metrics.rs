@@ -99,7 +99,8 @@ impl Default for Metrics {
         let refresh_grace_retries = Family::<RetryLabels, Counter>::default();
         registry.register(
             "refresh_grace_retries",
-            "Refresh tokens presented again within the retry grace, answered with the same successor",
+            "Refresh tokens presented again within the retry grace, \
+             answered with the same successor",
             refresh_grace_retries.clone(),
         );
         registry.register(
@@ -135,7 +136,8 @@ impl Default for Metrics {
         );
         registry.register_with_unit(
             "http_request_duration",
-            "Time from a request's arrival to its response head, by method, route pattern and status class",
+            "Time from a request's arrival to its response head, \
+             by method, route pattern and status class",
             Unit::Seconds,
             http_request_duration.clone(),
         );

@@ -123,7 +123,10 @@ impl Application {
             });
         }
         if let Err(e) = state.db.start_background_checkpoints().await {
-            tracing::warn!(error = %e, "could not start background WAL checkpoints; SQLite will checkpoint inside commits");
+            tracing::warn!(
+                error = %e,
+                "could not start background WAL checkpoints; SQLite will checkpoint inside commits"
+            );
         }
         if settings.gc_interval > 0 {
             tokio::spawn(crate::housekeeping::run_periodically(

@@ -20,7 +20,8 @@ pub enum ClientCommand {
         /// A public client (native or browser app): no secret, PKCE required.
         #[arg(long)]
         public: bool,
-        /// Allowed grant type; repeat or comma-separate (authorization_code, refresh_token, client_credentials).
+        /// Allowed grant type; repeat or comma-separate
+        /// (authorization_code, refresh_token, client_credentials).
         #[arg(long = "grant", value_delimiter = ',')]
         grants: Vec<String>,
         /// Allowed scopes; repeat or space-separate.

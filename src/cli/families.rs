@@ -161,7 +161,12 @@ pub fn mint(
                     message: e.to_string(),
                     code: 1,
                 })?;
-                json!({"family_id": family.id, "refresh_token": token.expose(), "access_token": access}).to_string()
+                let shown = json!({
+                    "family_id": family.id,
+                    "refresh_token": token.expose(),
+                    "access_token": access,
+                });
+                shown.to_string()
             }
             None => token.expose().to_string(),
         };

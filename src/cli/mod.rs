@@ -72,7 +72,8 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Delete ended families, expired denylist and revocation-feed entries and old audit events now.
+    /// Delete ended families, expired denylist and revocation-feed entries and old audit events
+    /// now.
     Gc {
         #[arg(long)]
         json: bool,
@@ -182,7 +183,8 @@ fn dispatch(command: Command, settings: Settings) -> Result<(), Failure> {
                 .run_sync(|c| housekeeping::collect_all(c, now, settings.access_token_ttl))?;
             print(json, json!(report), || {
                 format!(
-                    "deleted {} families, {} refresh tokens, {} denylist entries, {} revocation-feed entries, {} audit events",
+                    "deleted {} families, {} refresh tokens, {} denylist entries, \
+                     {} revocation-feed entries, {} audit events",
                     report.families,
                     report.refresh_tokens,
                     report.revoked_access_tokens,
@@ -225,9 +227,13 @@ fn serve(settings: Settings, demo: bool) -> Result<(), Failure> {
     let system = actix_web::rt::System::new();
     system.block_on(async move {
         let app = Application::build(settings.clone()).await?;
-        tracing::info!(issuer = app.issuer(), port = app.port(), database = %settings.database_url.redacted(), "lineage is listening");
+        let database = settings.database_url.redacted();
+        tracing::info!(issuer = app.issuer(), port = app.port(), %database, "lineage is listening");
         if let Some(port) = app.metrics_port() {
-            tracing::info!(port, "metrics are served on /metrics of the metrics listener");
+            tracing::info!(
+                port,
+                "metrics are served on /metrics of the metrics listener"
+            );
         }
         if demo {
             let state = app.state();

@@ -1,4 +1,5 @@
-//! Storage: one diesel connection type over SQLite and PostgreSQL, chosen by URL, behind an r2d2 pool.
+//! Storage: one diesel connection type over SQLite and PostgreSQL, chosen by URL, behind an r2d2
+//! pool.
 
 pub mod backup;
 pub mod metrics;
@@ -105,7 +106,8 @@ impl DatabaseUrl {
 }
 
 /// SQLite pragmas every pooled connection needs. WAL lets readers run beside the writer;
-/// `synchronous=NORMAL` keeps commits durable across a process crash (not a power cut) — see README.
+/// `synchronous=NORMAL` keeps commits durable across a process crash (not a power cut) — see
+/// README.
 /// Token hashes are random keys, so index pages are touched at random: a 16 MiB page cache and
 /// reads through mmap keep a large table from turning every lookup into a `pread`.
 #[derive(Debug, Clone, Copy)]

@@ -177,7 +177,8 @@ async fn validate(state: &AppState, query: &str) -> Result<Validated, Rejection>
     let redirect_uri = match_redirect_uri(&client, form.get("redirect_uri")).ok_or_else(|| {
         Rejection::Page(PageError::bad_request(
             "Invalid redirect URI",
-            "The app asked to send you to an address it has not registered, so this request was stopped.",
+            "The app asked to send you to an address it has not registered, \
+             so this request was stopped.",
         ))
     })?;
     // From here on the redirect URI is trusted: errors go back to the client.

@@ -103,7 +103,8 @@ pub fn presented(req: &HttpRequest, form: &Form) -> Result<Presented, OAuthError
     let body_secret = form.get("client_secret");
     match (basic, body_secret) {
         (Some(_), Some(_)) => Err(OAuthError::invalid_request(
-            "use one client authentication method: HTTP Basic or client_secret in the body, not both",
+            "use one client authentication method: \
+             HTTP Basic or client_secret in the body, not both",
         )),
         (Some((id, secret)), None) => {
             if body_id.is_some_and(|b| b != id) {

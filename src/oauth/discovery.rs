@@ -10,6 +10,9 @@ use super::token_request::SUPPORTED_GRANTS;
 use crate::clients;
 use crate::state::AppState;
 
+/// How clients authenticate (`client_auth`); introspection takes the first two only.
+const CLIENT_AUTH_METHODS: [&str; 3] = ["client_secret_basic", "client_secret_post", "none"];
+
 pub async fn metadata(state: Data<AppState>) -> Result<HttpResponse, OAuthError> {
     let scopes = state.db.read(clients::all_scopes).await?;
     let issuer = &state.issuer;
@@ -24,11 +27,11 @@ pub async fn metadata(state: Data<AppState>) -> Result<HttpResponse, OAuthError>
         "code_challenge_methods_supported": ["S256"],
         "authorization_response_iss_parameter_supported": true,
         "grant_types_supported": grants,
-        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+        "token_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS,
         "revocation_endpoint": format!("{issuer}/revoke"),
-        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+        "revocation_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS,
         "introspection_endpoint": format!("{issuer}/introspect"),
-        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "introspection_endpoint_auth_methods_supported": &CLIENT_AUTH_METHODS[..2],
         "scopes_supported": scopes,
         // Not an RFC 8414 name: lineage's revocation feed for resource servers (README).
         "lineage_revocation_feed_endpoint": format!("{issuer}/revocations"),

@@ -79,7 +79,8 @@ impl PageRequest {
     fn parse(params: &Form) -> Result<Self, OAuthError> {
         if params.get("since").is_some() {
             return Err(OAuthError::invalid_request(
-                "`since` is no longer supported: page with `after`, the `cursor` of the previous response",
+                "`since` is no longer supported: \
+                 page with `after`, the `cursor` of the previous response",
             ));
         }
         let after = match params.get("after") {

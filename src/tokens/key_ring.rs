@@ -52,7 +52,10 @@ impl KeyRing {
         match self.reload(db, now).await {
             Ok(set) => set,
             Err(e) => {
-                tracing::warn!(error = %e, "could not re-read signing keys; serving the ones already loaded");
+                tracing::warn!(
+                    error = %e,
+                    "could not re-read signing keys; serving the ones already loaded"
+                );
                 self.snapshot()
             }
         }

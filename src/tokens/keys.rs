@@ -88,11 +88,15 @@ impl KeyEncryption {
         let nonce = Nonce::try_assume_unique_for_key(nonce)
             .map_err(|_| anyhow::anyhow!("bad nonce on signing key {kid}"))?;
         let mut buf = ct.to_vec();
-        let plain = self.0.open_in_place(nonce, Aad::from(kid.as_bytes()), &mut buf).map_err(|_| {
-            anyhow::anyhow!(
-                "cannot decrypt signing key {kid}: the key secret differs from the one it was stored with"
-            )
-        })?;
+        let plain = self
+            .0
+            .open_in_place(nonce, Aad::from(kid.as_bytes()), &mut buf)
+            .map_err(|_| {
+                anyhow::anyhow!(
+                    "cannot decrypt signing key {kid}: \
+                 the key secret differs from the one it was stored with"
+                )
+            })?;
         Ok(plain.to_vec())
     }
 }

@@ -45,7 +45,9 @@ pub async fn page(state: Data<AppState>, req: HttpRequest) -> Result<HttpRespons
             "Your password was changed. Every other device and app was signed out.".to_string(),
         ),
         Some("app_removed") => Some(
-            "The app's access was removed and its devices were signed out. It has to ask you again before it can use your account.".to_string(),
+            "The app's access was removed and its devices were signed out. \
+             It has to ask you again before it can use your account."
+                .to_string(),
         ),
         _ => None,
     };

@@ -53,7 +53,9 @@ async fn demo_client(state: &AppState) -> Result<Client, PageError> {
 fn page(state: &AppState, binding: &str) -> DemoPage {
     DemoPage {
         heading: "Try the sign-in flow".into(),
-        lead: "This page plays a third-party app that signs you in with lineage using the authorization-code flow with PKCE.".into(),
+        lead: "This page plays a third-party app that signs you in with lineage \
+               using the authorization-code flow with PKCE."
+            .into(),
         demo_user: DEMO_USER.into(),
         csrf_token: state.form_signer.csrf_token(binding),
         tokens: None,
@@ -165,7 +167,11 @@ pub async fn callback(state: Data<AppState>, req: HttpRequest) -> Result<HttpRes
         .open("demo", &bind)
         .and_then(|raw| serde_json::from_slice(&raw).ok());
     let Some(saved) = saved.filter(|s| query.get("state") == Some(s.state.as_str())) else {
-        view.error = Some("The state does not match the one this app sent (or the demo cookie expired). Start again.".into());
+        view.error = Some(
+            "The state does not match the one this app sent \
+             (or the demo cookie expired). Start again."
+                .into(),
+        );
         return Ok(render(StatusCode::BAD_REQUEST, &view));
     };
     if query.get("iss") != Some(state.issuer.as_str()) {
@@ -192,7 +198,9 @@ pub async fn callback(state: Data<AppState>, req: HttpRequest) -> Result<HttpRes
     match result {
         Ok(t) => {
             view.heading = "Signed in: the app has its tokens".into();
-            view.lead = "The code was exchanged with its PKCE verifier. A new refresh-token family started for this device.".into();
+            view.lead = "The code was exchanged with its PKCE verifier. \
+                         A new refresh-token family started for this device."
+                .into();
             view.tokens = Some(tokens_view(&t, None, 0));
         }
         Err(_) => view.heading = "The code exchange failed".into(),
@@ -238,7 +246,9 @@ pub async fn refresh(
     match result {
         Ok(t) => {
             view.heading = "Rotated".into();
-            view.lead = "The old refresh token is now used up; the new one replaces it. Try replaying the old one.".into();
+            view.lead = "The old refresh token is now used up; the new one replaces it. \
+                         Try replaying the old one."
+                .into();
             view.tokens = Some(tokens_view(&t, Some(current), generation + 1));
         }
         Err(_) => {
@@ -267,10 +277,16 @@ pub async fn replay(
     view.outcomes
         .push(outcome("the newest refresh token, right after", &after));
     view.heading = "Reuse detected: the whole family was revoked".into();
-    view.lead = "A used refresh token came back, which means it was copied. lineage revoked every token of this device's session — the newest one too — and recorded a security event on the account page.".into();
+    view.lead = "A used refresh token came back, which means it was copied. \
+                 lineage revoked every token of this device's session — the newest one too — \
+                 and recorded a security event on the account page."
+        .into();
     if replayed.is_ok() {
         view.heading = "The old token was accepted within the retry grace".into();
-        view.lead = "Within a few seconds of a rotation, the same parent gets the same successor back (a retry after a lost response). Wait a few seconds and replay again.".into();
+        view.lead = "Within a few seconds of a rotation, the same parent gets the same \
+                     successor back (a retry after a lost response). \
+                     Wait a few seconds and replay again."
+            .into();
     }
     Ok(render(StatusCode::OK, &view))
 }

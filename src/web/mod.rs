@@ -20,7 +20,8 @@ use crate::db::StoreError;
 
 /// The content security policy of every HTML page: no script at all, no framing, and forms that
 /// post only to this server. `form-action` comes last so a page can extend it.
-const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self' data:; base-uri 'none'; frame-ancestors 'none'; form-action 'self'";
+const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self' data:; \
+                   base-uri 'none'; frame-ancestors 'none'; form-action 'self'";
 
 /// Security headers on every HTML response: no inline script (none is needed), no framing, no
 /// referrer leaks of codes or states, no caching of personal pages. A header the handler set
@@ -35,8 +36,9 @@ pub fn html_headers() -> DefaultHeaders {
 }
 
 /// For a page whose form ends in a redirect to the client: Chromium applies `form-action` to the
-/// redirects that follow a form submission (CSP Level 3 `form-action`), so the page's own policy also
-/// allows the origin of that redirect URI (the scheme, for a native app's `com.example.app:/cb`).
+/// redirects that follow a form submission (CSP Level 3 `form-action`), so the page's own policy
+/// also allows the origin of that redirect URI (the scheme, for a native app's
+/// `com.example.app:/cb`).
 pub fn allow_form_redirect_to(resp: &mut HttpResponse, redirect_uri: &str) {
     let Some(source) = form_action_source(redirect_uri) else {
         return;
@@ -182,7 +184,8 @@ impl ResponseError for PageError {
     }
 }
 
-/// `2026-11-23 12:03 UTC` from unix seconds (proleptic Gregorian; Howard Hinnant's civil_from_days).
+/// `2026-11-23 12:03 UTC` from unix seconds (proleptic Gregorian; Howard Hinnant's
+/// civil_from_days).
 pub fn format_time(unix: i64) -> String {
     let days = unix.div_euclid(86_400);
     let secs = unix.rem_euclid(86_400);

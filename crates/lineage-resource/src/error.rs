@@ -248,7 +248,8 @@ pub enum FeedError {
     Status { url: String, status: u16 },
     #[error(
         "the revocation feed at {url} refused this API's credentials (HTTP {status}): register a \
-         confidential client with `--permission revocations` and pass it to `.client_credentials(..)`"
+         confidential client with `--permission revocations` \
+         and pass it to `.client_credentials(..)`"
     )]
     Refused { url: String, status: u16 },
     #[error("the revocation feed at {url} sent a malformed document: {reason}")]
@@ -274,9 +275,10 @@ mod tests {
         assert_eq!(expired.status_code(), 401);
         assert_eq!(
             expired.www_authenticate().as_deref(),
-            Some(
-                r#"Bearer realm="notes", error="invalid_token", error_description="the access token expired""#
-            )
+            Some(concat!(
+                r#"Bearer realm="notes", error="invalid_token", "#,
+                r#"error_description="the access token expired""#
+            ))
         );
 
         let scope = AuthError::insufficient_scope("notes:write").with_realm(realm);

@@ -198,7 +198,11 @@ impl KeyStore {
             }),
             Err(e) => {
                 // Keep trusting the keys we have; try again after the minimum interval.
-                tracing::warn!(error = %e.0, uri = %source.uri, "could not refresh the JWKS; keeping the cached keys");
+                tracing::warn!(
+                    error = %e.0,
+                    uri = %source.uri,
+                    "could not refresh the JWKS; keeping the cached keys"
+                );
                 self.replace(KeySnapshot {
                     keys: previous.keys.clone(),
                     expires_at: now.saturating_add(source.policy.min_refetch),

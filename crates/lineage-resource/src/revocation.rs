@@ -426,7 +426,11 @@ impl Revocations {
             Ok(_) => {
                 let failed = self.failures.swap(0, Ordering::AcqRel);
                 if failed > 0 {
-                    tracing::info!(uri = %self.uri, failed_polls = failed, "revocation feed reachable again");
+                    tracing::info!(
+                        uri = %self.uri,
+                        failed_polls = failed,
+                        "revocation feed reachable again"
+                    );
                 }
             }
             Err(e) => {
@@ -436,8 +440,8 @@ impl Revocations {
                     tracing::warn!(
                         error = %e,
                         consecutive_failures = n,
-                        "cannot read the revocation feed; tokens are still checked for signature and expiry, \
-                         but revocations made meanwhile are not seen"
+                        "cannot read the revocation feed; tokens are still checked for signature \
+                         and expiry, but revocations made meanwhile are not seen"
                     );
                 }
             }
@@ -487,7 +491,8 @@ mod tests {
         let rev = revocations();
         rev.apply(
             page(
-                r#"{"families":[{"sid":"f1","revoked_at":990}],"users":[{"sub":"u2","not_before":995}],
+                r#"{"families":[{"sid":"f1","revoked_at":990}],
+                "users":[{"sub":"u2","not_before":995}],
                 "access_tokens":[{"jti":"j9","revoked_at":990,"expires_at":1400}],
                 "clients":[{"client_id":"gone","deleted_at":996}],
                 "cursor":"4","has_more":false,"retention":300}"#,

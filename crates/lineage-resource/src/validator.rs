@@ -293,9 +293,9 @@ impl ValidatorBuilder {
                 let task = match tokio::runtime::Handle::try_current() {
                     Ok(runtime) => Some(runtime.spawn(Arc::clone(&rev).run(every))),
                     Err(_) => {
-                        tracing::warn!(
-                            "no Tokio runtime: the revocation feed is read only by poll_revocations()"
-                        );
+                        let why = "no Tokio runtime: \
+                                   the revocation feed is read only by poll_revocations()";
+                        tracing::warn!("{why}");
                         None
                     }
                 };

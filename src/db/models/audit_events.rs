@@ -44,6 +44,13 @@ impl AuditEventRow {
         }
     }
 
+    pub fn for_family_id(self, family_id: &str) -> Self {
+        Self {
+            family_id: Some(family_id.to_string()),
+            ..self
+        }
+    }
+
     pub fn for_user(self, user_id: &str) -> Self {
         Self {
             user_id: Some(user_id.to_string()),

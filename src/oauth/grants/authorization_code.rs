@@ -87,7 +87,6 @@ fn exchange(
     now: i64,
 ) -> Result<Exchange, StoreError> {
     let hash = redemption.code.hash();
-    let redirect_uri = redemption.redirect_uri.as_deref();
     // Every outcome commits: a failed attempt by the client the code was issued to still spends
     // the code, so it cannot be retried with other verifiers.
     c.transaction(|c| {
@@ -104,7 +103,7 @@ fn exchange(
             ));
         }
         // RFC 6749 §4.1.3: required if the authorization request named it.
-        if redirect_uri.is_none() && row.redirect_uri_given {
+        if redemption.redirect_uri.is_none() && row.redirect_uri_given {
             return Ok(Exchange::Invalid(
                 "missing parameter `redirect_uri` (the authorization request named one)".into(),
             ));
@@ -113,26 +112,7 @@ fn exchange(
         // withdrawals: each either sees the family started here, or is seen by the checks below.
         users::lock(c, &row.user_id)?;
         if !auth_codes::mark_used(c, hash.as_str(), now)? {
-            // Read again: a concurrent exchange that won may have just recorded its family.
-            let family_id = auth_codes::find(c, hash.as_str())?.and_then(|r| r.family_id);
-            if let Some(family) = &family_id
-                && refresh::revoke_family(c, family, RevocationReason::CodeReplayed, &origin, now)?
-            {
-                let mut event = AuditEventRow::new(
-                    now,
-                    "code_replayed",
-                    "an authorization code was used twice; the session it started was revoked",
-                );
-                event.user_id = Some(row.user_id.clone());
-                event.client_id = Some(row.client_id.clone());
-                event.family_id = Some(family.clone());
-                event.ip = origin.ip.clone();
-                event.user_agent = origin.user_agent.clone();
-                audit_events::insert(c, &event)?;
-            }
-            return Ok(Exchange::Rejected(
-                "the authorization code was already used".into(),
-            ));
+            return replayed(c, hash.as_str(), &row, &origin, now);
         }
         // Read again under the lock: a withdrawal of consent may have just expired the code.
         let Some(row) = auth_codes::find(c, hash.as_str())? else {
@@ -140,56 +120,103 @@ fn exchange(
                 "the authorization code is invalid".into(),
             ));
         };
-        if now >= row.expires_at {
-            return Ok(Exchange::Rejected(
-                "the authorization code has expired".into(),
-            ));
-        }
-        // If given it must be the one of the authorization request (as must a redirect_uri the
-        // request did not name: the client's only registered one).
-        if redirect_uri.is_some_and(|given| given != row.redirect_uri) {
-            return Ok(Exchange::Rejected(
-                "redirect_uri does not match the authorization request".into(),
-            ));
-        }
-        if let Err(why) = pkce::verify(
-            row.pkce_challenge.as_deref(),
-            redemption.code_verifier.as_deref(),
-        ) {
-            return Ok(Exchange::Rejected(why));
-        }
-        let user = match users::find(c, &row.user_id)? {
-            Some(u) if !u.disabled => u,
-            _ => return Ok(Exchange::Rejected("the user is no longer active".into())),
+        let user = match redeemable(c, &row, redemption, now)? {
+            Verdict::Redeem(user) => user,
+            Verdict::Reject(why) => return Ok(Exchange::Rejected(why)),
         };
-        // The browser session that approved the code must still exist: signing out (everywhere,
-        // or by a password change) also ends codes it approved that were not yet redeemed.
-        if let Some(session) = &row.session_hash
-            && browser_sessions::find(c, session)?.is_none()
-        {
-            return Ok(Exchange::Rejected(
-                "the sign-in that approved this code has ended".into(),
-            ));
-        }
         let scope = Scope::parse(&row.scope).unwrap_or_default();
-        let (family, token) = refresh::start_family(
-            c,
-            NewFamily {
-                user_id: user.id.clone(),
-                client_id: client_id.to_string(),
-                scope: scope.clone(),
-                device_name: row.device_name.clone(),
-                origin,
-            },
-            policy,
-            now,
-        )?;
+        let spec = NewFamily {
+            user_id: user.id.clone(),
+            client_id: client_id.to_string(),
+            scope: scope.clone(),
+            device_name: row.device_name.clone(),
+            origin,
+        };
+        let (family, token) = refresh::start_family(c, spec, policy, now)?;
         auth_codes::set_family(c, hash.as_str(), &family.id)?;
         Ok(Exchange::Started {
             family: Box::new(family),
             token,
-            user: Box::new(user),
+            user,
             scope,
         })
     })
+}
+
+/// A code presented again (RFC 6749 §4.1.2): the family it started is revoked.
+fn replayed(
+    c: &mut DbConnection,
+    hash: &str,
+    row: &auth_codes::AuthCodeRow,
+    origin: &Origin,
+    now: i64,
+) -> Result<Exchange, StoreError> {
+    // Read again: a concurrent exchange that won may have just recorded its family.
+    let family_id = auth_codes::find(c, hash)?.and_then(|r| r.family_id);
+    if let Some(family) = &family_id
+        && refresh::revoke_family(c, family, RevocationReason::CodeReplayed, origin, now)?
+    {
+        let event = AuditEventRow::new(
+            now,
+            "code_replayed",
+            "an authorization code was used twice; the session it started was revoked",
+        )
+        .for_user(&row.user_id)
+        .for_client(&row.client_id)
+        .for_family_id(family)
+        .from_origin(origin);
+        audit_events::insert(c, &event)?;
+    }
+    Ok(Exchange::Rejected(
+        "the authorization code was already used".into(),
+    ))
+}
+
+/// Whether a code this request has just spent gives tokens.
+enum Verdict {
+    Redeem(Box<users::UserRow>),
+    /// The reason, for `invalid_grant`.
+    Reject(String),
+}
+
+/// The checks of a code this request has just spent: still within its lifetime, the same
+/// redirect URI, the PKCE verifier, an active user, and the browser sign-in that approved it.
+fn redeemable(
+    c: &mut DbConnection,
+    row: &auth_codes::AuthCodeRow,
+    redemption: &Redemption,
+    now: i64,
+) -> Result<Verdict, StoreError> {
+    if now >= row.expires_at {
+        return Ok(Verdict::Reject("the authorization code has expired".into()));
+    }
+    // If given it must be the one of the authorization request (as must a redirect_uri the
+    // request did not name: the client's only registered one).
+    if redemption
+        .redirect_uri
+        .as_deref()
+        .is_some_and(|given| given != row.redirect_uri)
+    {
+        return Ok(Verdict::Reject(
+            "redirect_uri does not match the authorization request".into(),
+        ));
+    }
+    let verifier = redemption.code_verifier.as_deref();
+    if let Err(why) = pkce::verify(row.pkce_challenge.as_deref(), verifier) {
+        return Ok(Verdict::Reject(why));
+    }
+    let user = match users::find(c, &row.user_id)? {
+        Some(u) if !u.disabled => u,
+        _ => return Ok(Verdict::Reject("the user is no longer active".into())),
+    };
+    // The browser session that approved the code must still exist: signing out (everywhere,
+    // or by a password change) also ends codes it approved that were not yet redeemed.
+    if let Some(session) = &row.session_hash
+        && browser_sessions::find(c, session)?.is_none()
+    {
+        return Ok(Verdict::Reject(
+            "the sign-in that approved this code has ended".into(),
+        ));
+    }
+    Ok(Verdict::Redeem(Box::new(user)))
 }

@@ -204,23 +204,9 @@ pub fn create(
 
 /// Register a client that also holds `permissions` (e.g. a resource server reading the
 /// revocation feed).
-pub fn create_with_permissions(
-    conn: &mut DbConnection,
-    spec: NewClient,
-    permissions: &[Permission],
-    now: i64,
-) -> Result<CreatedClient, RegistryError> {
-    let permissions = permission_list(permissions, spec.public)?;
-    let client_id = match spec.client_id {
-        Some(id) => id,
-        None => uuid::Uuid::new_v4().to_string(),
-    };
-    validate_client_id(&client_id)?;
-    if spec.name.trim().is_empty() || spec.name.chars().count() > 200 {
-        return Err(RegistryError::Invalid(
-            "client name must be 1 to 200 characters".into(),
-        ));
-    }
+/// The grant types a new client gets (by default: what its redirect URIs suggest), checked
+/// against what it is.
+fn checked_grants(spec: &NewClient) -> Result<Vec<GrantType>, RegistryError> {
     let mut grants = spec.grant_types.clone();
     if grants.is_empty() {
         grants = if spec.redirect_uris.is_empty() {
@@ -247,6 +233,27 @@ pub fn create_with_permissions(
             "a client needs at least one --scope".into(),
         ));
     }
+    Ok(grants)
+}
+
+pub fn create_with_permissions(
+    conn: &mut DbConnection,
+    spec: NewClient,
+    permissions: &[Permission],
+    now: i64,
+) -> Result<CreatedClient, RegistryError> {
+    let permissions = permission_list(permissions, spec.public)?;
+    let client_id = match &spec.client_id {
+        Some(id) => id.clone(),
+        None => uuid::Uuid::new_v4().to_string(),
+    };
+    validate_client_id(&client_id)?;
+    if spec.name.trim().is_empty() || spec.name.chars().count() > 200 {
+        return Err(RegistryError::Invalid(
+            "client name must be 1 to 200 characters".into(),
+        ));
+    }
+    let grants = checked_grants(&spec)?;
     let audience = spec.audience.unwrap_or_else(|| client_id.clone());
     if audience.trim().is_empty() || audience.contains(char::is_whitespace) {
         return Err(RegistryError::Invalid(

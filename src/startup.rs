@@ -59,6 +59,30 @@ pub fn open_backend(settings: &Settings) -> anyhow::Result<Backend> {
     Ok(Backend { db, key_secret })
 }
 
+/// What runs beside the requests: the dummy password hash (so unknown users cost as much as
+/// known ones from the first sign-in), WAL checkpoints and housekeeping.
+async fn start_background_work(state: &Data<AppState>) {
+    let warm = state.clone();
+    tokio::spawn(async move {
+        let _ = warm.hashing.run(crate::users::prepare_dummy_hash).await;
+    });
+    if let Err(e) = state.db.start_background_checkpoints().await {
+        tracing::warn!(
+            error = %e,
+            "could not start background WAL checkpoints; SQLite will checkpoint inside commits"
+        );
+    }
+    let settings = &state.settings;
+    if settings.gc_interval > 0 {
+        tokio::spawn(crate::housekeeping::run_periodically(
+            state.db.clone(),
+            state.clock.clone(),
+            settings.access_token_ttl,
+            std::time::Duration::from_secs(settings.gc_interval as u64),
+        ));
+    }
+}
+
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         Self::build_with_clock(settings, Arc::new(SystemClock)).await
@@ -74,7 +98,7 @@ impl Application {
             tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
                 let backend = open_backend(&settings)?;
                 let enc = Arc::new(keys::KeyEncryption::new(&backend.key_secret));
-                let set = backend.db.read_sync(|c| {
+                let set = backend.db.write_sync(|c| {
                     if let Some(kid) = keys::ensure_signing_key(c, &enc, now)? {
                         tracing::info!(%kid, "generated the first signing key");
                     }
@@ -116,26 +140,7 @@ impl Application {
             db,
             clock,
         });
-        {
-            let state = state.clone();
-            tokio::spawn(async move {
-                let _ = state.hashing.run(crate::users::prepare_dummy_hash).await;
-            });
-        }
-        if let Err(e) = state.db.start_background_checkpoints().await {
-            tracing::warn!(
-                error = %e,
-                "could not start background WAL checkpoints; SQLite will checkpoint inside commits"
-            );
-        }
-        if settings.gc_interval > 0 {
-            tokio::spawn(crate::housekeeping::run_periodically(
-                state.db.clone(),
-                state.clock.clone(),
-                settings.access_token_ttl,
-                std::time::Duration::from_secs(settings.gc_interval as u64),
-            ));
-        }
+        start_background_work(&state).await;
         let server = run(listener, state.clone(), &settings)?;
         let metrics = settings
             .metrics_bind

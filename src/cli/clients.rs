@@ -92,47 +92,23 @@ pub fn run(cmd: ClientCommand, backend: &Backend, now: i64) -> Result<(), Failur
             json,
         } => {
             let permissions = parse_permissions(&permissions)?;
-            let grant_types = grants
-                .iter()
-                .map(|g| g.trim())
-                .filter(|g| !g.is_empty())
-                .map(|g| {
-                    GrantType::parse(g).ok_or_else(|| usage(format!("unknown grant type `{g}`")))
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            let scopes = Scope::parse(&scopes.join(" ")).map_err(usage)?;
-            let redirect_uris = redirect_uris
-                .iter()
-                .map(|u| RedirectUri::parse(u))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(usage)?;
             let spec = NewClient {
                 client_id,
                 name,
                 public,
-                grant_types,
-                scopes,
-                redirect_uris,
+                grant_types: parse_grants(&grants)?,
+                scopes: Scope::parse(&scopes.join(" ")).map_err(usage)?,
+                redirect_uris: redirect_uris
+                    .iter()
+                    .map(|u| RedirectUri::parse(u))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(usage)?,
                 audience,
                 first_party,
             };
             let created =
                 db.write_sync(|c| clients::create_with_permissions(c, spec, &permissions, now))?;
-            let secret = created
-                .client_secret
-                .as_ref()
-                .map(|s| s.expose().to_string());
-            print(json, created.to_json(), || {
-                let c = &created.client;
-                let mut out = format!("client_id:     {}\n", c.client_id);
-                match &secret {
-                    Some(s) => {
-                        out.push_str(&format!("client_secret: {s}\n(shown once: store it now)"))
-                    }
-                    None => out.push_str("public client: no secret"),
-                }
-                out
-            });
+            print(json, created.to_json(), || created_text(&created));
             Ok(())
         }
         ClientCommand::Update {
@@ -158,28 +134,7 @@ pub fn run(cmd: ClientCommand, backend: &Backend, now: i64) -> Result<(), Failur
         ClientCommand::List { json } => {
             let list = db.read_sync(clients::list)?;
             let views: Vec<_> = list.iter().map(|c| c.view()).collect();
-            print(json, json!(views), || {
-                if views.is_empty() {
-                    return "no clients".into();
-                }
-                views
-                    .iter()
-                    .map(|v| {
-                        let mut line = format!(
-                            "{}  {}  [{}]  scopes: {}",
-                            v.client_id,
-                            v.name,
-                            v.grant_types.join(","),
-                            v.scopes.join(" ")
-                        );
-                        if !v.permissions.is_empty() {
-                            line.push_str(&format!("  permissions: {}", v.permissions.join(",")));
-                        }
-                        line
-                    })
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            });
+            print(json, json!(views), || list_text(&views));
             Ok(())
         }
         ClientCommand::Show { client_id, json } => {
@@ -216,4 +171,49 @@ fn parse_permissions(raw: &[String]) -> Result<Vec<Permission>, Failure> {
             })
         })
         .collect()
+}
+
+fn parse_grants(grants: &[String]) -> Result<Vec<GrantType>, Failure> {
+    grants
+        .iter()
+        .map(|g| g.trim())
+        .filter(|g| !g.is_empty())
+        .map(|g| GrantType::parse(g).ok_or_else(|| usage(format!("unknown grant type `{g}`"))))
+        .collect()
+}
+
+/// The new client's id and, once only, its secret.
+fn created_text(created: &clients::CreatedClient) -> String {
+    let mut out = format!("client_id:     {}\n", created.client.client_id);
+    match &created.client_secret {
+        Some(s) => out.push_str(&format!(
+            "client_secret: {}\n(shown once: store it now)",
+            s.expose()
+        )),
+        None => out.push_str("public client: no secret"),
+    }
+    out
+}
+
+fn list_text(views: &[clients::ClientView]) -> String {
+    if views.is_empty() {
+        return "no clients".into();
+    }
+    views
+        .iter()
+        .map(|v| {
+            let mut line = format!(
+                "{}  {}  [{}]  scopes: {}",
+                v.client_id,
+                v.name,
+                v.grant_types.join(","),
+                v.scopes.join(" ")
+            );
+            if !v.permissions.is_empty() {
+                line.push_str(&format!("  permissions: {}", v.permissions.join(",")));
+            }
+            line
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }

@@ -4,10 +4,10 @@ use clap::Subcommand;
 use serde_json::json;
 
 use super::{Failure, print, usage};
-use crate::clients;
+use crate::clients::{self, Client};
 use crate::configuration::Settings;
-use crate::db::StoreError;
-use crate::db::models::{refresh_families, users as user_rows};
+use crate::db::models::refresh_families::{self, FamilyRow};
+use crate::db::models::users::{self as user_rows, UserRow};
 use crate::domain::{GrantType, Scope};
 use crate::startup::Backend;
 use crate::tokens::jwt::{self, AccessClaims, AccessTokenSpec};
@@ -59,12 +59,93 @@ pub enum FamilyCommand {
 pub(super) fn find_user(
     c: &mut crate::db::DbConnection,
     name_or_id: &str,
-) -> Result<user_rows::UserRow, StoreError> {
+) -> Result<UserRow, Failure> {
     if let Some(u) = user_rows::find_by_username(c, name_or_id)? {
         return Ok(u);
     }
-    user_rows::find(c, name_or_id)?
-        .ok_or_else(|| StoreError::Other(anyhow::anyhow!("no user `{name_or_id}`")))
+    user_rows::find(c, name_or_id)?.ok_or_else(|| Failure {
+        message: format!("no user `{name_or_id}`"),
+        code: 1,
+    })
+}
+
+/// What `token mint` signs access tokens for.
+struct Minted<'a> {
+    issuer: &'a str,
+    client: &'a Client,
+    user: &'a UserRow,
+    scope: &'a Scope,
+}
+
+impl Minted<'_> {
+    /// The access token the token endpoint would issue with this family's first refresh.
+    fn access_token(
+        &self,
+        set: &keys::KeySet,
+        family: &FamilyRow,
+        settings: &Settings,
+        now: i64,
+    ) -> Result<String, Failure> {
+        let key = set.active(now).ok_or_else(|| Failure {
+            message: "no active signing key".into(),
+            code: 1,
+        })?;
+        let claims = AccessClaims::issue(AccessTokenSpec {
+            issuer: self.issuer,
+            client: self.client,
+            subject: &self.user.id,
+            scope: self.scope,
+            sid: Some(family.id.clone()),
+            user_claims: jwt::user_claims(self.user),
+            now,
+            ttl: settings.access_token_ttl,
+            expires_no_later: Some(family.absolute_expires_at),
+        });
+        jwt::mint(key, &claims).map_err(|e| Failure {
+            message: e.to_string(),
+            code: 1,
+        })
+    }
+}
+
+/// The scope families may be minted with for this user and client, or why none can be.
+fn mintable(user: &UserRow, client: &Client, scope: Option<String>) -> Result<Scope, Failure> {
+    let refused = |message| Failure { message, code: 1 };
+    if user.disabled {
+        return Err(refused(format!("user `{}` is disabled", user.username)));
+    }
+    if !client.allows_grant(GrantType::RefreshToken) {
+        return Err(refused(format!(
+            "client `{}` is not allowed the refresh_token grant",
+            client.client_id
+        )));
+    }
+    let scope = match scope {
+        Some(raw) => Scope::parse(&raw).map_err(usage)?,
+        None => client.scopes.clone(),
+    };
+    if !scope.is_subset_of(&client.scopes) {
+        return Err(usage(format!(
+            "scope `{scope}` exceeds what client `{}` may ask for",
+            client.client_id
+        )));
+    }
+    Ok(scope)
+}
+
+/// The signing keys (created if there are none yet) and the issuer the server would use.
+fn signer(
+    settings: &Settings,
+    backend: &Backend,
+    now: i64,
+) -> Result<(keys::KeySet, String), Failure> {
+    crate::tokens::crypto::install();
+    let enc = KeyEncryption::new(&backend.key_secret);
+    let set = backend.db.write_sync(|c| {
+        keys::ensure_signing_key(c, &enc, now)?;
+        keys::KeySet::load(c, &enc, None, now, settings.access_token_ttl)
+    })?;
+    Ok((set, jwt::issuer(settings.issuer.as_deref(), settings.bind)))
 }
 
 pub fn mint(
@@ -87,41 +168,10 @@ pub fn mint(
         let cl = clients::get(c, &client)?;
         Ok::<_, Failure>((u, cl))
     })?;
-    if user.disabled {
-        return Err(Failure {
-            message: format!("user `{}` is disabled", user.username),
-            code: 1,
-        });
-    }
-    if !client.allows_grant(GrantType::RefreshToken) {
-        return Err(Failure {
-            message: format!(
-                "client `{}` is not allowed the refresh_token grant",
-                client.client_id
-            ),
-            code: 1,
-        });
-    }
-    let scope = match scope {
-        Some(raw) => Scope::parse(&raw).map_err(usage)?,
-        None => client.scopes.clone(),
-    };
-    if !scope.is_subset_of(&client.scopes) {
-        return Err(usage(format!(
-            "scope `{scope}` exceeds what client `{}` may ask for",
-            client.client_id
-        )));
-    }
+    let scope = mintable(&user, &client, scope)?;
     // Access tokens only with --json: they need the signing keys and the issuer.
     let signer = if json {
-        crate::tokens::crypto::install();
-        let enc = KeyEncryption::new(&backend.key_secret);
-        let set = db.write_sync(|c| {
-            keys::ensure_signing_key(c, &enc, now)?;
-            keys::KeySet::load(c, &enc, None, now, settings.access_token_ttl)
-        })?;
-        let issuer = jwt::issuer(settings.issuer.as_deref(), settings.bind);
-        Some((set, issuer))
+        Some(signer(settings, backend, now)?)
     } else {
         None
     };
@@ -142,25 +192,13 @@ pub fn mint(
         use std::io::Write;
         let line = match &signer {
             Some((set, issuer)) => {
-                let key = set.active(now).ok_or_else(|| Failure {
-                    message: "no active signing key".into(),
-                    code: 1,
-                })?;
-                let claims = AccessClaims::issue(AccessTokenSpec {
+                let minted = Minted {
                     issuer,
                     client: &client,
-                    subject: &user.id,
+                    user: &user,
                     scope: &scope,
-                    sid: Some(family.id.clone()),
-                    user_claims: jwt::user_claims(&user),
-                    now,
-                    ttl: settings.access_token_ttl,
-                    expires_no_later: Some(family.absolute_expires_at),
-                });
-                let access = jwt::mint(key, &claims).map_err(|e| Failure {
-                    message: e.to_string(),
-                    code: 1,
-                })?;
+                };
+                let access = minted.access_token(set, &family, settings, now)?;
                 let shown = json!({
                     "family_id": family.id,
                     "refresh_token": token.expose(),
@@ -176,6 +214,26 @@ pub fn mint(
         })?;
     }
     Ok(())
+}
+
+fn families_text(user: &UserRow, views: &[serde_json::Value]) -> String {
+    if views.is_empty() {
+        return format!("{} has no sessions", user.username);
+    }
+    views
+        .iter()
+        .map(|v| {
+            format!(
+                "{}  client {}  device {}  rotations {}  {}",
+                v["id"].as_str().unwrap_or(""),
+                v["client_id"].as_str().unwrap_or(""),
+                v["device_name"].as_str().unwrap_or("-"),
+                v["rotation_count"],
+                v["state"].as_str().unwrap_or("")
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 pub fn family(
@@ -205,25 +263,7 @@ pub fn family(
                     v
                 })
                 .collect();
-            print(json, json!(views), || {
-                if views.is_empty() {
-                    return format!("{} has no sessions", user.username);
-                }
-                views
-                    .iter()
-                    .map(|v| {
-                        format!(
-                            "{}  client {}  device {}  rotations {}  {}",
-                            v["id"].as_str().unwrap_or(""),
-                            v["client_id"].as_str().unwrap_or(""),
-                            v["device_name"].as_str().unwrap_or("-"),
-                            v["rotation_count"],
-                            v["state"].as_str().unwrap_or("")
-                        )
-                    })
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            });
+            print(json, json!(views), || families_text(&user, &views));
         }
         FamilyCommand::Revoke { family_id, json } => {
             let origin = Origin {
@@ -232,17 +272,13 @@ pub fn family(
             };
             let revoked = db.write_sync(|c| {
                 if refresh_families::find(c, &family_id)?.is_none() {
-                    return Err(StoreError::Other(anyhow::anyhow!(
-                        "no family `{family_id}`"
-                    )));
+                    return Err(Failure {
+                        message: format!("no family `{family_id}`"),
+                        code: 1,
+                    });
                 }
-                refresh::revoke_family(
-                    c,
-                    &family_id,
-                    refresh::RevocationReason::RevokedByAdmin,
-                    &origin,
-                    now,
-                )
+                let reason = refresh::RevocationReason::RevokedByAdmin;
+                Ok(refresh::revoke_family(c, &family_id, reason, &origin, now)?)
             })?;
             print(
                 json,

@@ -149,6 +149,40 @@ struct Validated {
 }
 
 /// Validate the query of `/authorize`.
+/// The client and the redirect URI it registered: until both are known, errors are shown to
+/// the user (RFC 6749 §4.1.2.1), never sent to an address that may not be the client's.
+async fn trusted_redirect(
+    state: &AppState,
+    form: &Form,
+) -> Result<(String, Client, String), PageError> {
+    let Some(client_id) = form.get("client_id").map(str::to_string) else {
+        return Err(PageError::bad_request(
+            "Invalid authorization request",
+            "The request does not name an app (client_id is missing).",
+        ));
+    };
+    let lookup = client_id.clone();
+    let client = state
+        .db
+        .read(move |c| clients::find(c, &lookup))
+        .await
+        .map_err(PageError::from)?
+        .ok_or_else(|| {
+            PageError::bad_request(
+                "Unknown app",
+                "The app that sent you here is not registered with this server.",
+            )
+        })?;
+    let redirect_uri = match_redirect_uri(&client, form.get("redirect_uri")).ok_or_else(|| {
+        PageError::bad_request(
+            "Invalid redirect URI",
+            "The app asked to send you to an address it has not registered, \
+             so this request was stopped.",
+        )
+    })?;
+    Ok((client_id, client, redirect_uri))
+}
+
 async fn validate(state: &AppState, query: &str) -> Result<Validated, Rejection> {
     let form = Form::parse(query.as_bytes()).map_err(|e| {
         Rejection::Page(PageError::bad_request(
@@ -156,31 +190,9 @@ async fn validate(state: &AppState, query: &str) -> Result<Validated, Rejection>
             e.description.unwrap_or_default(),
         ))
     })?;
-    let Some(client_id) = form.get("client_id").map(str::to_string) else {
-        return Err(Rejection::Page(PageError::bad_request(
-            "Invalid authorization request",
-            "The request does not name an app (client_id is missing).",
-        )));
-    };
-    let lookup = client_id.clone();
-    let client = state
-        .db
-        .read(move |c| clients::find(c, &lookup))
+    let (client_id, client, redirect_uri) = trusted_redirect(state, &form)
         .await
-        .map_err(|e| Rejection::Page(e.into()))?
-        .ok_or_else(|| {
-            Rejection::Page(PageError::bad_request(
-                "Unknown app",
-                "The app that sent you here is not registered with this server.",
-            ))
-        })?;
-    let redirect_uri = match_redirect_uri(&client, form.get("redirect_uri")).ok_or_else(|| {
-        Rejection::Page(PageError::bad_request(
-            "Invalid redirect URI",
-            "The app asked to send you to an address it has not registered, \
-             so this request was stopped.",
-        ))
-    })?;
+        .map_err(Rejection::Page)?;
     // From here on the redirect URI is trusted: errors go back to the client.
     let client_state = form.get("state").map(str::to_string);
     let fail = |code: &str, description: &str| {

@@ -288,17 +288,7 @@ impl ValidatorBuilder {
                     leeway: secs(self.leeway),
                 };
                 let rev = Arc::new(Revocations::new(options, http, Arc::clone(&self.clock)));
-                rev.poll_and_log().await;
-                let every = every.max(Duration::from_millis(100));
-                let task = match tokio::runtime::Handle::try_current() {
-                    Ok(runtime) => Some(runtime.spawn(Arc::clone(&rev).run(every))),
-                    Err(_) => {
-                        let why = "no Tokio runtime: \
-                                   the revocation feed is read only by poll_revocations()";
-                        tracing::warn!("{why}");
-                        None
-                    }
-                };
+                let task = start_polling(&rev, every).await;
                 (Some(rev), task)
             }
         };
@@ -565,4 +555,23 @@ pub fn bearer_token(authorization: Option<&str>) -> Result<&str, AuthError> {
         );
     }
     Ok(token)
+}
+
+/// Read the feed once now, then every `every` on the current Tokio runtime (without one, only
+/// `poll_revocations()` reads it).
+async fn start_polling(
+    rev: &Arc<Revocations>,
+    every: Duration,
+) -> Option<tokio::task::JoinHandle<()>> {
+    rev.poll_and_log().await;
+    let every = every.max(Duration::from_millis(100));
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => Some(runtime.spawn(Arc::clone(rev).run(every))),
+        Err(_) => {
+            tracing::warn!(
+                "no Tokio runtime: the revocation feed is read only by poll_revocations()"
+            );
+            None
+        }
+    }
 }

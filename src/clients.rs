@@ -8,14 +8,14 @@ use crate::db::models::clients::{self as store, ClientRow};
 use crate::db::models::revocation_feed::Revocation;
 use crate::db::models::{consents, users};
 use crate::db::{DbConnection, StoreError};
-use crate::domain::{GrantType, Permission, RedirectUri, Scope};
+use crate::domain::{ClientId, GrantType, Permission, RedirectUri, Scope};
 use crate::tokens::refresh::{self, RevocationReason};
 use crate::tokens::secret::{HashedToken, PlainToken};
 
 /// A registered client, parsed from its row.
 #[derive(Debug, Clone)]
 pub struct Client {
-    pub client_id: String,
+    pub client_id: ClientId,
     pub name: String,
     pub is_public: bool,
     secret_hash: Option<HashedToken>,
@@ -56,7 +56,7 @@ impl Client {
             .collect::<Result<Vec<_>, _>>()
             .map_err(|_| bad("permission"))?;
         Ok(Self {
-            client_id: row.client_id,
+            client_id: ClientId::stored(row.client_id),
             name: row.name,
             is_public: row.is_public,
             secret_hash: row.secret_hash.map(HashedToken::from_stored),
@@ -88,7 +88,7 @@ impl Client {
 
     pub fn view(&self) -> ClientView {
         ClientView {
-            client_id: self.client_id.clone(),
+            client_id: self.client_id.to_string(),
             name: self.name.clone(),
             public: self.is_public,
             grant_types: self
@@ -154,20 +154,6 @@ pub enum RegistryError {
 impl From<diesel::result::Error> for RegistryError {
     fn from(e: diesel::result::Error) -> Self {
         RegistryError::Store(e.into())
-    }
-}
-
-pub fn validate_client_id(id: &str) -> Result<(), RegistryError> {
-    let ok = (1..=128).contains(&id.len())
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'));
-    if ok {
-        Ok(())
-    } else {
-        Err(RegistryError::Invalid(format!(
-            "client id `{id}` must be 1 to 128 characters of letters, digits and - . _ ~"
-        )))
     }
 }
 
@@ -244,17 +230,16 @@ pub fn create_with_permissions(
 ) -> Result<CreatedClient, RegistryError> {
     let permissions = permission_list(permissions, spec.public)?;
     let client_id = match &spec.client_id {
-        Some(id) => id.clone(),
-        None => uuid::Uuid::new_v4().to_string(),
+        Some(id) => ClientId::parse(id).map_err(RegistryError::Invalid)?,
+        None => ClientId::generate(),
     };
-    validate_client_id(&client_id)?;
     if spec.name.trim().is_empty() || spec.name.chars().count() > 200 {
         return Err(RegistryError::Invalid(
             "client name must be 1 to 200 characters".into(),
         ));
     }
     let grants = checked_grants(&spec)?;
-    let audience = spec.audience.unwrap_or_else(|| client_id.clone());
+    let audience = spec.audience.unwrap_or_else(|| client_id.to_string());
     if audience.trim().is_empty() || audience.contains(char::is_whitespace) {
         return Err(RegistryError::Invalid(
             "audience must be one non-empty value without spaces".into(),
@@ -269,7 +254,7 @@ pub fn create_with_permissions(
         )
     };
     let row = ClientRow {
-        client_id: client_id.clone(),
+        client_id: client_id.to_string(),
         name: spec.name.trim().to_string(),
         secret_hash: secret.as_ref().map(|s| s.hash().into_string()),
         is_public: spec.public,

@@ -162,7 +162,7 @@ impl Lineage {
             .await
             .unwrap();
         TestClient {
-            id: created.client.client_id.clone(),
+            id: created.client.client_id.to_string(),
             secret: created
                 .client_secret
                 .map(|s| s.expose().to_string())
@@ -181,7 +181,7 @@ impl Lineage {
             .await
             .unwrap();
         TestClient {
-            id: created.client.client_id.clone(),
+            id: created.client.client_id.to_string(),
             secret: created
                 .client_secret
                 .map(|s| s.expose().to_string())

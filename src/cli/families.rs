@@ -180,7 +180,7 @@ pub fn mint(
     for _ in 0..count {
         let spec = NewFamily {
             user_id: user.id.clone(),
-            client_id: client.client_id.clone(),
+            client_id: client.client_id.to_string(),
             scope: scope.clone(),
             device_name: device_name.clone(),
             origin: Origin {

@@ -1,11 +1,13 @@
 //! Parse-don't-validate types: a value of one of these is known to be well-formed.
 
+mod client_id;
 mod origin;
 mod password;
 mod redirect_uri;
 mod scope;
 mod username;
 
+pub use client_id::ClientId;
 pub use origin::Origin;
 pub use password::Password;
 pub use redirect_uri::RedirectUri;

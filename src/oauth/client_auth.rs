@@ -13,6 +13,7 @@ use base64::engine::general_purpose::STANDARD;
 use super::error::OAuthError;
 use super::form::Form;
 use crate::clients::{self, Client};
+use crate::domain::ClientId;
 use crate::limits::{ClientAttempt, client_ip, endpoint};
 use crate::state::AppState;
 use crate::tokens::secret::PlainToken;
@@ -201,7 +202,7 @@ fn accepts(client: &Client, presented: &Presented) -> bool {
 /// a new secret works at once, since a mismatch falls through to the database.
 pub struct ClientCache {
     ttl: i64,
-    entries: RwLock<HashMap<String, (Client, i64)>>,
+    entries: RwLock<HashMap<ClientId, (Client, i64)>>,
 }
 
 /// Above this many entries, expired ones are dropped on the next insert.

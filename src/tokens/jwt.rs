@@ -82,7 +82,7 @@ impl AccessClaims {
             iat: now,
             nbf: now,
             jti: uuid::Uuid::new_v4().to_string(),
-            client_id: client.client_id.clone(),
+            client_id: client.client_id.to_string(),
             scope: scope.to_string(),
             sid,
             extra: user_claims,

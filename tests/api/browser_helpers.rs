@@ -167,7 +167,7 @@ pub async fn register(app: &impl Front, spec: NewClient) -> TestClient {
         .await
         .expect("client registration");
     TestClient {
-        id: created.client.client_id.clone(),
+        id: created.client.client_id.to_string(),
         secret: created
             .client_secret
             .as_ref()

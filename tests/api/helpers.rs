@@ -297,7 +297,7 @@ impl TestApp {
             .await
             .expect("client registration");
         TestClient {
-            id: created.client.client_id.clone(),
+            id: created.client.client_id.to_string(),
             secret: created
                 .client_secret
                 .as_ref()

@@ -296,7 +296,7 @@ fn rotate(
     now: i64,
 ) -> Result<Result<refresh::Rotated, String>, TestCaseError> {
     let req = RotateRequest {
-        client_id: client.to_string(),
+        client_id: lineage::domain::ClientId::parse(client).map_err(fail)?,
         scope: None,
         origin: Origin::default(),
     };

@@ -12,12 +12,12 @@ use crate::db::models::refresh_families::{self, FamilyRow};
 use crate::db::models::refresh_tokens::{self, RefreshTokenRow};
 use crate::db::models::users::UserRow;
 use crate::db::{DbConnection, StoreError};
-use crate::domain::{Origin, Scope};
+use crate::domain::{ClientId, Origin, Scope};
 use crate::tokens::secret::PlainToken;
 
 #[derive(Debug)]
 pub struct RotateRequest {
-    pub client_id: String,
+    pub client_id: ClientId,
     /// A narrower scope for the new access token; the family keeps its own.
     pub scope: Option<Scope>,
     pub origin: Origin,

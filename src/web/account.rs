@@ -165,21 +165,48 @@ fn capital(s: &str) -> String {
         .unwrap_or_default()
 }
 
+/// A signed-in user's button about one of their devices or apps (the path names it).
+struct Action {
+    user_id: String,
+    target: String,
+    origin: Origin,
+    now: i64,
+}
+
+/// The action a button posted, once its session and CSRF token are checked; `None` when the
+/// browser is not signed in.
+async fn action(
+    state: &AppState,
+    req: &HttpRequest,
+    path: Path<String>,
+    payload: Payload,
+) -> Result<Option<Action>, PageError> {
+    let Some((signed_in, _form)) = signed_in_form(state, req, payload).await? else {
+        return Ok(None);
+    };
+    Ok(Some(Action {
+        user_id: signed_in.user.id.clone(),
+        target: path.into_inner(),
+        origin: Origin::of(req),
+        now: state.now(),
+    }))
+}
+
 pub async fn revoke_family(
     state: Data<AppState>,
     req: HttpRequest,
     path: Path<String>,
     payload: Payload,
 ) -> Result<HttpResponse, PageError> {
-    let Some((signed_in, _form)) = signed_in_form(&state, &req, payload).await? else {
+    let Some(Action {
+        user_id,
+        target: family_id,
+        origin,
+        now,
+    }) = action(&state, &req, path, payload).await?
+    else {
         return Ok(to_login());
     };
-    let (family_id, user_id, origin, now) = (
-        path.into_inner(),
-        signed_in.user.id.clone(),
-        Origin::of(&req),
-        state.now(),
-    );
     let owned = state
         .db
         .write(move |c| match refresh_families::find(c, &family_id)? {
@@ -213,15 +240,15 @@ pub async fn remove_app(
     path: Path<String>,
     payload: Payload,
 ) -> Result<HttpResponse, PageError> {
-    let Some((signed_in, _form)) = signed_in_form(&state, &req, payload).await? else {
+    let Some(Action {
+        user_id,
+        target: client_id,
+        origin,
+        now,
+    }) = action(&state, &req, path, payload).await?
+    else {
         return Ok(to_login());
     };
-    let (client_id, user_id, origin, now) = (
-        path.into_inner(),
-        signed_in.user.id.clone(),
-        Origin::of(&req),
-        state.now(),
-    );
     let withdrawn = state
         .db
         .write(move |c| crate::consents::withdraw(c, &user_id, &client_id, &origin, now))

@@ -226,14 +226,25 @@ async fn rotate(
     token::exchange(state, client, request, Origin::of(req)).await
 }
 
+/// A post from one of the demo's own pages: its form, the browser binding its CSRF token was
+/// checked against, and the demo app.
+async fn demo_post(
+    state: &AppState,
+    req: &HttpRequest,
+    payload: Payload,
+) -> Result<(Form, String, Client), PageError> {
+    let form = read_form(req, payload).await?;
+    let bind = check(state, req, &form)?;
+    let client = demo_client(state).await?;
+    Ok((form, bind, client))
+}
+
 pub async fn refresh(
     state: Data<AppState>,
     req: HttpRequest,
     payload: Payload,
 ) -> Result<HttpResponse, PageError> {
-    let form = read_form(&req, payload).await?;
-    let bind = check(&state, &req, &form)?;
-    let client = demo_client(&state).await?;
+    let (form, bind, client) = demo_post(&state, &req, payload).await?;
     let current = form.get("refresh_token").unwrap_or("").to_string();
     let generation = form
         .get("generation")
@@ -264,9 +275,7 @@ pub async fn replay(
     req: HttpRequest,
     payload: Payload,
 ) -> Result<HttpResponse, PageError> {
-    let form = read_form(&req, payload).await?;
-    let bind = check(&state, &req, &form)?;
-    let client = demo_client(&state).await?;
+    let (form, bind, client) = demo_post(&state, &req, payload).await?;
     let old = form.get("old_refresh_token").unwrap_or("").to_string();
     let current = form.get("refresh_token").unwrap_or("").to_string();
     let mut view = page(&state, &bind);

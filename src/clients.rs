@@ -4,7 +4,7 @@ use diesel::Connection;
 use serde::Serialize;
 
 use crate::db::models::audit_events::{self, AuditEventRow};
-use crate::db::models::clients::{self as store, ClientRow};
+use crate::db::models::clients::{self as client_rows, ClientRow};
 use crate::db::models::revocation_feed::Revocation;
 use crate::db::models::{consents, users};
 use crate::db::{DbConnection, StoreError};
@@ -276,7 +276,7 @@ pub fn create_with_permissions(
         permissions,
     };
     conn.transaction(|conn| {
-        if store::find(conn, &client_id)?.is_some() {
+        if client_rows::find(conn, &client_id)?.is_some() {
             return Err(RegistryError::Conflict(format!(
                 "client `{client_id}` already exists"
             )));
@@ -288,7 +288,7 @@ pub fn create_with_permissions(
                 "`{client_id}` is the id of a user; a client id must not equal a user id"
             )));
         }
-        store::insert(conn, &row)?;
+        client_rows::insert(conn, &row)?;
         let detail = format!("client {client_id} registered");
         let event = AuditEventRow::new(now, "client_created", detail).for_client(&client_id);
         audit_events::insert(conn, &event)?;
@@ -301,7 +301,7 @@ pub fn create_with_permissions(
 }
 
 pub fn find(conn: &mut DbConnection, client_id: &str) -> Result<Option<Client>, StoreError> {
-    store::find(conn, client_id)?
+    client_rows::find(conn, client_id)?
         .map(Client::from_row)
         .transpose()
 }
@@ -312,7 +312,7 @@ pub fn get(conn: &mut DbConnection, client_id: &str) -> Result<Client, RegistryE
 }
 
 pub fn list(conn: &mut DbConnection) -> Result<Vec<Client>, StoreError> {
-    store::list(conn)?
+    client_rows::list(conn)?
         .into_iter()
         .map(Client::from_row)
         .collect()
@@ -324,7 +324,7 @@ pub fn set_secret(
     client_id: &str,
     secret: &PlainToken,
 ) -> Result<(), StoreError> {
-    store::set_secret_hash(conn, client_id, secret.hash().as_str())?;
+    client_rows::set_secret_hash(conn, client_id, secret.hash().as_str())?;
     Ok(())
 }
 
@@ -355,7 +355,7 @@ pub fn set_permissions(
     conn.transaction(|conn| {
         let client = get(conn, client_id)?;
         let list = permission_list(permissions, client.is_public)?;
-        store::set_permissions(conn, client_id, &list)?;
+        client_rows::set_permissions(conn, client_id, &list)?;
         let shown = if list.is_empty() { "none" } else { &list };
         let detail = format!("permissions of client {client_id} set to: {shown}");
         let event = AuditEventRow::new(now, "client_updated", detail).for_client(client_id);
@@ -367,7 +367,7 @@ pub fn set_permissions(
 /// Delete a client and end everything issued to it.
 pub fn delete(conn: &mut DbConnection, client_id: &str, now: i64) -> Result<(), RegistryError> {
     conn.transaction(|conn| {
-        if store::delete(conn, client_id)? == 0 {
+        if client_rows::delete(conn, client_id)? == 0 {
             return Err(RegistryError::NotFound(format!("no client `{client_id}`")));
         }
         consents::delete_for_client(conn, client_id)?;
@@ -393,7 +393,7 @@ pub fn delete(conn: &mut DbConnection, client_id: &str, now: i64) -> Result<(), 
 /// Every scope some registered client may request (for discovery's `scopes_supported`).
 pub fn all_scopes(conn: &mut DbConnection) -> Result<Vec<String>, StoreError> {
     let mut all = std::collections::BTreeSet::new();
-    for s in store::all_scopes(conn)? {
+    for s in client_rows::all_scopes(conn)? {
         all.extend(s.split_whitespace().map(str::to_string));
     }
     Ok(all.into_iter().collect())

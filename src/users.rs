@@ -11,7 +11,7 @@ use serde::Serialize;
 use crate::clients::RegistryError;
 use crate::db::models::audit_events::{self, AuditEventRow};
 use crate::db::models::browser_sessions;
-use crate::db::models::users::{self as store, UserRow};
+use crate::db::models::users::{self as user_rows, UserRow};
 use crate::db::{DbConnection, StoreError};
 use crate::domain::{Password, Username};
 use crate::tokens::refresh;
@@ -207,12 +207,12 @@ pub fn create(
         updated_at: now,
     };
     conn.transaction(|conn| {
-        if store::find_by_username(conn, name.as_str())?.is_some() {
+        if user_rows::find_by_username(conn, name.as_str())?.is_some() {
             return Err(RegistryError::Conflict(format!(
                 "user `{name}` already exists"
             )));
         }
-        store::insert(conn, &row)?;
+        user_rows::insert(conn, &row)?;
         audit(
             conn,
             now,
@@ -226,12 +226,12 @@ pub fn create(
 }
 
 pub fn get(conn: &mut DbConnection, name: &str) -> Result<UserRow, RegistryError> {
-    store::find_by_username(conn, name)?
+    user_rows::find_by_username(conn, name)?
         .ok_or_else(|| RegistryError::NotFound(format!("no user `{name}`")))
 }
 
 pub fn list(conn: &mut DbConnection) -> Result<Vec<UserView>, StoreError> {
-    Ok(store::list(conn)?.iter().map(UserView::from).collect())
+    Ok(user_rows::list(conn)?.iter().map(UserView::from).collect())
 }
 
 /// Set a password hashed beforehand (`hash_password`, outside any database job).
@@ -243,7 +243,7 @@ pub fn set_password(
 ) -> Result<UserView, RegistryError> {
     let user = get(conn, name)?;
     conn.transaction(|conn| {
-        store::set_password(conn, &user.id, hash.as_str(), now)?;
+        user_rows::set_password(conn, &user.id, hash.as_str(), now)?;
         refresh::revoke_all_for_user(
             conn,
             &user.id,
@@ -271,7 +271,7 @@ pub fn set_disabled(
 ) -> Result<UserView, RegistryError> {
     let user = get(conn, name)?;
     conn.transaction(|conn| {
-        store::set_disabled(conn, &user.id, disabled, now)?;
+        user_rows::set_disabled(conn, &user.id, disabled, now)?;
         if disabled {
             refresh::revoke_all_for_user(
                 conn,
@@ -302,7 +302,7 @@ pub fn change_own_password(
     now: i64,
 ) -> Result<(), StoreError> {
     conn.transaction(|conn| {
-        store::set_password(conn, user_id, new_hash.as_str(), now)?;
+        user_rows::set_password(conn, user_id, new_hash.as_str(), now)?;
         refresh::revoke_all_for_user(
             conn,
             user_id,
@@ -310,7 +310,7 @@ pub fn change_own_password(
             now,
         )?;
         browser_sessions::delete_for_user(conn, user_id, Some(keep_session))?;
-        let user = store::find(conn, user_id)?
+        let user = user_rows::find(conn, user_id)?
             .ok_or_else(|| StoreError::Other(anyhow::anyhow!("user vanished")))?;
         browser_sessions::set_security_version(conn, keep_session, user.security_version)?;
         audit(

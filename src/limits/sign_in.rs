@@ -131,10 +131,9 @@ fn record_event(
         row.event_ips_vary = false;
     }
     row.event_ip = origin.ip.clone();
-    let mut event = AuditEventRow::new(now, "sign_in_failed", event_detail(row));
-    event.user_id = Some(user.id.clone());
-    event.ip = origin.ip.clone();
-    event.user_agent = origin.user_agent.clone();
+    let mut event = AuditEventRow::new(now, "sign_in_failed", event_detail(row))
+        .for_user(&user.id)
+        .from_origin(origin);
     if goes_on && let Some(id) = &row.event_id {
         event.id = id.clone();
         if audit_events::update_in_place(conn, &event)? {

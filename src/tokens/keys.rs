@@ -18,7 +18,7 @@ use ring::signature::{Ed25519KeyPair, KeyPair};
 use serde::Serialize;
 
 use crate::configuration::KeySecret;
-use crate::db::models::signing_keys::{self as store, SigningKeyRow};
+use crate::db::models::signing_keys::{self as key_rows, SigningKeyRow};
 use crate::db::{DbConnection, StoreError};
 
 /// Extra time a retired key stays published beyond the longest token lifetime (clock skew).
@@ -224,7 +224,7 @@ impl KeySet {
         now: i64,
         max_token_ttl: i64,
     ) -> Result<KeySet, StoreError> {
-        let rows = store::list_published(conn, now - max_token_ttl - RETIRED_KEY_SKEW)?;
+        let rows = key_rows::list_published(conn, now - max_token_ttl - RETIRED_KEY_SKEW)?;
         let known: HashMap<&str, &Arc<SigningKey>> = previous
             .map(|p| p.keys.iter().map(|k| (k.kid.as_str(), k)).collect())
             .unwrap_or_default();
@@ -266,13 +266,13 @@ pub fn ensure_signing_key(
     now: i64,
 ) -> Result<Option<String>, StoreError> {
     conn.transaction(|conn| {
-        store::lock_for_rotation(conn)?;
-        if store::count_unretired(conn)? > 0 {
+        key_rows::lock_for_rotation(conn)?;
+        if key_rows::count_unretired(conn)? > 0 {
             return Ok(None);
         }
         let row = generate(enc, now, now)?;
         let kid = row.kid.clone();
-        store::insert(conn, &row)?;
+        key_rows::insert(conn, &row)?;
         Ok(Some(kid))
     })
 }
@@ -285,17 +285,17 @@ pub fn rotate(
     lead: i64,
 ) -> Result<SigningKeyRow, StoreError> {
     conn.transaction(|conn| {
-        store::lock_for_rotation(conn)?;
+        key_rows::lock_for_rotation(conn)?;
         let row = generate(enc, now, now + lead.max(0))?;
-        store::retire_all_unretired(conn, row.activates_at)?;
-        store::insert(conn, &row)?;
+        key_rows::retire_all_unretired(conn, row.activates_at)?;
+        key_rows::insert(conn, &row)?;
         Ok(row)
     })
 }
 
 /// Verify an encryption round trip at start-up, so a wrong key secret fails loudly and early.
 pub fn check_secret(conn: &mut DbConnection, enc: &KeyEncryption) -> Result<(), StoreError> {
-    for row in store::list_published(conn, i64::MIN)?
+    for row in key_rows::list_published(conn, i64::MIN)?
         .iter()
         .filter(|r| r.retired_at.is_none())
     {

@@ -430,19 +430,58 @@ mod tests {
         );
     }
 
+    /// The cells of the README's configuration table in the row of `--flag`.
+    fn readme_row(flag: &str) -> Option<Vec<&'static str>> {
+        include_str!("../../README.md")
+            .lines()
+            .find(|l| l.starts_with(&format!("| `--{flag}` |")))
+            .map(|l| l.split('|').map(str::trim).collect())
+    }
+
+    /// A sample `lineage.toml` that sets every setting the README gives a value for, to that
+    /// value, reads through the real parser to the same settings as no file at all.
+    #[test]
+    fn a_sample_file_of_the_readme_defaults_reads_as_the_defaults() {
+        let mut sample = String::new();
+        for (key, _) in declared::DECLARED {
+            let cells = readme_row(&key.replace('_', "-")).unwrap_or_default();
+            let Some(value) = cells
+                .get(3)
+                .and_then(|c| c.strip_prefix('`')?.strip_suffix('`'))
+            else {
+                continue;
+            };
+            if !value.contains('`') {
+                sample.push_str(&format!("{key} = {value:?}\n"));
+            }
+        }
+        let file = TomlFile::new(&sample);
+        let from_file = file
+            .args()
+            .resolve()
+            .unwrap_or_else(|e| panic!("{e}\n{sample}"));
+        let defaults = SettingsArgs::default()
+            .settings()
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(sample.lines().count() >= 20, "{sample}");
+        assert_eq!(
+            format!(
+                "{:?}",
+                Settings {
+                    log_format: defaults.log_format,
+                    ..from_file
+                }
+            ),
+            format!("{defaults:?}")
+        );
+    }
+
     /// The README's table lists every setting with its flag, variable and default.
     #[test]
     fn the_readme_documents_every_setting() {
-        let readme = include_str!("../../README.md");
-        let row = |flag: &str| {
-            readme
-                .lines()
-                .find(|l| l.starts_with(&format!("| `--{flag}` |")))
-                .map(|l| l.split('|').map(str::trim).collect::<Vec<_>>())
-        };
         for (key, env) in declared::DECLARED {
             let flag = key.replace('_', "-");
-            let Some(cells) = row(&flag) else {
+            let Some(cells) = readme_row(&flag) else {
                 panic!("README: no row for --{flag}");
             };
             assert_eq!(cells.get(2).copied(), Some(format!("`{env}`").as_str()));
@@ -450,7 +489,7 @@ mod tests {
         // A default written as one code span (`7d`) is a value; anything else ("one per core")
         // is prose.
         let (stated, unlike) = declared::defaults_unlike(|flag| {
-            let cells = row(flag)?;
+            let cells = readme_row(flag)?;
             let value = cells.get(3)?.strip_prefix('`')?.strip_suffix('`')?;
             (!value.contains('`')).then(|| value.to_string())
         });

@@ -1,22 +1,14 @@
 //! The settings of the abuse limits, as they come out of the layered configuration
-//! (defaults < `lineage.toml` < `LINEAGE_*` < flags; see `configuration.rs`).
+//! (defaults < `lineage.toml` < `LINEAGE_*` < flags; each declared in `configuration/declared.rs`),
+//! and the readers of their values.
+
+use std::time::Duration;
+
+use ipnet::IpNet;
 
 use super::RateLimit;
 use super::client_ip::{ForwardedHeader, TrustedProxies};
-use crate::configuration::parse_duration;
-
-/// Defaults, chosen in the README's "Abuse limits" section.
-pub mod defaults {
-    pub const SIGN_IN_FREE_FAILURES: i64 = 5;
-    pub const SIGN_IN_BACKOFF: i64 = 30;
-    pub const SIGN_IN_BACKOFF_MAX: i64 = 300;
-    pub const SIGN_IN_IP_FAILURES: &str = "20/2h";
-    pub const CLIENT_AUTH_FAILURES: &str = "20/1m";
-    pub const CLIENT_AUTH_IP_FAILURES: &str = "60/1m";
-    pub const OAUTH_IP_REQUESTS: &str = "50000/1s";
-    pub const RATE_LIMIT_MAX_KEYS: usize = 100_000;
-    pub const PASSWORD_HASH_QUEUE: usize = 16;
-}
+use crate::configuration::ConfigError;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LimitSettings {
@@ -43,133 +35,48 @@ pub struct LimitSettings {
     pub password_hash_queue: usize,
 }
 
-fn rate(name: &str, raw: &str) -> Option<RateLimit> {
-    RateLimit::parse(name, raw).ok().flatten()
-}
-
-impl Default for LimitSettings {
-    fn default() -> Self {
-        Self {
-            trusted_proxies: TrustedProxies::default(),
-            sign_in_free_failures: defaults::SIGN_IN_FREE_FAILURES,
-            sign_in_backoff: defaults::SIGN_IN_BACKOFF,
-            sign_in_backoff_max: defaults::SIGN_IN_BACKOFF_MAX,
-            sign_in_ip_failures: rate("", defaults::SIGN_IN_IP_FAILURES),
-            client_auth_failures: rate("", defaults::CLIENT_AUTH_FAILURES),
-            client_auth_ip_failures: rate("", defaults::CLIENT_AUTH_IP_FAILURES),
-            oauth_ip_requests: rate("", defaults::OAUTH_IP_REQUESTS),
-            rate_limit_max_keys: defaults::RATE_LIMIT_MAX_KEYS,
-            password_hash_workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
-            password_hash_queue: defaults::PASSWORD_HASH_QUEUE,
-        }
-    }
-}
-
-/// Each setting as given by a flag, the environment or the file (`None` = the default).
-#[derive(Debug, Default)]
-pub struct RawLimits {
-    pub trusted_proxies: Option<String>,
-    pub forwarded_header: Option<String>,
-    pub sign_in_free_failures: Option<String>,
-    pub sign_in_backoff: Option<String>,
-    pub sign_in_backoff_max: Option<String>,
-    pub sign_in_ip_failures: Option<String>,
-    pub client_auth_failures: Option<String>,
-    pub client_auth_ip_failures: Option<String>,
-    pub oauth_ip_requests: Option<String>,
-    pub rate_limit_max_keys: Option<String>,
-    pub password_hash_workers: Option<String>,
-    pub password_hash_queue: Option<String>,
-}
-
-fn count(name: &str, raw: &str, range: std::ops::RangeInclusive<i64>) -> Result<i64, String> {
-    let n: i64 = raw
-        .trim()
-        .parse()
-        .map_err(|_| format!("{name}: `{raw}` is not a whole number"))?;
-    if !range.contains(&n) {
-        return Err(format!(
-            "{name} must be between {} and {}",
-            range.start(),
-            range.end()
-        ));
-    }
-    Ok(n)
-}
-
 impl LimitSettings {
-    /// Parse and check; the message names the setting.
-    pub fn resolve(raw: RawLimits) -> Result<Self, String> {
-        let mut s = Self::default();
-        let duration = |name: &str, v: &str| parse_duration(name, v).map_err(|e| e.0);
-        if let Some(v) = &raw.trusted_proxies {
-            s.trusted_proxies.networks =
-                TrustedProxies::parse_networks(v).map_err(|e| format!("trusted-proxies: {e}"))?;
-        }
-        if let Some(v) = &raw.forwarded_header {
-            s.trusted_proxies.header =
-                ForwardedHeader::parse(v).map_err(|e| format!("forwarded-header: {e}"))?;
-        }
-        if let Some(v) = &raw.sign_in_free_failures {
-            s.sign_in_free_failures = count("sign-in-free-failures", v, 0..=1000)?;
-        }
-        if let Some(v) = &raw.sign_in_backoff {
-            s.sign_in_backoff = duration("sign-in-backoff", v)?;
-        }
-        if let Some(v) = &raw.sign_in_backoff_max {
-            s.sign_in_backoff_max = duration("sign-in-backoff-max", v)?;
-        }
-        for (name, value, slot) in [
-            (
-                "sign-in-ip-failures",
-                &raw.sign_in_ip_failures,
-                &mut s.sign_in_ip_failures,
-            ),
-            (
-                "client-auth-failures",
-                &raw.client_auth_failures,
-                &mut s.client_auth_failures,
-            ),
-            (
-                "client-auth-ip-failures",
-                &raw.client_auth_ip_failures,
-                &mut s.client_auth_ip_failures,
-            ),
-            (
-                "oauth-ip-requests",
-                &raw.oauth_ip_requests,
-                &mut s.oauth_ip_requests,
-            ),
-        ] {
-            if let Some(v) = value {
-                *slot = RateLimit::parse(name, v)?;
-            }
-        }
-        if let Some(v) = &raw.rate_limit_max_keys {
-            s.rate_limit_max_keys = count("rate-limit-max-keys", v, 1..=100_000_000)? as usize;
-        }
-        if let Some(v) = &raw.password_hash_workers {
-            s.password_hash_workers = count("password-hash-workers", v, 1..=256)? as usize;
-        }
-        if let Some(v) = &raw.password_hash_queue {
-            s.password_hash_queue = count("password-hash-queue", v, 0..=100_000)? as usize;
-        }
-        s.check()?;
-        Ok(s)
-    }
-
-    fn check(&self) -> Result<(), String> {
+    /// The rules between settings; each value on its own was checked as it was read.
+    pub(crate) fn check(&self) -> Result<(), ConfigError> {
         if !(0..=86_400).contains(&self.sign_in_backoff) {
-            return Err("sign-in-backoff must be between 0 and 1d".into());
+            return Err(ConfigError(
+                "sign-in-backoff must be between 0 and 1d".into(),
+            ));
         }
         if self.sign_in_backoff_max > 86_400 || self.sign_in_backoff_max < self.sign_in_backoff {
-            return Err(format!(
+            return Err(ConfigError(format!(
                 "sign-in-backoff-max ({}s) must be at least sign-in-backoff ({}s) and at most 1d",
                 self.sign_in_backoff_max, self.sign_in_backoff
-            ));
+            )));
         }
         Ok(())
     }
+}
+
+/// A default limit: a burst of `count`, `count` more every `per_secs`.
+pub(crate) fn rate(count: u32, per_secs: i64) -> Option<RateLimit> {
+    Some(RateLimit {
+        count,
+        per: Duration::from_secs(per_secs.unsigned_abs()),
+    })
+}
+
+/// The default number of password-hashing threads.
+pub(crate) fn one_per_core() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
+}
+
+/// `20/1m`, or `off` (`None`).
+pub(crate) fn rate_limit(name: &str, raw: &str) -> Result<Option<RateLimit>, ConfigError> {
+    RateLimit::parse(name, raw).map_err(ConfigError)
+}
+
+pub(crate) fn trusted_proxies(name: &str, raw: &str) -> Result<Vec<IpNet>, ConfigError> {
+    TrustedProxies::parse_networks(raw).map_err(|e| ConfigError(format!("{name}: {e}")))
+}
+
+pub(crate) fn forwarded_header(name: &str, raw: &str) -> Result<ForwardedHeader, ConfigError> {
+    ForwardedHeader::parse(raw).map_err(|e| ConfigError(format!("{name}: {e}")))
 }
 
 #[cfg(test)]
@@ -177,10 +84,16 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::configuration::SettingsArgs;
+
+    /// The limits from these flags alone (no file).
+    fn limits(args: SettingsArgs) -> Result<LimitSettings, String> {
+        args.settings().map(|s| s.limits).map_err(|e| e.to_string())
+    }
 
     #[test]
     fn defaults_are_on() {
-        let s = LimitSettings::resolve(RawLimits::default()).unwrap_or_else(|e| panic!("{e}"));
+        let s = limits(SettingsArgs::default()).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(s.sign_in_free_failures, 5);
         assert_eq!((s.sign_in_backoff, s.sign_in_backoff_max), (30, 300));
         assert!(s.trusted_proxies.networks.is_empty());
@@ -198,7 +111,7 @@ mod tests {
 
     #[test]
     fn values_parse() {
-        let s = LimitSettings::resolve(RawLimits {
+        let s = limits(SettingsArgs {
             trusted_proxies: Some("10.0.0.0/8,127.0.0.1/32".into()),
             forwarded_header: Some("Forwarded".into()),
             sign_in_backoff: Some("1m".into()),
@@ -206,7 +119,7 @@ mod tests {
             sign_in_ip_failures: Some("off".into()),
             oauth_ip_requests: Some("100/1s".into()),
             password_hash_queue: Some("0".into()),
-            ..RawLimits::default()
+            ..SettingsArgs::default()
         })
         .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(s.trusted_proxies.networks.len(), 2);
@@ -225,30 +138,30 @@ mod tests {
 
     #[test]
     fn mistakes_name_the_setting() {
-        let cases: Vec<(RawLimits, &str)> = vec![
+        let cases: Vec<(SettingsArgs, &str)> = vec![
             (
-                RawLimits {
+                SettingsArgs {
                     trusted_proxies: Some("10.0.0.0/33".into()),
                     ..Default::default()
                 },
                 "trusted-proxies",
             ),
             (
-                RawLimits {
+                SettingsArgs {
                     forwarded_header: Some("x-real-ip".into()),
                     ..Default::default()
                 },
                 "forwarded-header",
             ),
             (
-                RawLimits {
+                SettingsArgs {
                     client_auth_failures: Some("lots".into()),
                     ..Default::default()
                 },
                 "client-auth-failures",
             ),
             (
-                RawLimits {
+                SettingsArgs {
                     sign_in_backoff: Some("10m".into()),
                     sign_in_backoff_max: Some("1m".into()),
                     ..Default::default()
@@ -256,14 +169,14 @@ mod tests {
                 "sign-in-backoff-max",
             ),
             (
-                RawLimits {
+                SettingsArgs {
                     password_hash_workers: Some("0".into()),
                     ..Default::default()
                 },
                 "password-hash-workers",
             ),
             (
-                RawLimits {
+                SettingsArgs {
                     sign_in_free_failures: Some("-1".into()),
                     ..Default::default()
                 },
@@ -271,7 +184,7 @@ mod tests {
             ),
         ];
         for (raw, name) in cases {
-            let err = LimitSettings::resolve(raw).err().unwrap_or_default();
+            let err = limits(raw).err().unwrap_or_default();
             assert!(err.contains(name), "{name}: {err}");
         }
     }
@@ -291,7 +204,7 @@ mod tests {
              password_hash_queue = 4\n",
         );
         assert!(written.is_ok());
-        let args = crate::configuration::SettingsArgs {
+        let args = SettingsArgs {
             config: Some(path.clone()),
             sign_in_ip_failures: Some("7/1h".into()),
             ..Default::default()
@@ -315,12 +228,12 @@ mod tests {
         assert_eq!(limits.oauth_ip_requests, None);
         assert_eq!(limits.password_hash_queue, 4);
 
-        let args = crate::configuration::SettingsArgs {
+        let args = SettingsArgs {
             config: Some(std::path::PathBuf::from("/nonexistent/lineage.toml")),
             ..Default::default()
         };
         assert!(args.resolve().is_err());
-        let args = crate::configuration::SettingsArgs {
+        let args = SettingsArgs {
             trusted_proxies: Some("10.0.0.0/8,not-an-address".into()),
             ..Default::default()
         };

@@ -127,7 +127,7 @@ impl Drop for TestDatabase {
 /// clean-up that frees its global state while r2d2's threads may still be in a TLS handshake, so
 /// this test process could crash at exit. Initialising OpenSSL first with `OPENSSL_INIT_NO_ATEXIT`
 /// (what `openssl_sys::init` does) avoids that, as the `lineage` binary's `main` does; see
-/// `cli::cli_on_postgresql_never_crashes_at_exit`.
+/// `admin::cli::cli_on_postgresql_never_crashes_at_exit`.
 pub fn init_openssl_without_atexit() {
     openssl_sys::init();
 }

@@ -11,6 +11,7 @@ use serde_json::Value;
 use super::accounts::TestClient;
 use super::app::TestApp;
 use super::browser::{Browser, Page};
+use super::jwt::jwt_claims;
 
 /// The user agent of the app exchanging codes and refreshing (not the browser).
 pub const APP_UA: &str = "notes-app/2.1 (test)";
@@ -129,8 +130,7 @@ pub struct Tokens {
 impl Tokens {
     /// The `sid` (family id) of the access token (unverified decode).
     pub fn sid(&self) -> String {
-        let payload = self.access_token.split('.').nth(1).expect("JWT payload");
-        crate::helpers::decode_segment(payload)["sid"]
+        jwt_claims(&self.access_token)["sid"]
             .as_str()
             .expect("sid claim")
             .to_string()
@@ -197,7 +197,8 @@ pub async fn expect_invalid_grant(resp: reqwest::Response, why: &str) {
     assert_eq!(body["error"], "invalid_grant", "{why}: {body}");
 }
 
-/// Rotate a public client's refresh token.
+/// Rotate a public client's refresh token as the app (`APP_UA`), by client id; `refresh_as`
+/// does the same for any `TestClient`.
 pub async fn refresh(app: &TestApp, client_id: &str, refresh_token: &str) -> reqwest::Response {
     token_request(
         app,

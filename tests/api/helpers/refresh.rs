@@ -86,7 +86,7 @@ pub async fn start_family(
     (family.id, token.expose().to_string())
 }
 
-/// `grant_type=refresh_token`, optionally narrowing the scope.
+/// `grant_type=refresh_token` as `client` (see `post_as`), optionally narrowing the scope.
 pub async fn refresh_as(
     app: &TestApp,
     client: &TestClient,

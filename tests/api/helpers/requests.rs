@@ -1,10 +1,9 @@
 //! Requests to the server's JSON endpoints as a client sends them (HTTP Basic, form bodies) and
 //! the assertions every RFC 6749 answer must pass.
 
+use base64::Engine;
 use reqwest::header::{CACHE_CONTROL, HeaderMap};
 use serde_json::Value;
-
-use base64::Engine;
 
 use super::accounts::TestClient;
 use super::app::TestApp;

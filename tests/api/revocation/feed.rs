@@ -2,7 +2,7 @@
 //! (`jti`) and deleted clients, paged with an opaque cursor in commit order, ETag /
 //! If-None-Match → 304 for a poll that finds nothing new, and entries dropped (and deleted by
 //! housekeeping) once no access token issued before them can still be alive (lifetime + 60 s).
-//! Authentication is in revocation_feed_auth.rs; pollers in revocation_feed_poller.rs.
+//! Authentication is in feed_auth.rs; pollers in feed_poller.rs.
 
 use std::sync::Arc;
 

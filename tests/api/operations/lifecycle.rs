@@ -2,7 +2,6 @@
 //! accepted, commits every write and exits 0; several nodes starting together on one PostgreSQL
 //! migrate it once and all serve.
 
-use std::io::Write;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,55 +12,16 @@ use lineage::db::{Database, PoolOptions};
 use lineage::tokens::secret::PlainToken;
 use serde_json::Value;
 
-use crate::helpers::{Backend, CliDir, KEY_SECRET, TestDatabase, basic_auth, form_body};
+use crate::helpers::{
+    Backend, CliDir, TestDatabase, basic_auth, cli_with_stdin, form_body, free_port,
+    lineage_command,
+};
 
 both_backends!(sigterm_under_load_answers_every_accepted_request_and_commits_every_write);
 
-/// `lineage` on `database`, in `dir`, with a clean environment.
-pub fn lineage(dir: &CliDir, database: &TestDatabase) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_lineage"));
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("LINEAGE_") {
-            cmd.env_remove(key);
-        }
-    }
-    cmd.env_remove("RUST_LOG")
-        .current_dir(&dir.0)
-        .args(["--database-url", &database.url_string()])
-        .args(["--key-secret", KEY_SECRET]);
-    cmd
-}
-
-pub fn cli_json(dir: &CliDir, database: &TestDatabase, args: &[&str], stdin: &str) -> String {
-    let mut child = lineage(dir, database)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn lineage");
-    if let Some(mut input) = child.stdin.take() {
-        input.write_all(stdin.as_bytes()).expect("stdin");
-    }
-    let out = child.wait_with_output().expect("lineage");
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
-
 /// Start `lineage serve` and wait until it answers.
 async fn serve(dir: &CliDir, database: &TestDatabase, port: u16) -> Child {
-    let mut child = lineage(dir, database)
+    let mut child = lineage_command(dir, database)
         .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -133,13 +93,13 @@ async fn sigterm_under_load_answers_every_accepted_request_and_commits_every_wri
     };
     let database = Arc::new(database);
     let dir = CliDir::new();
-    cli_json(
+    cli_with_stdin(
         &dir,
         &database,
         &["user", "create", "alice", "--password-stdin"],
         "correct horse battery staple\n",
     );
-    let client: Value = serde_json::from_str(&cli_json(
+    let client: Value = serde_json::from_str(&cli_with_stdin(
         &dir,
         &database,
         &[
@@ -162,7 +122,7 @@ async fn sigterm_under_load_answers_every_accepted_request_and_commits_every_wri
         .as_str()
         .expect("secret")
         .to_string();
-    let tokens = cli_json(
+    let tokens = cli_with_stdin(
         &dir,
         &database,
         &[

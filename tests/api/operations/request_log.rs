@@ -11,9 +11,8 @@ use serde_json::Value;
 
 use crate::helpers::{
     Backend, Browser, CHROME_UA, CliDir, Page, TestDatabase, authorize_path, basic_auth,
-    decode_segment, form_body, parse_redirect, pkce,
+    cli_with_stdin, decode_segment, form_body, free_port, lineage_command, parse_redirect, pkce,
 };
-use crate::operations::lifecycle::{cli_json, free_port, lineage};
 
 both_backends!(
     a_whole_flow_logs_every_request_and_no_secret,
@@ -34,7 +33,7 @@ struct LoggedServer {
 impl LoggedServer {
     async fn start(dir: &CliDir, database: &TestDatabase, args: &[&str]) -> Self {
         let port = free_port();
-        let mut child = lineage(dir, database)
+        let mut child = lineage_command(dir, database)
             .env("RUST_LOG", "debug")
             .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
             .args(["--refresh-grace", "0"])
@@ -340,7 +339,7 @@ impl Flow {
 
 /// The user and two clients, through the CLI: returns the web app's and the service's secrets.
 fn register_clients(dir: &CliDir, database: &TestDatabase) -> (String, String) {
-    cli_json(
+    cli_with_stdin(
         dir,
         database,
         &["user", "create", "alice", "--password-stdin"],
@@ -348,7 +347,7 @@ fn register_clients(dir: &CliDir, database: &TestDatabase) -> (String, String) {
     );
     let secret_of = |args: &[&str]| -> String {
         let created: Value =
-            serde_json::from_str(&cli_json(dir, database, args, "")).expect("client JSON");
+            serde_json::from_str(&cli_with_stdin(dir, database, args, "")).expect("client JSON");
         created["client_secret"]
             .as_str()
             .expect("client_secret")

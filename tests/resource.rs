@@ -10,8 +10,14 @@
 #[allow(dead_code)]
 mod notes_example;
 
+// The HTTP tests' server spawning (a fresh database, port 0, a manual clock), shared as a file.
+#[path = "api/helpers/app.rs"]
+#[allow(dead_code)]
+mod app;
+
+use app::{Backend, TestApp, spawn_app};
+
 use std::net::TcpListener;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicI64, AtomicU16, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -21,12 +27,10 @@ use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use lineage::clients::{self, NewClient};
-use lineage::clock::{Clock, ManualClock};
-use lineage::configuration::{KeySecret, Settings};
-use lineage::db::{DatabaseUrl, StoreError};
+use lineage::clock::Clock;
+use lineage::db::StoreError;
 use lineage::domain::{GrantType, Password, Permission, RedirectUri, Scope, Username};
-use lineage::startup::Application;
-use lineage::state::{AppState, KEY_RELOAD_SECONDS};
+use lineage::state::KEY_RELOAD_SECONDS;
 use lineage::tokens::jwt::{self, AccessClaims as ServerClaims};
 use lineage::tokens::keys::{self, KeyEncryption, SigningKey};
 use lineage::tokens::refresh::{self, NewFamily, RefreshPolicy};
@@ -36,30 +40,22 @@ use ring::rand::SystemRandom;
 use ring::signature::{Ed25519KeyPair, KeyPair};
 use serde_json::{Value, json};
 
-const KEY_SECRET: &str = "0123456789abcdef0123456789abcdef";
 const AUDIENCE: &str = "notes-api";
 
 // ---------------------------------------------------------------------------------------------
 // The authorization server
 
+/// lineage on a fresh SQLite database, started by the same helper as the HTTP tests (tests/api).
 struct Lineage {
-    issuer: String,
-    clock: ManualClock,
-    state: Data<AppState>,
-    settings: Settings,
-    http: reqwest::Client,
-    db_path: PathBuf,
-    server: tokio::task::JoinHandle<std::io::Result<()>>,
+    app: TestApp,
 }
 
-impl Drop for Lineage {
-    fn drop(&mut self) {
-        self.server.abort();
-        for suffix in ["", "-wal", "-shm", ".key"] {
-            let mut p = self.db_path.clone().into_os_string();
-            p.push(suffix);
-            let _ = std::fs::remove_file(p);
-        }
+/// The server's address, clock, state and settings are the test app's.
+impl std::ops::Deref for Lineage {
+    type Target = TestApp;
+
+    fn deref(&self) -> &TestApp {
+        &self.app
     }
 }
 
@@ -69,28 +65,10 @@ struct TestClient {
 }
 
 async fn spawn_lineage() -> Lineage {
-    let db_path = std::env::temp_dir().join(format!(
-        "lineage-resource-{}.db",
-        uuid::Uuid::new_v4().simple()
-    ));
-    let url = DatabaseUrl::parse(&format!("sqlite://{}", db_path.display())).unwrap();
-    let settings = Settings::for_database(url, KeySecret::new(KEY_SECRET.into()));
-    let clock = ManualClock::starting_now();
-    let app = Application::build_with_clock(settings.clone(), Arc::new(clock.clone()))
+    let app = spawn_app(Backend::Sqlite)
         .await
-        .expect("lineage builds");
-    let issuer = app.issuer().to_string();
-    let state = app.state();
-    let server = tokio::spawn(app.run_until_stopped());
-    Lineage {
-        issuer,
-        clock,
-        state,
-        settings,
-        http: reqwest::Client::new(),
-        db_path,
-        server,
-    }
+        .expect("SQLite needs no external database");
+    Lineage { app }
 }
 
 fn basic(client: &TestClient) -> String {
@@ -229,7 +207,7 @@ impl Lineage {
         client: &TestClient,
         form: &[(&str, &str)],
     ) -> reqwest::Response {
-        self.http
+        self.api
             .post(self.url(path))
             .header("Authorization", basic(client))
             .form(form)
@@ -660,7 +638,7 @@ async fn a_revoked_device_is_refused_after_the_next_feed_poll() {
     assert_eq!(revoked.status(), 200);
     let reader = lineage.feed_reader().await;
     let feed: Value = lineage
-        .http
+        .api
         .get(lineage.url("/revocations"))
         .header("Authorization", basic(&reader))
         .send()

@@ -60,10 +60,15 @@ mod tests {
 
     #[test]
     fn parses_sorts_and_dedups() {
-        let s = Scope::parse("b a  b").unwrap_or_default();
+        // `let … else` rather than a default: an empty scope is a subset of every scope, so a
+        // parse failure must not be able to pass the subset checks below.
+        let Ok(s) = Scope::parse("b a  b") else {
+            panic!("\"b a  b\" is a valid scope");
+        };
         assert_eq!(s.to_string(), "a b");
         assert!(Scope::parse("a\"b").is_err());
         assert!(Scope::parse("a\\b").is_err());
-        assert!(Scope::parse("a").unwrap_or_default().is_subset_of(&s));
+        assert_eq!(Scope::parse("a").map(|a| a.is_subset_of(&s)), Ok(true));
+        assert_eq!(Scope::parse("a c").map(|a| a.is_subset_of(&s)), Ok(false));
     }
 }

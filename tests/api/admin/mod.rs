@@ -1,0 +1,4 @@
+mod backup;
+mod cli;
+mod cli_families;
+mod gc;

@@ -1,0 +1,10 @@
+mod account;
+mod apps_with_access;
+mod authorize;
+mod confirmation;
+mod consent;
+mod demo;
+mod form_action;
+mod login;
+mod prompt;
+mod session_races;

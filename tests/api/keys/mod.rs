@@ -1,0 +1,4 @@
+mod discovery;
+mod jwks;
+mod multi_node;
+mod rotation;

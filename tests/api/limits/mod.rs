@@ -1,0 +1,4 @@
+mod client_auth;
+mod password_hashing;
+mod sign_in;
+mod trusted_proxies;

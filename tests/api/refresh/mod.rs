@@ -1,0 +1,6 @@
+mod concurrency;
+mod lifetimes;
+mod properties;
+mod reuse;
+mod rotation;
+mod users;

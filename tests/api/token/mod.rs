@@ -1,0 +1,5 @@
+mod client_auth;
+mod client_credentials;
+mod code_exchange;
+mod errors;
+mod oauth2_client;

@@ -173,23 +173,37 @@ struct Action {
     now: i64,
 }
 
-/// The action a button posted, once its session and CSRF token are checked; `None` when the
-/// browser is not signed in.
-async fn action(
+/// What a button on the account page does: its write job (`false` when the target is not the
+/// user's), the page shown when it is not, and the notice shown after it.
+struct Button {
+    job: fn(&mut DbConnection, Action) -> Result<bool, StoreError>,
+    missing: (&'static str, &'static str),
+    notice: &'static str,
+}
+
+/// Run `button` for the target the path names, once the session and CSRF token are checked.
+async fn press(
     state: &AppState,
     req: &HttpRequest,
     path: Path<String>,
     payload: Payload,
-) -> Result<Option<Action>, PageError> {
+    button: Button,
+) -> Result<HttpResponse, PageError> {
     let Some((signed_in, _form)) = signed_in_form(state, req, payload).await? else {
-        return Ok(None);
+        return Ok(to_login());
     };
-    Ok(Some(Action {
+    let action = Action {
         user_id: signed_in.user.id.clone(),
         target: path.into_inner(),
         origin: Origin::of(req),
         now: state.now(),
-    }))
+    };
+    let job = button.job;
+    if !state.db.write(move |c| job(c, action)).await? {
+        let (title, text) = button.missing;
+        return Err(PageError::new(StatusCode::NOT_FOUND, title, text));
+    }
+    Ok(back(button.notice))
 }
 
 pub async fn revoke_family(
@@ -198,39 +212,22 @@ pub async fn revoke_family(
     path: Path<String>,
     payload: Payload,
 ) -> Result<HttpResponse, PageError> {
-    let Some(Action {
-        user_id,
-        target: family_id,
-        origin,
-        now,
-    }) = action(&state, &req, path, payload).await?
-    else {
-        return Ok(to_login());
-    };
-    let owned = state
-        .db
-        .write(move |c| match refresh_families::find(c, &family_id)? {
-            Some(f) if f.user_id == user_id => {
-                refresh::revoke_family(
-                    c,
-                    &f.id,
-                    refresh::RevocationReason::RevokedByUser,
-                    &origin,
-                    now,
-                )?;
-                Ok::<_, StoreError>(true)
+    let button = Button {
+        job: |c, a| match refresh_families::find(c, &a.target)? {
+            Some(f) if f.user_id == a.user_id => {
+                let reason = refresh::RevocationReason::RevokedByUser;
+                refresh::revoke_family(c, &f.id, reason, &a.origin, a.now)?;
+                Ok(true)
             }
             _ => Ok(false),
-        })
-        .await?;
-    if !owned {
-        return Err(PageError::new(
-            StatusCode::NOT_FOUND,
+        },
+        missing: (
             "Device not found",
             "That device is not signed in to your account.",
-        ));
-    }
-    Ok(back("revoked"))
+        ),
+        notice: "revoked",
+    };
+    press(&state, &req, path, payload, button).await
 }
 
 /// "Remove access": withdraw the user's consent for an app and sign out its devices.
@@ -240,27 +237,18 @@ pub async fn remove_app(
     path: Path<String>,
     payload: Payload,
 ) -> Result<HttpResponse, PageError> {
-    let Some(Action {
-        user_id,
-        target: client_id,
-        origin,
-        now,
-    }) = action(&state, &req, path, payload).await?
-    else {
-        return Ok(to_login());
-    };
-    let withdrawn = state
-        .db
-        .write(move |c| crate::consents::withdraw(c, &user_id, &client_id, &origin, now))
-        .await?;
-    if withdrawn.is_none() {
-        return Err(PageError::new(
-            StatusCode::NOT_FOUND,
+    let button = Button {
+        job: |c, a| {
+            let withdrawn = crate::consents::withdraw(c, &a.user_id, &a.target, &a.origin, a.now)?;
+            Ok(withdrawn.is_some())
+        },
+        missing: (
             "App not found",
             "That app does not have access to your account.",
-        ));
-    }
-    Ok(back("app_removed"))
+        ),
+        notice: "app_removed",
+    };
+    press(&state, &req, path, payload, button).await
 }
 
 pub async fn sign_out_everywhere(

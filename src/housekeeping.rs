@@ -10,12 +10,13 @@ use crate::db::models::{
     revoked_access_tokens, sign_in_throttles,
 };
 use crate::db::{Database, DbConnection, StoreError};
+use crate::domain::Seconds;
 use crate::tokens::keys::RETIRED_KEY_SKEW;
 
 /// Rows deleted per statement: keeps each transaction short next to live traffic.
 pub const BATCH: i64 = 1000;
 /// Security events are kept this long for the account page and investigations.
-pub const AUDIT_RETENTION: i64 = 90 * 86_400;
+pub const AUDIT_RETENTION: Seconds = Seconds::new(90 * 86_400);
 
 #[derive(Debug, Default, Clone, Copy, Serialize, PartialEq, Eq)]
 pub struct GcReport {
@@ -58,7 +59,7 @@ impl GcReport {
 pub fn collect_batch(
     conn: &mut DbConnection,
     now: i64,
-    access_token_ttl: i64,
+    access_token_ttl: Seconds,
 ) -> Result<GcReport, StoreError> {
     let before = now - access_token_ttl - RETIRED_KEY_SKEW;
     conn.transaction(|c| {
@@ -94,7 +95,7 @@ pub fn collect_batch(
 pub fn collect_all(
     conn: &mut DbConnection,
     now: i64,
-    access_token_ttl: i64,
+    access_token_ttl: Seconds,
 ) -> Result<GcReport, StoreError> {
     let mut total = GcReport::default();
     loop {
@@ -110,7 +111,7 @@ pub fn collect_all(
 pub async fn run_periodically(
     db: Database,
     clock: crate::clock::SharedClock,
-    access_token_ttl: i64,
+    access_token_ttl: Seconds,
     interval: std::time::Duration,
 ) {
     let mut tick = tokio::time::interval(interval);

@@ -16,6 +16,7 @@ use crate::clock::{SharedClock, SystemClock};
 use crate::configuration::{KeySecret, Settings};
 use crate::db::models::revocation_feed;
 use crate::db::{Database, PoolOptions};
+use crate::domain::Seconds;
 use crate::hashing::HashingPool;
 use crate::limits::sign_in::{SignInPolicy, UsernameKeys};
 use crate::limits::{self, Limits};
@@ -73,12 +74,12 @@ async fn start_background_work(state: &Data<AppState>) {
         );
     }
     let settings = &state.settings;
-    if settings.gc_interval > 0 {
+    if settings.gc_interval > Seconds::ZERO {
         tokio::spawn(crate::housekeeping::run_periodically(
             state.db.clone(),
             state.clock.clone(),
             settings.access_token_ttl,
-            std::time::Duration::from_secs(settings.gc_interval as u64),
+            settings.gc_interval.to_std(),
         ));
     }
 }
@@ -182,7 +183,7 @@ impl Application {
             let signal = shutdown_signal().await;
             tracing::info!(
                 signal,
-                timeout_seconds = timeout,
+                timeout_seconds = timeout.get(),
                 "shutting down: no new connections; in-flight requests finish"
             );
             for handle in handles {
@@ -263,7 +264,7 @@ fn run(
             .configure(|cfg| routes(cfg, demo))
     })
     .workers(workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())))
-    .shutdown_timeout(settings.shutdown_timeout.max(0) as u64)
+    .shutdown_timeout(settings.shutdown_timeout.to_std().as_secs())
     // `serve` handles SIGTERM and SIGINT itself (`run_until_signalled`): both drain in-flight
     // requests, where actix would stop at once on SIGINT. Embedders and tests stop it themselves.
     .disable_signals()

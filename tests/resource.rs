@@ -29,6 +29,7 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use lineage::clients::{self, NewClient};
 use lineage::clock::Clock;
 use lineage::db::StoreError;
+use lineage::domain::Seconds;
 use lineage::domain::{GrantType, Password, Permission, RedirectUri, Scope, Username};
 use lineage::state::KEY_RELOAD_SECONDS;
 use lineage::tokens::jwt::{self, AccessClaims as ServerClaims};
@@ -570,7 +571,7 @@ async fn key_rotation_on_the_server_is_picked_up_without_restarting_the_api() {
         .db
         .write(move |c| {
             let secret = secret.load()?;
-            keys::rotate(c, &KeyEncryption::new(&secret), now, 0)
+            keys::rotate(c, &KeyEncryption::new(&secret), now, Seconds::ZERO)
         })
         .await
         .unwrap();

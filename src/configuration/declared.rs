@@ -16,6 +16,7 @@ use super::parse::{
 };
 use super::{ConfigError, KeySecret, LogFormat};
 use crate::db::{DEFAULT_WRITER_QUEUE, DatabaseUrl};
+use crate::domain::Seconds;
 use crate::limits::RateLimit;
 use crate::limits::client_ip::ForwardedHeader;
 use crate::limits::settings::{forwarded_header, one_per_core, rate, rate_limit, trusted_proxies};
@@ -36,17 +37,17 @@ declare_settings! {
     database_url: DatabaseUrl = DatabaseUrl::Sqlite { path: "lineage.db".into() },
         env "LINEAGE_DATABASE_URL", parse database_url, secret;
     /// Access-token lifetime: seconds, or with a unit (`10m`).
-    access_token_ttl: i64 = 10 * MINUTE,
+    access_token_ttl: Seconds = Seconds::new(10 * MINUTE),
         env "LINEAGE_ACCESS_TOKEN_TTL", parse positive_duration;
     /// Refresh-family idle timeout (`7d`).
-    refresh_idle_ttl: i64 = 7 * DAY,
+    refresh_idle_ttl: Seconds = Seconds::new(7 * DAY),
         env "LINEAGE_REFRESH_IDLE_TTL", parse positive_duration;
     /// Refresh-family absolute lifetime (`30d`), never extended by rotation.
-    refresh_absolute_ttl: i64 = 30 * DAY,
+    refresh_absolute_ttl: Seconds = Seconds::new(30 * DAY),
         env "LINEAGE_REFRESH_ABSOLUTE_TTL", parse positive_duration;
     /// Retry grace for a just-rotated refresh token (`5s`; `0` disables).
-    refresh_grace: i64 = 5,
-        env "LINEAGE_REFRESH_GRACE", parse duration_at_most(5 * MINUTE, "5 minutes");
+    refresh_grace: Seconds = Seconds::new(5),
+        env "LINEAGE_REFRESH_GRACE", parse duration_at_most(Seconds::new(5 * MINUTE), "5 minutes");
     /// Maximum rotations of one family (unset = unlimited).
     refresh_max_rotations: Option<i64> = None,
         env "LINEAGE_REFRESH_MAX_ROTATIONS", parse optional(at_least(1));
@@ -56,10 +57,10 @@ declare_settings! {
     key_secret: Option<KeySecret> = None,
         env "LINEAGE_KEY_SECRET", parse optional(key_secret), secret;
     /// How long a rotated-in signing key is published before it signs (`10m`).
-    key_publish_lead: i64 = 10 * MINUTE,
+    key_publish_lead: Seconds = Seconds::new(10 * MINUTE),
         env "LINEAGE_KEY_PUBLISH_LEAD", parse duration;
     /// `Cache-Control: max-age` of /jwks.json (`5m`).
-    jwks_max_age: i64 = 5 * MINUTE,
+    jwks_max_age: Seconds = Seconds::new(5 * MINUTE),
         env "LINEAGE_JWKS_MAX_AGE", parse positive_duration;
     /// Database connections in the pool.
     db_pool_size: u32 = 8,
@@ -68,7 +69,7 @@ declare_settings! {
     workers: Option<usize> = None,
         env "LINEAGE_WORKERS", parse optional(count(1..=256));
     /// Interval of the background housekeeping (`60s`; `0` turns it off).
-    gc_interval: i64 = MINUTE,
+    gc_interval: Seconds = Seconds::new(MINUTE),
         env "LINEAGE_GC_INTERVAL", parse duration;
     /// SQLite: writes that may queue for the writer thread before requests get 503.
     writer_queue: usize = DEFAULT_WRITER_QUEUE,
@@ -83,12 +84,12 @@ declare_settings! {
     metrics_bind: Option<SocketAddr> = None,
         env "LINEAGE_METRICS_BIND", parse optional(address("127.0.0.1:9090"));
     /// On SIGTERM/SIGINT: how long in-flight requests may take to finish (`30s`).
-    shutdown_timeout: i64 = 30,
+    shutdown_timeout: Seconds = Seconds::new(30),
         env "LINEAGE_SHUTDOWN_TIMEOUT", parse duration;
     /// How long a node reuses an authenticated client's row (`5s`; `0` = read it every time):
     /// how long a deleted client or a replaced secret may still be accepted by a node.
-    client_cache_ttl: i64 = 5,
-        env "LINEAGE_CLIENT_CACHE_TTL", parse duration_at_most(HOUR, "an hour");
+    client_cache_ttl: Seconds = Seconds::new(5),
+        env "LINEAGE_CLIENT_CACHE_TTL", parse duration_at_most(Seconds::new(HOUR), "an hour");
     /// Serve the revocation feed to anyone (default false: a client with the `revocations`
     /// permission).
     #[arg(num_args = 0..=1, default_missing_value = "true")]
@@ -111,22 +112,22 @@ declare_settings! {
     sign_in_free_failures: i64 = 5,
         env "LINEAGE_SIGN_IN_FREE_FAILURES", parse count(0..=1000);
     /// First sign-in back-off, doubling with each further failure (`30s`; `0` = none).
-    sign_in_backoff: i64 = 30,
+    sign_in_backoff: Seconds = Seconds::new(30),
         env "LINEAGE_SIGN_IN_BACKOFF", parse duration;
     /// Longest sign-in back-off (`5m`).
-    sign_in_backoff_max: i64 = 5 * MINUTE,
+    sign_in_backoff_max: Seconds = Seconds::new(5 * MINUTE),
         env "LINEAGE_SIGN_IN_BACKOFF_MAX", parse duration;
     /// Failed sign-ins per client address (`20/2h`; `off`).
-    sign_in_ip_failures: Option<RateLimit> = rate(20, 2 * HOUR),
+    sign_in_ip_failures: Option<RateLimit> = rate(20, Seconds::new(2 * HOUR)),
         env "LINEAGE_SIGN_IN_IP_FAILURES", parse rate_limit;
     /// Failed client authentications per client id and address (`20/1m`; `off`).
-    client_auth_failures: Option<RateLimit> = rate(20, MINUTE),
+    client_auth_failures: Option<RateLimit> = rate(20, Seconds::new(MINUTE)),
         env "LINEAGE_CLIENT_AUTH_FAILURES", parse rate_limit;
     /// Failed client authentications per address, any client id (`60/1m`; `off`).
-    client_auth_ip_failures: Option<RateLimit> = rate(60, MINUTE),
+    client_auth_ip_failures: Option<RateLimit> = rate(60, Seconds::new(MINUTE)),
         env "LINEAGE_CLIENT_AUTH_IP_FAILURES", parse rate_limit;
     /// Requests to /token, /revoke and /introspect per address (`50000/1s`; `off`).
-    oauth_ip_requests: Option<RateLimit> = rate(50_000, 1),
+    oauth_ip_requests: Option<RateLimit> = rate(50_000, Seconds::new(1)),
         env "LINEAGE_OAUTH_IP_REQUESTS", parse rate_limit;
     /// Keys each in-memory rate limiter tracks at most (100000).
     rate_limit_max_keys: usize = 100_000,

@@ -13,6 +13,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use crate::db::DatabaseUrl;
+use crate::domain::Seconds;
 use crate::limits::client_ip::TrustedProxies;
 use crate::limits::settings::LimitSettings;
 use declared::Values;
@@ -35,20 +36,20 @@ pub struct Settings {
     /// None = `http://` + the bound address (known only after binding, e.g. port 0 in tests).
     pub issuer: Option<String>,
     pub database_url: DatabaseUrl,
-    pub access_token_ttl: i64,
-    pub refresh_idle_ttl: i64,
-    pub refresh_absolute_ttl: i64,
-    pub refresh_grace: i64,
+    pub access_token_ttl: Seconds,
+    pub refresh_idle_ttl: Seconds,
+    pub refresh_absolute_ttl: Seconds,
+    pub refresh_grace: Seconds,
     pub refresh_max_rotations: Option<i64>,
     pub key_secret: KeySecretSource,
     /// How long a new signing key is published before it signs anything.
-    pub key_publish_lead: i64,
+    pub key_publish_lead: Seconds,
     /// `Cache-Control: max-age` of the JWKS.
-    pub jwks_max_age: i64,
+    pub jwks_max_age: Seconds,
     pub db_pool_size: u32,
     pub workers: Option<usize>,
     /// Seconds between housekeeping passes; 0 turns the background collector off.
-    pub gc_interval: i64,
+    pub gc_interval: Seconds,
     /// SQLite: write jobs that may wait for the single writer before requests get 503.
     pub writer_queue: usize,
     /// Serve a plain-http issuer on a non-loopback address (only behind something that adds TLS).
@@ -56,9 +57,9 @@ pub struct Settings {
     /// Where `/metrics` is served; `None` = nowhere. Never on the public listener.
     pub metrics_bind: Option<SocketAddr>,
     /// Seconds in-flight requests get to finish after SIGTERM/SIGINT.
-    pub shutdown_timeout: i64,
+    pub shutdown_timeout: Seconds,
     /// Seconds an authenticated client's row is reused on this node; 0 reads it every time.
-    pub client_cache_ttl: i64,
+    pub client_cache_ttl: Seconds,
     /// `serve --demo`: demo clients, a demo user and the /demo walk-through.
     pub demo: bool,
     /// Serve `/revocations` without client authentication (it lists user ids and revocation times).
@@ -174,7 +175,7 @@ impl Settings {
         let (idle, absolute) = (self.refresh_idle_ttl, self.refresh_absolute_ttl);
         if idle > absolute {
             return Err(ConfigError(format!(
-                "refresh-idle-ttl ({idle}s) must not exceed refresh-absolute-ttl ({absolute}s)"
+                "refresh-idle-ttl ({idle}) must not exceed refresh-absolute-ttl ({absolute})"
             )));
         }
         if self
@@ -197,9 +198,9 @@ impl Settings {
             database_url,
             key_secret: Some(key_secret),
             workers: Some(2),
-            gc_interval: 0,
+            gc_interval: Seconds::ZERO,
             // Tests change clients between requests and expect the next request to see it.
-            client_cache_ttl: 0,
+            client_cache_ttl: Seconds::ZERO,
             log_format: LogFormat::Text,
             password_hash_workers: 2,
             ..Values::default()
@@ -249,9 +250,10 @@ mod tests {
 
     #[test]
     fn durations() {
-        assert_eq!(parse_duration("x", "600").ok(), Some(600));
-        assert_eq!(parse_duration("x", "10m").ok(), Some(600));
-        assert_eq!(parse_duration("x", "7d").ok(), Some(604_800));
+        let secs = |raw| parse_duration("x", raw).ok().map(Seconds::get);
+        assert_eq!(secs("600"), Some(600));
+        assert_eq!(secs("10m"), Some(600));
+        assert_eq!(secs("7d"), Some(604_800));
         assert!(parse_duration("x", "10 minutes").is_err());
         assert!(parse_duration("x", "").is_err());
     }
@@ -364,7 +366,10 @@ mod tests {
         };
         // Against the default absolute lifetime (30d): equal is fine, a day more is not.
         assert_eq!(
-            idle("30d").settings().ok().map(|s| s.refresh_idle_ttl),
+            idle("30d")
+                .settings()
+                .ok()
+                .map(|s| s.refresh_idle_ttl.get()),
             Some(30 * 86_400)
         );
         let err = message(idle("31d").settings());
@@ -387,7 +392,7 @@ mod tests {
             longer
                 .resolve()
                 .ok()
-                .map(|s| (s.refresh_idle_ttl, s.refresh_absolute_ttl)),
+                .map(|s| (s.refresh_idle_ttl.get(), s.refresh_absolute_ttl.get())),
             Some((2 * 86_400, 2 * 86_400))
         );
     }
@@ -400,9 +405,9 @@ mod tests {
             ..file.args()
         };
         let s = args.resolve().unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(s.access_token_ttl, 120, "the file over the default");
-        assert_eq!(s.refresh_grace, 0, "the flag over the file");
-        assert_eq!(s.jwks_max_age, 300, "the default when neither says");
+        assert_eq!(s.access_token_ttl.get(), 120, "the file over the default");
+        assert_eq!(s.refresh_grace, Seconds::ZERO, "the flag over the file");
+        assert_eq!(s.jwks_max_age.get(), 300, "the default when neither says");
         let unknown = TomlFile::new("colour = \"blue\"\n");
         assert!(message(unknown.args().resolve()).contains("colour"));
         let missing = SettingsArgs {

@@ -6,16 +6,17 @@ use std::ops::RangeInclusive;
 
 use super::{ConfigError, KeySecret, LogFormat};
 use crate::db::DatabaseUrl;
+use crate::domain::Seconds;
 
 fn invalid(msg: impl Into<String>) -> ConfigError {
     ConfigError(msg.into())
 }
 
 /// No lifetime or interval may exceed this: `now + ttl` then always fits, with room to spare.
-pub const MAX_DURATION: i64 = 10 * 365 * 86_400;
+pub const MAX_DURATION: Seconds = Seconds::new(10 * 365 * 86_400);
 
 /// Parse `600`, `600s`, `10m`, `2h`, `7d` into seconds.
-pub fn parse_duration(name: &str, raw: &str) -> Result<i64, ConfigError> {
+pub fn parse_duration(name: &str, raw: &str) -> Result<Seconds, ConfigError> {
     let s = raw.trim();
     let (digits, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
         Some(i) => s.split_at(i),
@@ -38,6 +39,7 @@ pub fn parse_duration(name: &str, raw: &str) -> Result<i64, ConfigError> {
         }
     };
     n.checked_mul(factor)
+        .map(Seconds::new)
         .filter(|secs| *secs <= MAX_DURATION)
         .ok_or_else(|| invalid(format!("{name}: `{raw}` is longer than 10 years")))
 }
@@ -73,22 +75,22 @@ pub(super) fn optional<T>(
     move |name, raw| read(name, raw).map(Some)
 }
 
-pub(super) fn duration(name: &str, raw: &str) -> Result<i64, ConfigError> {
+pub(super) fn duration(name: &str, raw: &str) -> Result<Seconds, ConfigError> {
     parse_duration(name, raw)
 }
 
-pub(super) fn positive_duration(name: &str, raw: &str) -> Result<i64, ConfigError> {
+pub(super) fn positive_duration(name: &str, raw: &str) -> Result<Seconds, ConfigError> {
     match parse_duration(name, raw)? {
-        secs if secs <= 0 => Err(invalid(format!("{name} must be greater than zero"))),
+        secs if secs <= Seconds::ZERO => Err(invalid(format!("{name} must be greater than zero"))),
         secs => Ok(secs),
     }
 }
 
-/// A duration of at most `max` seconds, which the message spells as `max_words`.
+/// A duration of at most `max`, which the message spells as `max_words`.
 pub(super) fn duration_at_most(
-    max: i64,
+    max: Seconds,
     max_words: &'static str,
-) -> impl Fn(&str, &str) -> Result<i64, ConfigError> {
+) -> impl Fn(&str, &str) -> Result<Seconds, ConfigError> {
     move |name, raw| match parse_duration(name, raw)? {
         secs if secs > max => Err(invalid(format!("{name} must be at most {max_words}"))),
         secs => Ok(secs),

@@ -5,6 +5,7 @@ mod origin;
 mod password;
 mod redirect_uri;
 mod scope;
+mod seconds;
 mod username;
 
 pub use client_id::ClientId;
@@ -12,6 +13,7 @@ pub use origin::Origin;
 pub use password::Password;
 pub use redirect_uri::RedirectUri;
 pub use scope::Scope;
+pub use seconds::Seconds;
 pub use username::Username;
 
 /// A grant type lineage knows.

@@ -17,6 +17,7 @@ use std::time::Duration;
 use governor::Quota;
 
 use crate::configuration::{Settings, parse_duration};
+use crate::domain::Seconds;
 use keyed::{KeyedLimiter, RetryAfter};
 
 /// A configured limit: at most `count` events in a burst, and `count` more every `per`.
@@ -37,17 +38,17 @@ impl RateLimit {
         let (count, per) = raw.split_once('/').ok_or_else(bad)?;
         let count: u32 = count.trim().parse().map_err(|_| bad())?;
         let per = parse_duration(name, per).map_err(|e| e.0)?;
-        if count == 0 || per <= 0 {
+        if count == 0 || per <= Seconds::ZERO {
             return Err(format!(
                 "{name}: `{raw}` must allow at least 1 per a positive duration (or use off)"
             ));
         }
-        if per > 86_400 {
+        if per > Seconds::new(86_400) {
             return Err(format!("{name}: `{raw}`: the period must be at most 1d"));
         }
         Ok(Some(Self {
             count,
-            per: Duration::from_secs(per as u64),
+            per: per.to_std(),
         }))
     }
 

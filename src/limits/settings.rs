@@ -2,13 +2,12 @@
 //! (defaults < `lineage.toml` < `LINEAGE_*` < flags; each declared in `configuration/declared.rs`),
 //! and the readers of their values.
 
-use std::time::Duration;
-
 use ipnet::IpNet;
 
 use super::RateLimit;
 use super::client_ip::{ForwardedHeader, TrustedProxies};
 use crate::configuration::ConfigError;
+use crate::domain::Seconds;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LimitSettings {
@@ -16,9 +15,9 @@ pub struct LimitSettings {
     pub trusted_proxies: TrustedProxies,
     /// Failed sign-ins of one username before the back-off starts.
     pub sign_in_free_failures: i64,
-    /// The first back-off in seconds; doubles with each further failure. 0 = no back-off.
-    pub sign_in_backoff: i64,
-    pub sign_in_backoff_max: i64,
+    /// The first back-off; doubles with each further failure. 0 = no back-off.
+    pub sign_in_backoff: Seconds,
+    pub sign_in_backoff_max: Seconds,
     /// Failed sign-ins per client address (in memory, per node). `None` = off.
     pub sign_in_ip_failures: Option<RateLimit>,
     /// Failed client authentications per client id and address (per node).
@@ -38,14 +37,15 @@ pub struct LimitSettings {
 impl LimitSettings {
     /// The rules between settings; each value on its own was checked as it was read.
     pub(crate) fn check(&self) -> Result<(), ConfigError> {
-        if !(0..=86_400).contains(&self.sign_in_backoff) {
+        const DAY: Seconds = Seconds::new(86_400);
+        if !(Seconds::ZERO..=DAY).contains(&self.sign_in_backoff) {
             return Err(ConfigError(
                 "sign-in-backoff must be between 0 and 1d".into(),
             ));
         }
-        if self.sign_in_backoff_max > 86_400 || self.sign_in_backoff_max < self.sign_in_backoff {
+        if self.sign_in_backoff_max > DAY || self.sign_in_backoff_max < self.sign_in_backoff {
             return Err(ConfigError(format!(
-                "sign-in-backoff-max ({}s) must be at least sign-in-backoff ({}s) and at most 1d",
+                "sign-in-backoff-max ({}) must be at least sign-in-backoff ({}) and at most 1d",
                 self.sign_in_backoff_max, self.sign_in_backoff
             )));
         }
@@ -53,11 +53,11 @@ impl LimitSettings {
     }
 }
 
-/// A default limit: a burst of `count`, `count` more every `per_secs`.
-pub(crate) fn rate(count: u32, per_secs: i64) -> Option<RateLimit> {
+/// A default limit: a burst of `count`, `count` more every `per`.
+pub(crate) fn rate(count: u32, per: Seconds) -> Option<RateLimit> {
     Some(RateLimit {
         count,
-        per: Duration::from_secs(per_secs.unsigned_abs()),
+        per: per.to_std(),
     })
 }
 
@@ -95,7 +95,10 @@ mod tests {
     fn defaults_are_on() {
         let s = limits(SettingsArgs::default()).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(s.sign_in_free_failures, 5);
-        assert_eq!((s.sign_in_backoff, s.sign_in_backoff_max), (30, 300));
+        assert_eq!(
+            (s.sign_in_backoff.get(), s.sign_in_backoff_max.get()),
+            (30, 300)
+        );
         assert!(s.trusted_proxies.networks.is_empty());
         assert_eq!(s.trusted_proxies.header, ForwardedHeader::XForwardedFor);
         for limit in [
@@ -124,7 +127,10 @@ mod tests {
         .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(s.trusted_proxies.networks.len(), 2);
         assert_eq!(s.trusted_proxies.header, ForwardedHeader::Forwarded);
-        assert_eq!((s.sign_in_backoff, s.sign_in_backoff_max), (60, 3600));
+        assert_eq!(
+            (s.sign_in_backoff.get(), s.sign_in_backoff_max.get()),
+            (60, 3600)
+        );
         assert_eq!(s.sign_in_ip_failures, None);
         assert_eq!(
             s.oauth_ip_requests,
@@ -219,7 +225,7 @@ mod tests {
             limits.trusted_proxies.header,
             crate::limits::client_ip::ForwardedHeader::Forwarded
         );
-        assert_eq!(limits.sign_in_backoff, 60);
+        assert_eq!(limits.sign_in_backoff, Seconds::new(60));
         assert_eq!(
             limits.sign_in_ip_failures.map(|r| r.count),
             Some(7),

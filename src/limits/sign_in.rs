@@ -13,22 +13,23 @@ use crate::db::models::audit_events::{self, AuditEventRow};
 use crate::db::models::sign_in_throttles::{self, ThrottleRow};
 use crate::db::models::users::UserRow;
 use crate::db::{DbConnection, StoreError};
+use crate::domain::Seconds;
 use crate::tokens::keys::derive_key;
 use crate::tokens::refresh::Origin;
 
 /// Failures older than this no longer count (and housekeeping deletes the row).
-pub const FORGET_AFTER: i64 = 86_400;
+pub const FORGET_AFTER: Seconds = Seconds::new(86_400);
 /// A failure this long after the previous one starts a new security event.
-const EVENT_QUIET: i64 = 15 * 60;
+const EVENT_QUIET: Seconds = Seconds::new(15 * 60);
 /// One security event covers at most this long a run of failures.
-const EVENT_SPAN: i64 = 86_400;
+const EVENT_SPAN: Seconds = Seconds::new(86_400);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SignInPolicy {
     pub free_failures: i64,
     /// The first block; each further failure doubles it. 0 turns the back-off off.
-    pub backoff: i64,
-    pub backoff_max: i64,
+    pub backoff: Seconds,
+    pub backoff_max: Seconds,
 }
 
 impl SignInPolicy {
@@ -43,14 +44,15 @@ impl SignInPolicy {
 
     /// Until when a username with `failures` failures, the last at `last_failure_at`, is blocked.
     pub fn blocked_until(&self, failures: i64, last_failure_at: i64) -> i64 {
-        if failures < self.free_failures || self.backoff == 0 {
+        if failures < self.free_failures || self.backoff.is_zero() {
             return 0;
         }
         let doublings = (failures - self.free_failures).min(40) as u32;
         let wait = self
             .backoff
+            .get()
             .saturating_mul(1_i64 << doublings)
-            .min(self.backoff_max);
+            .min(self.backoff_max.get());
         last_failure_at.saturating_add(wait)
     }
 }
@@ -170,8 +172,8 @@ mod tests {
     fn back_off_doubles_after_the_free_failures_and_is_capped() {
         let p = SignInPolicy {
             free_failures: 5,
-            backoff: 30,
-            backoff_max: 300,
+            backoff: Seconds::new(30),
+            backoff_max: Seconds::new(300),
         };
         let waits: Vec<i64> = (1..=10).map(|n| p.blocked_until(n, 1000) - 1000).collect();
         assert_eq!(
@@ -179,7 +181,10 @@ mod tests {
             [-1000, -1000, -1000, -1000, 30, 60, 120, 240, 300, 300]
         );
         assert_eq!(p.blocked_until(i64::MAX, 0), 300, "no overflow");
-        let off = SignInPolicy { backoff: 0, ..p };
+        let off = SignInPolicy {
+            backoff: Seconds::ZERO,
+            ..p
+        };
         assert_eq!(off.blocked_until(100, 1000), 0);
     }
 }

@@ -13,7 +13,7 @@ use base64::engine::general_purpose::STANDARD;
 use super::error::OAuthError;
 use super::form::Form;
 use crate::clients::{self, Client};
-use crate::domain::ClientId;
+use crate::domain::{ClientId, Seconds};
 use crate::limits::{ClientAttempt, client_ip, endpoint};
 use crate::state::AppState;
 use crate::tokens::secret::PlainToken;
@@ -201,7 +201,7 @@ fn accepts(client: &Client, presented: &Presented) -> bool {
 /// changed or given a new secret elsewhere (the CLI, another node) is seen here within `ttl`;
 /// a new secret works at once, since a mismatch falls through to the database.
 pub struct ClientCache {
-    ttl: i64,
+    ttl: Seconds,
     entries: RwLock<HashMap<ClientId, (Client, i64)>>,
 }
 
@@ -210,7 +210,7 @@ const CACHE_PRUNE_ABOVE: usize = 4096;
 
 impl ClientCache {
     /// `ttl` 0 turns the cache off.
-    pub fn new(ttl: i64) -> Self {
+    pub fn new(ttl: Seconds) -> Self {
         Self {
             ttl,
             entries: RwLock::default(),
@@ -220,13 +220,13 @@ impl ClientCache {
     fn get(&self, client_id: &str, now: i64) -> Option<Client> {
         let entries = self.entries.read().unwrap_or_else(|e| e.into_inner());
         match entries.get(client_id) {
-            Some((client, fetched)) if now < fetched + self.ttl => Some(client.clone()),
+            Some((client, fetched)) if now < *fetched + self.ttl => Some(client.clone()),
             _ => None,
         }
     }
 
     fn put(&self, client: &Client, now: i64) {
-        if self.ttl <= 0 {
+        if self.ttl <= Seconds::ZERO {
             return;
         }
         let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());

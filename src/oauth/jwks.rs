@@ -42,7 +42,7 @@ pub async fn jwks(state: Data<AppState>, req: HttpRequest) -> HttpResponse {
     };
     let json = serde_json::to_vec(&body).unwrap_or_else(|_| b"{\"keys\":[]}".to_vec());
     let etag = super::etag_of(&json);
-    let cache = format!("public, max-age={}", state.settings.jwks_max_age);
+    let cache = format!("public, max-age={}", state.settings.jwks_max_age.get());
     let not_modified = super::not_modified(&req, &etag);
     let mut resp = if not_modified {
         HttpResponse::NotModified()

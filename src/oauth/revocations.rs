@@ -18,7 +18,7 @@ use super::error::{ErrorCode, OAuthError};
 use super::form::Form;
 use crate::db::StoreError;
 use crate::db::models::revocation_feed::{self, FeedRow, Kind};
-use crate::domain::Permission;
+use crate::domain::{Permission, Seconds};
 use crate::state::AppState;
 use crate::tokens::keys::RETIRED_KEY_SKEW;
 
@@ -26,7 +26,7 @@ use crate::tokens::keys::RETIRED_KEY_SKEW;
 pub const MAX_PAGE: i64 = 1000;
 
 /// How long a revocation stays in the feed: the longest an access token issued before it can live.
-pub fn retention(state: &AppState) -> i64 {
+pub fn retention(state: &AppState) -> Seconds {
     state.settings.access_token_ttl + RETIRED_KEY_SKEW
 }
 
@@ -64,8 +64,8 @@ struct Page {
     /// Pass back as `after` for the next page (or the next poll).
     cursor: String,
     has_more: bool,
-    /// Seconds each entry is kept after it happened.
-    retention: i64,
+    /// How long each entry is kept after it happened (a number of seconds).
+    retention: Seconds,
 }
 
 /// The request, from the query string (GET) or the form body (POST).

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::keys::{KeySet, SigningKey};
 use crate::clients::Client;
 use crate::db::models::users::UserRow;
-use crate::domain::Scope;
+use crate::domain::{Scope, Seconds};
 
 /// RFC 9068 `typ` header value.
 pub const ACCESS_TOKEN_TYP: &str = "at+jwt";
@@ -51,7 +51,7 @@ pub struct AccessTokenSpec<'a> {
     pub user_claims: serde_json::Map<String, serde_json::Value>,
     pub now: i64,
     /// Seconds the token lives (`access_token_ttl`), unless `expires_no_later` ends it sooner.
-    pub ttl: i64,
+    pub ttl: Seconds,
     /// The refresh family's absolute expiry: a token never outlives its family.
     pub expires_no_later: Option<i64>,
 }

@@ -6,6 +6,7 @@ use std::sync::{Arc, RwLock};
 
 use super::keys::{KeyEncryption, KeySet};
 use crate::db::{Database, StoreError};
+use crate::domain::Seconds;
 
 /// How often a node re-reads the signing keys (to pick up `lineage keys rotate` from any node).
 pub const KEY_RELOAD_SECONDS: i64 = 30;
@@ -17,11 +18,16 @@ pub struct KeyRing {
     reloading: tokio::sync::Mutex<()>,
     forced: std::sync::Mutex<Option<std::time::Instant>>,
     enc: Arc<KeyEncryption>,
-    max_token_ttl: i64,
+    max_token_ttl: Seconds,
 }
 
 impl KeyRing {
-    pub fn new(set: KeySet, loaded_at: i64, enc: Arc<KeyEncryption>, max_token_ttl: i64) -> Self {
+    pub fn new(
+        set: KeySet,
+        loaded_at: i64,
+        enc: Arc<KeyEncryption>,
+        max_token_ttl: Seconds,
+    ) -> Self {
         Self {
             set: RwLock::new(Arc::new(set)),
             loaded_at: AtomicI64::new(loaded_at),

@@ -20,9 +20,10 @@ use serde::Serialize;
 use crate::configuration::KeySecret;
 use crate::db::models::signing_keys::{self as key_rows, SigningKeyRow};
 use crate::db::{DbConnection, StoreError};
+use crate::domain::Seconds;
 
 /// Extra time a retired key stays published beyond the longest token lifetime (clock skew).
-pub const RETIRED_KEY_SKEW: i64 = 60;
+pub const RETIRED_KEY_SKEW: Seconds = Seconds::new(60);
 
 /// The AEAD key that protects private signing keys at rest, derived from the key secret.
 pub struct KeyEncryption(LessSafeKey);
@@ -154,14 +155,14 @@ impl SigningKey {
     }
 
     /// Published while pending, active, or retired less than `max_token_ttl` (+ skew) ago.
-    pub fn is_published(&self, now: i64, max_token_ttl: i64) -> bool {
+    pub fn is_published(&self, now: i64, max_token_ttl: Seconds) -> bool {
         match self.retired_at {
             None => true,
             Some(r) => now < r + max_token_ttl + RETIRED_KEY_SKEW,
         }
     }
 
-    pub fn state(&self, now: i64, max_token_ttl: i64) -> KeyState {
+    pub fn state(&self, now: i64, max_token_ttl: Seconds) -> KeyState {
         key_state(self.activates_at, self.retired_at, now, max_token_ttl)
     }
 }
@@ -178,7 +179,12 @@ pub enum KeyState {
     Expired,
 }
 
-pub fn key_state(activates_at: i64, retired_at: Option<i64>, now: i64, max_ttl: i64) -> KeyState {
+pub fn key_state(
+    activates_at: i64,
+    retired_at: Option<i64>,
+    now: i64,
+    max_ttl: Seconds,
+) -> KeyState {
     match retired_at {
         Some(r) if now >= r + max_ttl + RETIRED_KEY_SKEW => KeyState::Expired,
         Some(r) if now >= r => KeyState::Retired,
@@ -205,7 +211,7 @@ impl KeySet {
     pub fn published(
         &self,
         now: i64,
-        max_token_ttl: i64,
+        max_token_ttl: Seconds,
     ) -> impl Iterator<Item = &Arc<SigningKey>> {
         self.keys
             .iter()
@@ -222,7 +228,7 @@ impl KeySet {
         enc: &KeyEncryption,
         previous: Option<&KeySet>,
         now: i64,
-        max_token_ttl: i64,
+        max_token_ttl: Seconds,
     ) -> Result<KeySet, StoreError> {
         let rows = key_rows::list_published(conn, now - max_token_ttl - RETIRED_KEY_SKEW)?;
         let known: HashMap<&str, &Arc<SigningKey>> = previous
@@ -277,16 +283,16 @@ pub fn ensure_signing_key(
     })
 }
 
-/// Add a new key that starts signing after `lead` seconds; every older key retires at that moment.
+/// Add a new key that starts signing after `lead`; every older key retires at that moment.
 pub fn rotate(
     conn: &mut DbConnection,
     enc: &KeyEncryption,
     now: i64,
-    lead: i64,
+    lead: Seconds,
 ) -> Result<SigningKeyRow, StoreError> {
     conn.transaction(|conn| {
         key_rows::lock_for_rotation(conn)?;
-        let row = generate(enc, now, now + lead.max(0))?;
+        let row = generate(enc, now, now + lead.max(Seconds::ZERO))?;
         key_rows::retire_all_unretired(conn, row.activates_at)?;
         key_rows::insert(conn, &row)?;
         Ok(row)

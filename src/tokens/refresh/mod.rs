@@ -30,16 +30,16 @@ use crate::db::models::refresh_tokens::{self, RefreshTokenRow};
 use crate::db::models::users;
 use crate::db::{DbConnection, StoreError};
 pub use crate::domain::Origin;
-use crate::domain::Scope;
+use crate::domain::{Scope, Seconds};
 use crate::tokens::keys::derive_key;
 use crate::tokens::secret::PlainToken;
 
 /// The lifetime rules, from the settings.
 #[derive(Debug, Clone, Copy)]
 pub struct RefreshPolicy {
-    pub idle_ttl: i64,
-    pub absolute_ttl: i64,
-    pub grace: i64,
+    pub idle_ttl: Seconds,
+    pub absolute_ttl: Seconds,
+    pub grace: Seconds,
     pub max_rotations: Option<i64>,
 }
 

@@ -191,7 +191,7 @@ fn issue_successor(c: &mut DbConnection, p: Presented<'_>) -> Result<Rotation, A
 fn answer_used(c: &mut DbConnection, p: Presented<'_>) -> Result<Rotation, Abort> {
     let ended = end_reason(&p.family, p.user.as_ref(), p.policy, p.now);
     let used_at = p.token.used_at.unwrap_or(p.now);
-    let within_grace = p.policy.grace > 0 && p.now - used_at <= p.policy.grace;
+    let within_grace = !p.policy.grace.is_zero() && used_at >= p.now - p.policy.grace;
     match ended {
         // A family that has ended for another reason (expiry, rotation cap) just says so: a late
         // retry there is no sign of theft.

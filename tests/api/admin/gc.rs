@@ -5,7 +5,7 @@
 
 use diesel::Connection;
 use lineage::db::models::refresh_families;
-use lineage::domain::Scope;
+use lineage::domain::{Scope, Seconds};
 use lineage::housekeeping::{self, BATCH, GcReport};
 use lineage::tokens::refresh::{self, NewFamily, Origin, RefreshPolicy};
 
@@ -14,9 +14,9 @@ use crate::helpers::{
     denylist_entry, family, family_row, revoke, token_rows,
 };
 
-const ACCESS_TTL: i64 = 300;
+const ACCESS_TTL: Seconds = Seconds::new(300);
 const IDLE: i64 = 1000;
-const RETENTION: i64 = ACCESS_TTL + 60;
+const RETENTION: i64 = ACCESS_TTL.get() + 60;
 
 both_backends!(
     gc_removes_what_has_ended_and_nothing_else,
@@ -49,8 +49,8 @@ fn report(
 async fn gc_removes_what_has_ended_and_nothing_else(backend: Backend) {
     let Some(fx) = Fixture::new(backend, |s| {
         s.access_token_ttl = ACCESS_TTL;
-        s.refresh_idle_ttl = IDLE;
-        s.refresh_absolute_ttl = 10 * IDLE;
+        s.refresh_idle_ttl = Seconds::new(IDLE);
+        s.refresh_absolute_ttl = Seconds::new(10 * IDLE);
     })
     .await
     else {

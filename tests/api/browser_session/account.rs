@@ -1,6 +1,7 @@
 //! The account page: the user's devices (refresh families) with a revoke form each, sign out
 //! everywhere, change password, and the security events.
 
+use lineage::domain::Seconds;
 use reqwest::StatusCode;
 use serde_json::Value;
 
@@ -401,7 +402,7 @@ async fn change_password_with_a_wrong_current_password_is_refused(backend: Backe
 }
 
 async fn refresh_token_reuse_shows_up_as_a_security_event(backend: Backend) {
-    let Some(app) = spawn_app_with(backend, |s| s.refresh_grace = 0).await else {
+    let Some(app) = spawn_app_with(backend, |s| s.refresh_grace = Seconds::ZERO).await else {
         return;
     };
     let client = app_client(&app, "notes:read").await;
@@ -438,7 +439,7 @@ async fn refresh_token_reuse_shows_up_as_a_security_event(backend: Backend) {
 }
 
 async fn a_retry_within_the_grace_from_elsewhere_is_flagged(backend: Backend) {
-    let Some(app) = spawn_app_with(backend, |s| s.refresh_grace = 5).await else {
+    let Some(app) = spawn_app_with(backend, |s| s.refresh_grace = Seconds::new(5)).await else {
         return;
     };
     let client = app_client(&app, "notes:read").await;

@@ -3,6 +3,7 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use lineage::domain::Seconds;
 use lineage::state::KEY_RELOAD_SECONDS;
 use lineage::tokens::keys::{self, KeyEncryption};
 use serde_json::Value;
@@ -30,8 +31,8 @@ impl TestApp {
             .collect()
     }
 
-    /// Add a signing key that signs after `lead` seconds (as `lineage keys rotate` does); returns its kid.
-    pub async fn rotate_keys(&self, lead: i64) -> String {
+    /// Add a signing key that signs after `lead` (as `lineage keys rotate` does); returns its kid.
+    pub async fn rotate_keys(&self, lead: Seconds) -> String {
         let enc = KeyEncryption::new(&self.key_secret);
         let now = self.now();
         self.db

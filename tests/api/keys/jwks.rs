@@ -1,5 +1,7 @@
 //! `GET /jwks.json`: Ed25519 public keys, RFC 7638 kids, cacheable with validators.
 
+use lineage::domain::Seconds;
+
 use crate::helpers::{Backend, rfc7638_thumbprint, spawn_app, spawn_app_with};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -59,7 +61,7 @@ async fn jwks_lists_ed25519_keys_with_thumbprint_kids(backend: Backend) {
 }
 
 async fn jwks_is_cacheable_with_configured_max_age(backend: Backend) {
-    let Some(app) = spawn_app_with(backend, |s| s.jwks_max_age = 123).await else {
+    let Some(app) = spawn_app_with(backend, |s| s.jwks_max_age = Seconds::new(123)).await else {
         return;
     };
     let resp = app
@@ -136,7 +138,7 @@ async fn jwks_answers_304_to_a_matching_etag(backend: Backend) {
     assert_eq!(stale.status(), 200);
 
     // A rotation changes the set, so the old validator no longer matches.
-    app.rotate_keys(600).await;
+    app.rotate_keys(Seconds::new(600)).await;
     app.advance_past_key_reload();
     let after = app
         .api

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use lineage::clock::ManualClock;
 use lineage::db::{Database, PoolOptions};
+use lineage::domain::Seconds;
 
 use crate::helpers::{Backend, TestDatabase, jwt_kid, spawn_app_on, verify_jwt};
 
@@ -37,7 +38,7 @@ async fn two_nodes_issue_tokens_that_verify_against_either_jwks() {
 
     // A rotation made through node A is adopted by node B at its next key reload.
     let old_kid = jwt_kid(&from_a);
-    let new_kid = a.rotate_keys(0).await;
+    let new_kid = a.rotate_keys(Seconds::ZERO).await;
     a.advance_past_key_reload(); // one clock: both nodes see the same time
     let new_a = a.client_credentials_token(&client).await;
     let new_b = b.client_credentials_token(&client).await;

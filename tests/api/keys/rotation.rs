@@ -4,6 +4,7 @@
 
 use std::process::Command;
 
+use lineage::domain::Seconds;
 use lineage::tokens::keys::RETIRED_KEY_SKEW;
 
 use crate::helpers::{Backend, KEY_SECRET, jwt_kid, spawn_app, verify_jwt};
@@ -21,7 +22,7 @@ async fn new_key_is_published_before_it_signs(backend: Backend) {
     };
     let client = app.create_client("x").await;
     let start = app.now();
-    let lead = 600;
+    let lead = Seconds::new(600);
     let old_kid = app.jwks_kids().await.pop().expect("one key");
     let old_token = app.client_credentials_token(&client).await;
     assert_eq!(jwt_kid(&old_token), old_kid);
@@ -76,7 +77,7 @@ async fn rotation_without_lead_signs_with_the_new_key_after_reload(backend: Back
     let client = app.create_client("x").await;
     let old_token = app.client_credentials_token(&client).await;
     let old_kid = jwt_kid(&old_token);
-    let new_kid = app.rotate_keys(0).await;
+    let new_kid = app.rotate_keys(Seconds::ZERO).await;
 
     app.advance_past_key_reload();
     let new_token = app.client_credentials_token(&client).await;
@@ -100,7 +101,7 @@ async fn retired_key_leaves_the_jwks_after_its_tokens_expired(backend: Backend) 
     let ttl = app.settings.access_token_ttl;
     let old_kid = app.jwks_kids().await.pop().expect("one key");
     let retired_at = app.now();
-    let new_kid = app.rotate_keys(0).await;
+    let new_kid = app.rotate_keys(Seconds::ZERO).await;
     app.advance_past_key_reload();
 
     // The last token the old key could have signed was issued just before `retired_at`.

@@ -8,6 +8,7 @@ use lineage::clock::ManualClock;
 use lineage::configuration::Settings;
 use lineage::db::models::audit_events::{self, AuditEventRow};
 use lineage::db::schema::sign_in_throttles;
+use lineage::domain::Seconds;
 use lineage::limits::RateLimit;
 use reqwest::StatusCode;
 
@@ -333,12 +334,12 @@ async fn housekeeping_deletes_failure_counts_a_day_old(backend: Backend) {
     fail_times(&from(&app, "203.0.113.9"), "nobody", 1).await;
     let gc = |now: i64| {
         app.db
-            .write(move |c| lineage::housekeeping::collect_all(c, now, 600))
+            .write(move |c| lineage::housekeeping::collect_all(c, now, Seconds::new(600)))
     };
     let report = gc(app.now()).await.expect("gc");
     assert_eq!(report.sign_in_throttles, 0, "a fresh count stays");
     app.clock
-        .advance(lineage::limits::sign_in::FORGET_AFTER + 1);
+        .advance(lineage::limits::sign_in::FORGET_AFTER.get() + 1);
     let report = gc(app.now()).await.expect("gc");
     assert_eq!(report.sign_in_throttles, 1, "a day-old count goes");
 }

@@ -3,6 +3,8 @@
 
 use std::net::SocketAddr;
 
+use lineage::domain::Seconds;
+
 use crate::helpers::{Backend, Fixture, TestApp, refresh_ok, spawn_app, spawn_app_with};
 
 both_backends!(
@@ -63,7 +65,7 @@ async fn metrics_are_not_served_on_the_public_listener(backend: Backend) {
 async fn metrics_listener_serves_the_counters(backend: Backend) {
     let Some(fx) = Fixture::new(backend, |s| {
         s.metrics_bind = Some(local_any_port());
-        s.refresh_grace = 5;
+        s.refresh_grace = Seconds::new(5);
     })
     .await
     else {

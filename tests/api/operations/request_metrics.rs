@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 
 use diesel::Connection;
 use lineage::db::StoreError;
+use lineage::domain::Seconds;
 use lineage::tokens::refresh::{self, Origin};
 use reqwest::Method;
 
@@ -145,7 +146,7 @@ async fn requests_are_counted_and_timed_by_route_pattern(backend: Backend) {
 async fn rotations_revocations_and_live_families_are_counted(backend: Backend) {
     let Some(fx) = Fixture::new(backend, |s| {
         with_metrics(s);
-        s.refresh_grace = 5;
+        s.refresh_grace = Seconds::new(5);
     })
     .await
     else {
@@ -224,7 +225,7 @@ async fn rotations_revocations_and_live_families_are_counted(backend: Backend) {
     assert_value(&text, "lineage_refresh_families_active", 1.0);
 
     // Past the idle timeout nothing is live; the gauge follows the server's clock.
-    app.clock.advance(app.settings.refresh_idle_ttl);
+    app.clock.advance(app.settings.refresh_idle_ttl.get());
     let text = scrape(app).await;
     assert_value(&text, "lineage_refresh_families_active", 0.0);
 }

@@ -6,6 +6,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use lineage::clock::ManualClock;
+use lineage::domain::Seconds;
 use serde_json::Value;
 use tokio::sync::Barrier;
 
@@ -111,7 +112,9 @@ async fn assert_exactly_one_winner(app: &TestApp, family_id: &str, results: &[(u
 }
 
 async fn concurrent_use_with_grace_yields_one_successor(backend: Backend) {
-    let Some(fx) = crate::helpers::Fixture::new(backend, |s| s.refresh_grace = 5).await else {
+    let Some(fx) =
+        crate::helpers::Fixture::new(backend, |s| s.refresh_grace = Seconds::new(5)).await
+    else {
         return;
     };
     for _ in 0..3 {
@@ -122,7 +125,8 @@ async fn concurrent_use_with_grace_yields_one_successor(backend: Backend) {
 }
 
 async fn concurrent_use_without_grace_has_exactly_one_winner(backend: Backend) {
-    let Some(fx) = crate::helpers::Fixture::new(backend, |s| s.refresh_grace = 0).await else {
+    let Some(fx) = crate::helpers::Fixture::new(backend, |s| s.refresh_grace = Seconds::ZERO).await
+    else {
         return;
     };
     for _ in 0..3 {
@@ -133,7 +137,7 @@ async fn concurrent_use_without_grace_has_exactly_one_winner(backend: Backend) {
 }
 
 /// Two nodes on one PostgreSQL database, one clock, the same key secret.
-async fn two_nodes(grace: i64) -> Option<(TestApp, TestApp)> {
+async fn two_nodes(grace: Seconds) -> Option<(TestApp, TestApp)> {
     let database = Arc::new(TestDatabase::create(Backend::Postgres)?);
     let clock = ManualClock::starting_now();
     let a = spawn_app_on(Arc::clone(&database), clock.clone(), |s| {
@@ -146,7 +150,7 @@ async fn two_nodes(grace: i64) -> Option<(TestApp, TestApp)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_nodes_concurrent_use_with_grace_yields_one_successor() {
-    let Some((a, b)) = two_nodes(5).await else {
+    let Some((a, b)) = two_nodes(Seconds::new(5)).await else {
         return;
     };
     let user = create_user(&a, "alice").await;
@@ -160,7 +164,7 @@ async fn two_nodes_concurrent_use_with_grace_yields_one_successor() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_nodes_concurrent_use_without_grace_has_exactly_one_winner() {
-    let Some((a, b)) = two_nodes(0).await else {
+    let Some((a, b)) = two_nodes(Seconds::ZERO).await else {
         return;
     };
     let user = create_user(&a, "alice").await;

@@ -2,6 +2,8 @@
 //! the absolute expiry), the absolute lifetime (never extended), the rotation cap, and access
 //! tokens that never outlive their family. Each limit is checked one second before and at its edge.
 
+use lineage::domain::Seconds;
+
 use crate::helpers::{
     Backend, Fixture, assert_inactive, assert_oauth_error, family, introspect, unused_count,
 };
@@ -13,9 +15,9 @@ const ACCESS_TTL: i64 = 600;
 
 async fn fixture(backend: Backend) -> Option<Fixture> {
     Fixture::new(backend, |s| {
-        s.refresh_idle_ttl = IDLE;
-        s.refresh_absolute_ttl = ABSOLUTE;
-        s.access_token_ttl = ACCESS_TTL;
+        s.refresh_idle_ttl = Seconds::new(IDLE);
+        s.refresh_absolute_ttl = Seconds::new(ABSOLUTE);
+        s.access_token_ttl = Seconds::new(ACCESS_TTL);
     })
     .await
 }
@@ -191,7 +193,9 @@ async fn max_rotations_caps_the_chain(backend: Backend) {
     assert!(retry["access_token"].is_string(), "{retry}");
     assert!(retry.get("refresh_token").is_none(), "{retry}");
 
-    fx.app.clock.advance(fx.app.settings.refresh_grace + 1);
+    fx.app
+        .clock
+        .advance(fx.app.settings.refresh_grace.get() + 1);
     let resp = fx.refresh(&token).await;
     let body = assert_oauth_error(resp, 400, "invalid_grant").await;
     let d = description(&body);

@@ -10,7 +10,7 @@ use lineage::db::models::refresh_families;
 use lineage::db::models::refresh_tokens;
 use lineage::db::models::users::{self, UserRow};
 use lineage::db::{Database, PoolOptions};
-use lineage::domain::Scope;
+use lineage::domain::{Scope, Seconds};
 use lineage::tokens::refresh::{
     self, NewFamily, Origin, RefreshPolicy, RotateRequest, Rotation, SuccessorKey,
 };
@@ -64,9 +64,9 @@ fn policy() -> impl Strategy<Value = RefreshPolicy> {
         proptest::option::weighted(0.3, 1i64..=20),
     )
         .prop_map(|(idle, factor, grace, max)| RefreshPolicy {
-            idle_ttl: idle,
-            absolute_ttl: idle * factor,
-            grace,
+            idle_ttl: Seconds::new(idle),
+            absolute_ttl: Seconds::new(idle * factor),
+            grace: Seconds::new(grace),
             max_rotations: max,
         })
 }
@@ -206,7 +206,8 @@ fn run_case(
                         }
                     }
                     Some(used) => {
-                        let within_grace = policy.grace > 0 && now - used <= policy.grace;
+                        let grace = policy.grace.get();
+                        let within_grace = grace > 0 && now - used <= grace;
                         let successor = model.tokens.get(i + 1).cloned();
                         // The token whose use reached the cap has no successor.
                         let retry_of_last = successor.is_none()

@@ -2,6 +2,8 @@
 //! family (reason `reuse_detected`, an audit event with IP and user agent), except a retry of the
 //! parent within the grace while its successor is unused, which gets that same successor back.
 
+use lineage::domain::Seconds;
+
 use crate::helpers::{
     Backend, Fixture, assert_oauth_error, audit_events_of_kind, family, feed, feed_sids,
     introspect, post_as, resource_server, token_rows, unused_count,
@@ -46,7 +48,7 @@ async fn reuse_of_every_earlier_generation_revokes_the_family(backend: Backend) 
     let Some(fx) = Fixture::new(backend, |_| {}).await else {
         return;
     };
-    let grace = fx.app.settings.refresh_grace;
+    let grace = fx.app.settings.refresh_grace.get();
     assert!(grace > 0, "the default configuration has a retry grace");
     for generation in 0..CHAIN {
         let (family_id, tokens) = chain(&fx).await;
@@ -184,7 +186,7 @@ async fn after_reuse_every_token_of_the_family_fails(backend: Backend) {
 }
 
 async fn retry_within_grace_returns_the_same_successor(backend: Backend) {
-    let Some(fx) = Fixture::new(backend, |s| s.refresh_grace = 5).await else {
+    let Some(fx) = Fixture::new(backend, |s| s.refresh_grace = Seconds::new(5)).await else {
         return;
     };
     let (family_id, t0) = fx.start().await;
@@ -229,7 +231,7 @@ async fn retry_within_grace_returns_the_same_successor(backend: Backend) {
 }
 
 async fn retry_after_the_successor_was_used_is_reuse(backend: Backend) {
-    let Some(fx) = Fixture::new(backend, |s| s.refresh_grace = 30).await else {
+    let Some(fx) = Fixture::new(backend, |s| s.refresh_grace = Seconds::new(30)).await else {
         return;
     };
     let (family_id, t0) = fx.start().await;
@@ -245,7 +247,7 @@ async fn retry_after_the_successor_was_used_is_reuse(backend: Backend) {
 }
 
 async fn grace_zero_makes_any_second_use_reuse(backend: Backend) {
-    let Some(fx) = Fixture::new(backend, |s| s.refresh_grace = 0).await else {
+    let Some(fx) = Fixture::new(backend, |s| s.refresh_grace = Seconds::ZERO).await else {
         return;
     };
     let (family_id, t0) = fx.start().await;

@@ -43,7 +43,7 @@ async fn rotation_chain_of_fifty(backend: Backend) {
         assert_eq!(c["scope"], FAMILY_SCOPE);
         assert_eq!(r.scope, FAMILY_SCOPE);
         assert_eq!(c["iat"], fx.app.now());
-        assert_eq!(r.expires_in, fx.app.settings.access_token_ttl);
+        assert_eq!(r.expires_in, fx.app.settings.access_token_ttl.get());
         assert_eq!(c["exp"].as_i64(), Some(fx.app.now() + r.expires_in));
         assert!(
             jtis.insert(c["jti"].as_str().expect("jti").to_string()),

@@ -10,6 +10,7 @@ use diesel::RunQueryDsl;
 use lineage::clock::ManualClock;
 use lineage::db::models::revocation_feed::{self, Revocation};
 use lineage::db::{Database, PoolOptions, StoreError};
+use lineage::domain::Seconds;
 use lineage::housekeeping;
 use serde_json::{Value, json};
 
@@ -328,12 +329,12 @@ async fn etag_makes_an_unchanged_poll_a_304(backend: Backend) {
 }
 
 async fn entries_are_dropped_after_the_access_token_lifetime_plus_60s(backend: Backend) {
-    let Some(fx) = Fixture::new(backend, |s| s.access_token_ttl = 300).await else {
+    let Some(fx) = Fixture::new(backend, |s| s.access_token_ttl = Seconds::new(300)).await else {
         return;
     };
     let app = &fx.app;
     let keep = 300 + 60;
-    assert_eq!(lineage::tokens::keys::RETIRED_KEY_SKEW, 60);
+    assert_eq!(lineage::tokens::keys::RETIRED_KEY_SKEW.get(), 60);
     let t = app.now();
     let (old, old_token) = fx.start().await;
     let (newer, newer_token) = fx.start().await;

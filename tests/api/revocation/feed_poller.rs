@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use lineage::clock::Clock;
+use lineage::domain::Seconds;
 use lineage_resource::{FeedError, PollOutcome, TokenError, Validator};
 
 use crate::helpers::{
@@ -132,7 +133,7 @@ async fn revoked_access_tokens_and_deleted_clients_are_refused_by_the_validator(
 
 async fn the_validator_follows_pages_and_learns_the_retention(backend: Backend) {
     let ttl = 120;
-    let Some(fx) = Fixture::new(backend, |s| s.access_token_ttl = ttl).await else {
+    let Some(fx) = Fixture::new(backend, |s| s.access_token_ttl = Seconds::new(ttl)).await else {
         return;
     };
     let app = &fx.app;

@@ -3,6 +3,7 @@
 //! is a quiet no-op; introspection describes a refresh token only to its own client, and access
 //! tokens to any confidential client (a resource server).
 
+use lineage::domain::Seconds;
 use serde_json::Value;
 
 use crate::helpers::{
@@ -365,7 +366,7 @@ async fn revoking_on_a_node_that_has_not_loaded_the_new_key_yet() {
     let rs = resource_server(&a).await;
     let (_, t0) = start_family(&a, &user.id, &client.id, FAMILY_SCOPE).await;
 
-    let new_kid = a.rotate_keys(0).await;
+    let new_kid = a.rotate_keys(Seconds::ZERO).await;
     clock.advance(10); // A's reload is due, B's is not
     let r = refresh_ok(&a, &client, &t0).await;
     assert_eq!(

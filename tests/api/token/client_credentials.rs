@@ -40,7 +40,7 @@ async fn issues_a_jwt_that_verifies_against_the_jwks(backend: Backend) {
         "no refresh token for client_credentials: {body}"
     );
     assert_eq!(body["token_type"], "Bearer");
-    assert_eq!(body["expires_in"], app.settings.access_token_ttl);
+    assert_eq!(body["expires_in"], app.settings.access_token_ttl.get());
     assert_eq!(body["scope"], "invoices:read");
 
     let token = body["access_token"].as_str().expect("access_token");

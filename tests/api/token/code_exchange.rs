@@ -49,7 +49,7 @@ async fn code_exchange_returns_tokens_and_starts_a_named_family(backend: Backend
         body["scope"], "notes:read",
         "the scope asked for, not all the client may have"
     );
-    assert_eq!(body["expires_in"], app.settings.access_token_ttl);
+    assert_eq!(body["expires_in"], app.settings.access_token_ttl.get());
     uuid::Uuid::parse_str(&tokens.refresh_token).expect("the refresh token is a UUID");
 
     let jwt = verify_jwt(&tokens.access_token, &app.jwks().await)

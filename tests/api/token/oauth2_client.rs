@@ -95,7 +95,7 @@ async fn the_oauth2_crate_signs_in_refreshes_and_revokes(backend: Backend) {
     );
 
     // After the retry grace, the used token is reuse: the library sees invalid_grant.
-    app.clock.advance(app.settings.refresh_grace + 1);
+    app.clock.advance(app.settings.refresh_grace.get() + 1);
     match client
         .exchange_refresh_token(&first)
         .request_async(&http)

@@ -17,6 +17,9 @@ use crate::tokens::keys::RETIRED_KEY_SKEW;
 pub const BATCH: i64 = 1000;
 /// Security events are kept this long for the account page and investigations.
 pub const AUDIT_RETENTION: Seconds = Seconds::new(90 * 86_400);
+/// Used and expired authorization codes are kept this long, so a replayed code still revokes the
+/// family it started.
+pub const CODE_RETENTION: Seconds = Seconds::new(86_400);
 
 #[derive(Debug, Default, Clone, Copy, Serialize, PartialEq, Eq)]
 pub struct GcReport {
@@ -68,8 +71,7 @@ pub fn collect_batch(
         let families = refresh_families::delete_many(c, &ids)?;
         let revoked_access_tokens = revoked_access_tokens::delete_expired(c, now, BATCH)?;
         let sessions = browser_sessions::delete_expired(c, now, BATCH)?;
-        // Kept a day past expiry so a replayed code still revokes the family it started.
-        let codes = auth_codes::delete_expired(c, now - 86_400, BATCH)?;
+        let codes = auth_codes::delete_expired(c, now - CODE_RETENTION, BATCH)?;
         let audit = audit_events::delete_older_than(c, now - AUDIT_RETENTION, BATCH)?;
         // Same horizon as families: no token a feed entry covers can still be alive.
         let feed = revocation_feed::delete_older_than(c, before, BATCH)?;

@@ -15,6 +15,7 @@ use super::pages::{DemoOutcome, DemoPage, DemoTokens};
 use super::{PageError, render};
 use crate::clients::{self, Client};
 use crate::demo::{DEMO_APP_CLIENT, DEMO_APP_SCOPE, DEMO_USER};
+use crate::domain::Seconds;
 use crate::oauth::error::OAuthError;
 use crate::oauth::form::Form;
 use crate::oauth::issue::TokenResponse;
@@ -111,7 +112,9 @@ pub async fn start(state: Data<AppState>) -> Result<HttpResponse, PageError> {
         .append_pair("code_challenge", &challenge)
         .append_pair("code_challenge_method", "S256")
         .finish();
-    let cookie = state.cookies.cookie(COOKIE, sealed, Some(600));
+    let cookie = state
+        .cookies
+        .cookie(COOKIE, sealed, Some(Seconds::new(600)));
     let mut resp = HttpResponse::SeeOther()
         .insert_header((header::LOCATION, format!("/authorize?{query}")))
         .finish();

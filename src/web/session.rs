@@ -8,12 +8,13 @@ use actix_web::cookie::{Cookie, SameSite, time::Duration as CookieDuration};
 use crate::db::StoreError;
 use crate::db::models::browser_sessions::{self, BrowserSessionRow};
 use crate::db::models::users::{self, UserRow};
+use crate::domain::Seconds;
 use crate::state::AppState;
 use crate::tokens::refresh::Origin;
 use crate::tokens::secret::{HashedToken, PlainToken};
 
 /// A browser stays signed in this long after signing in.
-pub const SESSION_TTL: i64 = 12 * 3600;
+pub const SESSION_TTL: Seconds = Seconds::new(12 * 3600);
 
 #[derive(Debug, Clone)]
 pub struct CookieNames {
@@ -44,7 +45,7 @@ impl CookieNames {
         &self,
         name: &'static str,
         value: String,
-        max_age: Option<i64>,
+        max_age: Option<Seconds>,
     ) -> Cookie<'static> {
         let mut c = Cookie::build(name, value)
             .path("/")
@@ -52,13 +53,13 @@ impl CookieNames {
             .same_site(SameSite::Lax)
             .secure(self.secure);
         if let Some(age) = max_age {
-            c = c.max_age(CookieDuration::seconds(age));
+            c = c.max_age(CookieDuration::seconds(age.get()));
         }
         c.finish()
     }
 
     pub fn removal(&self, name: &'static str) -> Cookie<'static> {
-        let mut c = self.cookie(name, String::new(), Some(0));
+        let mut c = self.cookie(name, String::new(), Some(Seconds::ZERO));
         c.make_removal();
         c
     }

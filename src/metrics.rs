@@ -91,99 +91,89 @@ pub struct Metrics {
 
 impl Default for Metrics {
     fn default() -> Self {
-        let mut registry = Registry::with_prefix("lineage");
-        let tokens_issued = Family::<GrantLabels, Counter>::default();
-        let token_errors = Family::<ErrorLabels, Counter>::default();
-        let refresh_reuse_detected = Counter::default();
-        let sign_ins = Family::<ResultLabels, Counter>::default();
-        let refresh_grace_retries = Family::<RetryLabels, Counter>::default();
-        registry.register(
-            "refresh_grace_retries",
-            "Refresh tokens presented again within the retry grace, \
-             answered with the same successor",
-            refresh_grace_retries.clone(),
-        );
-        registry.register(
-            "tokens_issued",
-            "Successful token-endpoint responses by grant type",
-            tokens_issued.clone(),
-        );
-        registry.register(
-            "token_errors",
-            "Token-endpoint errors by grant type and OAuth error code",
-            token_errors.clone(),
-        );
-        registry.register(
-            "refresh_reuse_detected",
-            "Refresh tokens presented again after use; each revoked its family",
-            refresh_reuse_detected.clone(),
-        );
-        registry.register(
-            "sign_ins",
-            "Sign-in attempts on the login page by result",
-            sign_ins.clone(),
-        );
-        let http_requests = Family::<RequestLabels, Counter>::default();
+        let mut r = Registry::with_prefix("lineage");
         let http_request_duration =
             LatencyFamily::new_with_constructor(request_histogram as fn() -> Histogram);
-        let refresh_rotations = Counter::default();
-        let refresh_families_active = Gauge::default();
-        let rate_limited = Family::<RateLimitLabels, Counter>::default();
-        registry.register(
-            "http_requests",
-            "HTTP requests answered, by method, route pattern (`other`: no route) and status",
-            http_requests.clone(),
-        );
-        registry.register_with_unit(
+        r.register_with_unit(
             "http_request_duration",
             "Time from a request's arrival to its response head, \
              by method, route pattern and status class",
             Unit::Seconds,
             http_request_duration.clone(),
         );
-        registry.register(
-            "refresh_rotations",
-            "Refresh tokens exchanged for a successor (retries within the grace not included)",
-            refresh_rotations.clone(),
-        );
-        registry.register(
-            "refresh_families_active",
-            "Refresh families neither revoked nor expired, counted in the database at each scrape",
-            refresh_families_active.clone(),
-        );
-        let rate_limit_keys = Family::<LimitLabels, Gauge>::default();
-        let password_hashing_busy = Counter::default();
-        registry.register(
-            "rate_limited",
-            "Requests refused by an abuse limit, by endpoint and limit",
-            rate_limited.clone(),
-        );
-        registry.register(
-            "rate_limit_keys",
-            "Keys (addresses, clients) an in-memory rate limiter of this node tracks",
-            rate_limit_keys.clone(),
-        );
-        registry.register(
-            "password_hashing_busy",
-            "Requests answered 503 because every password-hashing worker and queue place was taken",
-            password_hashing_busy.clone(),
-        );
         Self {
-            registry,
-            refresh_grace_retries,
-            tokens_issued,
-            token_errors,
-            refresh_reuse_detected,
-            sign_ins,
-            http_requests,
+            refresh_grace_retries: registered(
+                &mut r,
+                "refresh_grace_retries",
+                "Refresh tokens presented again within the retry grace, \
+                 answered with the same successor",
+            ),
+            tokens_issued: registered(
+                &mut r,
+                "tokens_issued",
+                "Successful token-endpoint responses by grant type",
+            ),
+            token_errors: registered(
+                &mut r,
+                "token_errors",
+                "Token-endpoint errors by grant type and OAuth error code",
+            ),
+            refresh_reuse_detected: registered(
+                &mut r,
+                "refresh_reuse_detected",
+                "Refresh tokens presented again after use; each revoked its family",
+            ),
+            sign_ins: registered(
+                &mut r,
+                "sign_ins",
+                "Sign-in attempts on the login page by result",
+            ),
+            http_requests: registered(
+                &mut r,
+                "http_requests",
+                "HTTP requests answered, by method, route pattern (`other`: no route) and status",
+            ),
             http_request_duration,
-            refresh_rotations,
-            refresh_families_active,
-            rate_limited,
-            rate_limit_keys,
-            password_hashing_busy,
+            refresh_rotations: registered(
+                &mut r,
+                "refresh_rotations",
+                "Refresh tokens exchanged for a successor (retries within the grace not included)",
+            ),
+            refresh_families_active: registered(
+                &mut r,
+                "refresh_families_active",
+                "Refresh families neither revoked nor expired, \
+                 counted in the database at each scrape",
+            ),
+            rate_limited: registered(
+                &mut r,
+                "rate_limited",
+                "Requests refused by an abuse limit, by endpoint and limit",
+            ),
+            rate_limit_keys: registered(
+                &mut r,
+                "rate_limit_keys",
+                "Keys (addresses, clients) an in-memory rate limiter of this node tracks",
+            ),
+            password_hashing_busy: registered(
+                &mut r,
+                "password_hashing_busy",
+                "Requests answered 503 because every password-hashing worker and queue place \
+                 was taken",
+            ),
+            registry: r,
         }
     }
+}
+
+/// A new metric, registered under `name` (the registry keeps a handle to the same values).
+fn registered<M>(registry: &mut Registry, name: &str, help: &str) -> M
+where
+    M: prometheus_client::registry::Metric + Clone + Default,
+{
+    let metric = M::default();
+    registry.register(name, help, metric.clone());
+    metric
 }
 
 impl std::fmt::Debug for Metrics {

@@ -1,6 +1,6 @@
 //! One test's own server: a fresh database (a temporary SQLite file, or a PostgreSQL database of
 //! its own), the real application on 127.0.0.1:0 and a manual clock the test moves. Also compiled
-//! into tests/resource.rs, so it uses nothing else from `helpers`.
+//! into tests/resource/, so it uses nothing else from `helpers`.
 
 use std::path::PathBuf;
 use std::sync::Arc;

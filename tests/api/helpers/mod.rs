@@ -2,7 +2,7 @@
 //! imports from `crate::helpers`.
 //!
 //! * `app`: a fresh database per test and `spawn_app` (the real server on 127.0.0.1:0 with a
-//!   manual clock), or the demo server. tests/resource.rs compiles this file too.
+//!   manual clock), or the demo server. tests/resource/ compiles this file too.
 //! * `accounts`: users (one `create_user`, every user with `PASSWORD`) and clients.
 //! * `requests`: HTTP Basic, form bodies, `/token` requests and the RFC 6749 error assertions.
 //! * `jwt`: the JWKS, and JWTs checked with ring independently of lineage's signing code.

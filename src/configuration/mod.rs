@@ -486,6 +486,47 @@ mod tests {
         );
     }
 
+    /// `lineage.example.toml` names every setting, reads through the real parser as the
+    /// defaults, and every value it shows commented out is valid too.
+    #[test]
+    fn the_example_file_names_every_setting_and_reads_as_the_defaults() {
+        let sample = include_str!("../../lineage.example.toml");
+        let setting = |line: &str| {
+            declared::DECLARED
+                .iter()
+                .any(|(key, _)| line.starts_with(&format!("{key} = ")))
+        };
+        for (key, _) in declared::DECLARED {
+            let named = sample
+                .lines()
+                .any(|l| setting(l.trim_start_matches("# ")) && l.contains(&format!("{key} = ")));
+            assert!(named, "lineage.example.toml does not name `{key}`");
+        }
+        let defaults = SettingsArgs::default()
+            .settings()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let as_written = TomlFile::new(sample)
+            .args()
+            .resolve()
+            .unwrap_or_else(|e| panic!("lineage.example.toml: {e}"));
+        let as_written = Settings {
+            log_format: defaults.log_format,
+            ..as_written
+        };
+        assert_eq!(format!("{as_written:?}"), format!("{defaults:?}"));
+        let all_on: Vec<&str> = sample
+            .lines()
+            .map(|l| match l.strip_prefix("# ") {
+                Some(rest) if setting(rest) => rest,
+                _ => l,
+            })
+            .collect();
+        let all_on = all_on.join("\n");
+        if let Err(e) = TomlFile::new(&all_on).args().resolve() {
+            panic!("lineage.example.toml, commented settings switched on: {e}");
+        }
+    }
+
     /// The README's table lists every setting with its flag, variable and default.
     #[test]
     fn the_readme_documents_every_setting() {

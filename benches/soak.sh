@@ -50,8 +50,10 @@ SERVER=$!
 trap 'kill $SERVER 2>/dev/null; wait $SERVER 2>/dev/null; tail -5 "$WORK/server.log" >&2; rm -rf "$WORK"' EXIT
 for _ in $(seq 1 50); do curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null && break; sleep 0.2; done
 
-rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$SERVER/status"; }
-( while kill -0 $SERVER 2>/dev/null; do echo "$(date +%s) $(rss_kib)"; sleep 5; done ) > "$WORK/rss" &
+# Resident memory in KiB: all of it, the heap (anonymous) and file pages (SQLite's mmap of the
+# database counts here, up to its 256 MiB limit, and is the kernel's to drop).
+rss_kib() { awk '/^(VmRSS|RssAnon|RssFile)/ {printf " %s", $2}' "/proc/$SERVER/status"; }
+( while kill -0 $SERVER 2>/dev/null; do echo "$(date +%s)$(rss_kib)"; sleep 5; done ) > "$WORK/rss" &
 SAMPLER=$!
 STARTED=$(date +%s)
 
@@ -76,10 +78,12 @@ echo "# flows: $(cat "$WORK/flows.out")"
 grep '^scenario=' "$WORK/wrk.out" | sed 's/^/# wrk: /' || cat "$WORK/wrk.out"
 python3 - "$WORK/rss" "$STARTED" <<'EOF'
 import sys
-rows = [tuple(map(int, l.split())) for l in open(sys.argv[1]) if len(l.split()) == 2]
+rows = [tuple(map(int, l.split())) for l in open(sys.argv[1]) if len(l.split()) == 4]
 started = int(sys.argv[2])
-warm = [r for t, r in rows if t >= started + 60] or [r for _, r in rows]
-print(f"# rss_mib after_warmup={warm[0]/1024:.1f} peak={max(r for _, r in rows)/1024:.1f} end={rows[-1][1]/1024:.1f} samples={len(rows)}")
+warm = [r for r in rows if r[0] >= started + 60] or rows
+for i, name in ((1, "rss"), (2, "heap"), (3, "file")):
+    print(f"# {name}_mib after_warmup={warm[0][i]/1024:.1f} peak={max(r[i] for r in rows)/1024:.1f} "
+          f"end={rows[-1][i]/1024:.1f} samples={len(rows)}")
 EOF
 COUNTS="SELECT (SELECT count(*) FROM refresh_families), (SELECT count(*) FROM refresh_families WHERE revoked_at IS NULL), (SELECT count(*) FROM refresh_tokens), (SELECT count(*) FROM audit_events), (SELECT count(*) FROM revocation_feed), (SELECT count(*) FROM auth_codes), (SELECT count(*) FROM browser_sessions)"
 case "$BACKEND" in

@@ -180,10 +180,9 @@ pub fn connect(url: &DatabaseUrl, options: &PoolOptions) -> anyhow::Result<DbPoo
         .max_size(options.max_size)
         .min_idle(Some(1))
         .connection_timeout(options.connection_timeout)
-        // PostgreSQL connections can die under us (server restart, network cut) and diesel only
-        // reports a connection broken inside a failed transaction, so check them at checkout: a
-        // dead one is replaced and the server recovers by itself. A SQLite file handle cannot die.
-        .test_on_check_out(!url.is_sqlite())
+        // No `SELECT 1` at every checkout: a round trip per job that does nothing. A connection
+        // that died under us is found when a job fails on it (`on_pooled`) and replaced then.
+        .test_on_check_out(false)
         .connection_customizer(Box::new(SqlitePragmas))
         .build(manager)
         .with_context(|| format!("cannot connect to the database at {}", url.redacted()))?;
@@ -379,8 +378,7 @@ impl Database {
     where
         E: From<StoreError>,
     {
-        let mut conn = pooled(&self.pool, &self.metrics)?;
-        counted(&self.metrics, || f(&mut conn))
+        on_pooled(&self.pool, &self.metrics, f)
     }
 
     /// Read from the database on a pooled connection, on the blocking thread pool (never on an
@@ -397,8 +395,7 @@ impl Database {
         let span = tracing::Span::current();
         tokio::task::spawn_blocking(move || {
             let _entered = span.enter();
-            let mut conn = pooled(&pool, &metrics)?;
-            counted(&metrics, || f(&mut conn))
+            on_pooled(&pool, &metrics, f)
         })
         .await
         .unwrap_or_else(|e| Err(task_failed(&e).into()))
@@ -433,8 +430,7 @@ impl Database {
     where
         E: From<StoreError>,
     {
-        let mut conn = pooled(&self.pool, &self.metrics)?;
-        counted(&self.metrics, || f(&mut conn))
+        on_pooled(&self.pool, &self.metrics, f)
     }
 
     /// `write` for callers already on a blocking thread (CLI, start-up, tests): one transaction
@@ -447,16 +443,15 @@ impl Database {
     where
         E: From<StoreError>,
     {
-        let mut conn = pooled(&self.pool, &self.metrics)?;
-        counted(&self.metrics, || {
-            writer::begin(&mut conn).map_err(StoreError::from)?;
-            match f(&mut conn) {
+        on_pooled(&self.pool, &self.metrics, |conn| {
+            writer::begin(conn).map_err(StoreError::from)?;
+            match f(conn) {
                 Ok(value) => {
-                    writer::commit(&mut conn).map_err(StoreError::from)?;
+                    writer::commit(conn).map_err(StoreError::from)?;
                     Ok(value)
                 }
                 Err(e) => {
-                    writer::rollback(&mut conn);
+                    writer::rollback(conn);
                     Err(e)
                 }
             }
@@ -488,8 +483,33 @@ fn pooled(pool: &DbPool, metrics: &metrics::DbMetrics) -> Result<DbPooled, Store
     Ok(conn?)
 }
 
-/// Run `job` on a pooled connection (which commits as it goes) and count the revocations it
-/// made if it succeeded.
+/// Run `job` on a pooled connection and count the revocations it made if it succeeded. When it
+/// failed, test the connection (one `SELECT 1`, on the error path only): a PostgreSQL connection
+/// that died under the job (server restart, killed backend, network cut) is marked broken, so the
+/// pool drops it instead of handing it to the next job. diesel marks a connection broken only when
+/// a transaction could not end; an autocommit statement that failed on a closed connection leaves
+/// it looking healthy. A SQLite connection cannot die.
+fn on_pooled<T, E>(
+    pool: &DbPool,
+    metrics: &metrics::DbMetrics,
+    job: impl FnOnce(&mut DbConnection) -> Result<T, E>,
+) -> Result<T, E>
+where
+    E: From<StoreError>,
+{
+    use diesel::connection::TransactionManager;
+    use diesel::r2d2::R2D2Connection;
+    let mut conn = pooled(pool, metrics)?;
+    let result = counted(metrics, || job(&mut conn));
+    if result.is_err() && matches!(*conn, DbConnection::Postgresql(_)) && conn.ping().is_err() {
+        tracing::warn!("a database connection was lost; it will be replaced");
+        <DbConnection as Connection>::TransactionManager::transaction_manager_status_mut(&mut conn)
+            .set_in_error();
+    }
+    result
+}
+
+/// Run `job` (which commits as it goes) and count the revocations it made if it succeeded.
 fn counted<T, E>(metrics: &metrics::DbMetrics, job: impl FnOnce() -> Result<T, E>) -> Result<T, E> {
     let (result, revoked) = metrics::collect(job);
     if result.is_ok() {

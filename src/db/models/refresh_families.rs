@@ -3,7 +3,7 @@ use diesel::prelude::*;
 use crate::db::schema::refresh_families;
 use crate::db::{DbConnection, StoreError, metrics};
 
-#[derive(Debug, Clone, Queryable, Selectable, Insertable, serde::Serialize)]
+#[derive(Debug, Clone, Queryable, QueryableByName, Selectable, Insertable, serde::Serialize)]
 #[diesel(table_name = refresh_families)]
 pub struct FamilyRow {
     pub id: String,

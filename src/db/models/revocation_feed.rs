@@ -8,6 +8,8 @@
 //! appending transaction ends, so the next appender waits there and reads the number this one
 //! committed. Numbers are therefore handed out in commit order, on PostgreSQL as on SQLite
 //! (where the single writer already serialises commits), across nodes and the CLI alike.
+//! PostgreSQL's reuse detection (`tokens/refresh/rotation_pg.rs`) appends in the one statement
+//! that revokes the family: the head row it updates stays locked until that statement commits.
 
 use diesel::prelude::*;
 
@@ -95,7 +97,7 @@ pub struct FeedRow {
 }
 
 /// The head row's key: the table holds exactly this one row.
-const HEAD: i64 = 1;
+pub(crate) const HEAD: i64 = 1;
 
 /// Append `revocations` to the feed, in the caller's transaction — the one that made them, so
 /// they commit or roll back together. Call it as the revocation's last statement: from here to

@@ -59,7 +59,7 @@ pub enum Refusal {
 }
 
 /// Ends the rotation's transaction early and rolls it back: the presented token stays unspent.
-enum Abort {
+pub(super) enum Abort {
     Refused(Refusal),
     Store(StoreError),
 }
@@ -82,24 +82,25 @@ impl From<diesel::result::Error> for Abort {
     }
 }
 
-fn unknown() -> Refusal {
+pub(super) fn unknown() -> Refusal {
     Refusal::InvalidGrant("the refresh token is invalid".into())
 }
 
 /// The presented token as found, with everything the steps decide on.
-struct Presented<'a> {
-    hash: &'a str,
-    token: RefreshTokenRow,
-    family: FamilyRow,
-    user: Option<UserRow>,
+pub(super) struct Presented<'a> {
+    pub(super) hash: &'a str,
+    pub(super) token: RefreshTokenRow,
+    pub(super) family: FamilyRow,
+    pub(super) user: Option<UserRow>,
     /// HMAC(presented): the only successor this token can ever have.
-    successor: PlainToken,
-    req: &'a RotateRequest,
-    policy: &'a RefreshPolicy,
-    now: i64,
+    pub(super) successor: PlainToken,
+    pub(super) req: &'a RotateRequest,
+    pub(super) policy: &'a RefreshPolicy,
+    pub(super) now: i64,
 }
 
 /// Use a refresh token: rotate it, answer a retry within the grace, or detect reuse.
+/// PostgreSQL runs the same rule as one statement in autocommit (`rotation_pg.rs`).
 pub fn rotate(
     conn: &mut DbConnection,
     key: &SuccessorKey,
@@ -108,6 +109,9 @@ pub fn rotate(
     policy: &RefreshPolicy,
     now: i64,
 ) -> Result<Rotation, StoreError> {
+    if let DbConnection::Postgresql(_) = conn {
+        return super::rotation_pg::rotate(conn, key, presented, req, policy, now);
+    }
     let hash = presented.hash();
     let result = conn.transaction(|c| {
         let won = refresh_tokens::mark_used(c, hash.as_str(), now)?;
@@ -134,6 +138,11 @@ pub fn rotate(
             answer_used(c, found)
         }
     });
+    settle(result)
+}
+
+/// A refusal is an answer, not an error: only storage failures stay errors.
+pub(super) fn settle(result: Result<Rotation, Abort>) -> Result<Rotation, StoreError> {
     match result {
         Ok(rotation) => Ok(rotation),
         Err(Abort::Refused(refusal)) => Ok(Rotation::Refused(refusal)),
@@ -143,16 +152,7 @@ pub fn rotate(
 
 /// This request spent the token: if the family is live, store the successor and touch the family.
 fn issue_successor(c: &mut DbConnection, p: Presented<'_>) -> Result<Rotation, Abort> {
-    if let Some(end) = end_reason(&p.family, p.user.as_ref(), p.policy, p.now) {
-        return Err(Refusal::InvalidGrant(end.description()).into());
-    }
-    let scope = granted_scope(&p.family, p.req.scope.as_ref())?;
-    let user = p.user.ok_or_else(unknown)?;
-    // The rotation that reaches the cap hands out no successor: it would be dead on arrival.
-    let last = p
-        .policy
-        .max_rotations
-        .is_some_and(|max| p.family.rotation_count + 1 >= max);
+    let (scope, last) = admit(&p)?;
     if !last {
         let row = RefreshTokenRow {
             token_hash: p.successor.hash().into_string(),
@@ -164,13 +164,40 @@ fn issue_successor(c: &mut DbConnection, p: Presented<'_>) -> Result<Rotation, A
         };
         refresh_tokens::insert(c, &row)?;
     }
-    let (now, origin) = (p.now, &p.req.origin);
-    let idle = (now + p.policy.idle_ttl).min(p.family.absolute_expires_at);
+    let origin = &p.req.origin;
     let (ip, ua) = (origin.ip.as_deref(), origin.user_agent.as_deref());
-    refresh_families::touch(c, &p.family.id, now, idle, ip, ua)?;
-    // The family as `touch` left it, without reading it back.
+    refresh_families::touch(c, &p.family.id, p.now, idle_expiry(&p), ip, ua)?;
+    Ok(rotated(p, scope, last)?)
+}
+
+/// Whether the presented, unused token may rotate: its family has not ended and the scope is not
+/// widened. Returns the access token's scope and whether this is the rotation that reaches the
+/// cap, which hands out no successor (it would be dead on arrival).
+pub(super) fn admit(p: &Presented<'_>) -> Result<(Scope, bool), Refusal> {
+    if let Some(end) = end_reason(&p.family, p.user.as_ref(), p.policy, p.now) {
+        return Err(Refusal::InvalidGrant(end.description()));
+    }
+    let scope = granted_scope(&p.family, p.req.scope.as_ref())?;
+    let last = p
+        .policy
+        .max_rotations
+        .is_some_and(|max| p.family.rotation_count + 1 >= max);
+    Ok((scope, last))
+}
+
+/// The family's idle expiry after this rotation: extended, never past the absolute one.
+pub(super) fn idle_expiry(p: &Presented<'_>) -> i64 {
+    (p.now + p.policy.idle_ttl).min(p.family.absolute_expires_at)
+}
+
+/// The answer of the rotation that spent `p`, with the family as the touch left it (without
+/// reading it back).
+pub(super) fn rotated(p: Presented<'_>, scope: Scope, last: bool) -> Result<Rotation, Refusal> {
+    let idle = idle_expiry(&p);
+    let user = p.user.ok_or_else(unknown)?;
+    let origin = &p.req.origin;
     let family = FamilyRow {
-        last_used_at: now,
+        last_used_at: p.now,
         idle_expires_at: idle,
         rotation_count: p.family.rotation_count + 1,
         ip: origin.ip.clone(),
@@ -189,10 +216,33 @@ fn issue_successor(c: &mut DbConnection, p: Presented<'_>) -> Result<Rotation, A
 
 /// The token was already used: a retry within the grace, a late word on an ended family, or reuse.
 fn answer_used(c: &mut DbConnection, p: Presented<'_>) -> Result<Rotation, Abort> {
+    match judge_used(&p, || successor_unused(c, &p))? {
+        UsedAnswer::Retry { with_successor } => answer_retry(c, p, with_successor),
+        UsedAnswer::Ended(end) => Err(Refusal::InvalidGrant(end.description()).into()),
+        UsedAnswer::Reuse => revoke_for_reuse(c, p),
+    }
+}
+
+/// What a used token gets.
+pub(super) enum UsedAnswer {
+    /// The answer of the rotation it repeats, again (with its successor, unless that rotation
+    /// reached the cap).
+    Retry {
+        with_successor: bool,
+    },
+    Ended(EndReason),
+    Reuse,
+}
+
+/// The rule for a used token. `successor_unused` is asked only when the answer depends on it.
+pub(super) fn judge_used(
+    p: &Presented<'_>,
+    successor_unused: impl FnOnce() -> Result<bool, StoreError>,
+) -> Result<UsedAnswer, StoreError> {
     let ended = end_reason(&p.family, p.user.as_ref(), p.policy, p.now);
     let used_at = p.token.used_at.unwrap_or(p.now);
     let within_grace = !p.policy.grace.is_zero() && used_at >= p.now - p.policy.grace;
-    match ended {
+    Ok(match ended {
         // A family that has ended for another reason (expiry, rotation cap) just says so: a late
         // retry there is no sign of theft.
         Some(end) if !matches!(end, EndReason::Revoked(_)) => {
@@ -201,24 +251,32 @@ fn answer_used(c: &mut DbConnection, p: Presented<'_>) -> Result<Rotation, Abort
                 end == EndReason::MaxRotations && p.token.generation + 1 == p.family.rotation_count;
             let user_active = p.user.as_ref().is_some_and(|u| !u.disabled);
             if repeats_last && within_grace && user_active {
-                return answer_retry(c, p, false);
+                UsedAnswer::Retry {
+                    with_successor: false,
+                }
+            } else {
+                UsedAnswer::Ended(end)
             }
-            Err(Refusal::InvalidGrant(end.description()).into())
         }
         // Within the grace, and while its successor is unused, this is a retry after a lost
         // response: hand back the same successor.
-        None if within_grace && successor_unused(c, &p)? => answer_retry(c, p, true),
-        _ => revoke_for_reuse(c, p),
-    }
+        None if within_grace && successor_unused()? => UsedAnswer::Retry {
+            with_successor: true,
+        },
+        _ => UsedAnswer::Reuse,
+    })
 }
 
-fn successor_unused(c: &mut DbConnection, p: &Presented<'_>) -> Result<bool, StoreError> {
+pub(super) fn successor_unused(
+    c: &mut DbConnection,
+    p: &Presented<'_>,
+) -> Result<bool, StoreError> {
     let next = refresh_tokens::find(c, p.successor.hash().as_str())?;
     Ok(next.is_some_and(|n| n.used_at.is_none()))
 }
 
 /// Repeat the answer of the rotation this retry repeats, and record that it happened.
-fn answer_retry(
+pub(super) fn answer_retry(
     c: &mut DbConnection,
     p: Presented<'_>,
     with_successor: bool,
@@ -238,24 +296,35 @@ fn answer_retry(
 
 /// A used token came back outside the grace: it was copied. End the family, tell the user.
 fn revoke_for_reuse(c: &mut DbConnection, p: Presented<'_>) -> Result<Rotation, Abort> {
+    let event = reuse_event(&p);
+    if revoke_one(c, &p.family, RevocationReason::ReuseDetected, &event, p.now)? {
+        log_reuse(&p.family);
+    }
+    Ok(Rotation::Refused(Refusal::ReuseDetected))
+}
+
+/// The audit event of a detected reuse: what the user sees on the account page.
+pub(super) fn reuse_event(p: &Presented<'_>) -> AuditEventRow {
     let detail = format!(
         "a refresh token of {} was used a second time (generation {}); every token of that \
          session was revoked",
         device_of(&p.family),
         p.token.generation
     );
-    let event = AuditEventRow::new(p.now, "refresh_token_reuse", detail)
+    AuditEventRow::new(p.now, "refresh_token_reuse", detail)
         .for_family(&p.family)
-        .from_origin(&p.req.origin);
-    if revoke_one(c, &p.family, RevocationReason::ReuseDetected, &event, p.now)? {
-        let f = &p.family;
-        tracing::warn!(family = %f.id, user = %f.user_id, client = %f.client_id,
-            "refresh token reuse detected; family revoked");
-    }
-    Ok(Rotation::Refused(Refusal::ReuseDetected))
+        .from_origin(&p.req.origin)
 }
 
-fn granted_scope(family: &FamilyRow, requested: Option<&Scope>) -> Result<Scope, Refusal> {
+pub(super) fn log_reuse(f: &FamilyRow) {
+    tracing::warn!(family = %f.id, user = %f.user_id, client = %f.client_id,
+        "refresh token reuse detected; family revoked");
+}
+
+pub(super) fn granted_scope(
+    family: &FamilyRow,
+    requested: Option<&Scope>,
+) -> Result<Scope, Refusal> {
     let family_scope = Scope::parse(&family.scope).map_err(|_| unknown())?;
     match requested {
         Some(s) if !s.is_empty() => {

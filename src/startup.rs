@@ -23,7 +23,7 @@ use crate::limits::{self, Limits};
 use crate::metrics::Metrics;
 use crate::oauth::client_auth::ClientCache;
 use crate::oauth::error::OAuthError;
-use crate::oauth::{authorize, discovery, introspect, jwks, revocations, revoke, token};
+use crate::oauth::{authorize, cors, discovery, introspect, jwks, revocations, revoke, token};
 use crate::state::AppState;
 use crate::telemetry::request::{self, RoutePattern};
 use crate::tokens::key_ring::KeyRing;
@@ -285,12 +285,19 @@ fn routes(cfg: &mut web::ServiceConfig, demo: bool) {
         .service(resource("/healthz").route(web::get().to(health::healthz)))
         .service(
             resource("/.well-known/oauth-authorization-server")
+                .wrap(from_fn(cors::open))
                 .route(web::get().to(discovery::metadata)),
         )
         .service(
-            resource("/.well-known/openid-configuration").route(web::get().to(discovery::metadata)),
+            resource("/.well-known/openid-configuration")
+                .wrap(from_fn(cors::open))
+                .route(web::get().to(discovery::metadata)),
         )
-        .service(resource("/jwks.json").route(web::get().to(jwks::jwks)))
+        .service(
+            resource("/jwks.json")
+                .wrap(from_fn(cors::open))
+                .route(web::get().to(jwks::jwks)),
+        )
         .service(
             resource("/revocations")
                 .route(web::get().to(revocations::feed))
@@ -300,12 +307,14 @@ fn routes(cfg: &mut web::ServiceConfig, demo: bool) {
         .service(
             resource("/token")
                 .wrap(no_store())
+                .wrap(from_fn(cors::per_client))
                 .wrap(from_fn(limits::endpoint::guard))
                 .route(web::post().to(token::token)),
         )
         .service(
             resource("/revoke")
                 .wrap(no_store())
+                .wrap(from_fn(cors::per_client))
                 .wrap(from_fn(limits::endpoint::guard))
                 .route(web::post().to(revoke::revoke)),
         )

@@ -3,8 +3,9 @@
 //! exchanging the code, a refresh, then revoking the device on /account and seeing the refresh
 //! fail; a second sign-in through the one-click confirmation (the demo app is public), removing
 //! the app's access, and forms whose submission ends in a redirect to another origin (which
-//! Chromium checks against CSP `form-action`). Screenshots of each page go to
-//! `target/screenshots/`.
+//! Chromium checks against CSP `form-action`). A second test (`browser/cors.rs`): a single-page
+//! app on another origin runs the code + PKCE flow, a refresh and a revocation with `fetch`.
+//! Screenshots of each page go to `target/screenshots/`.
 //!
 //! Run alone with `cargo test --test browser`. Without /usr/bin/chromium or
 //! /usr/bin/chromedriver it prints one skip line and passes.
@@ -29,6 +30,9 @@ use serde_json::{Value, json};
 
 #[path = "browser/second_visit.rs"]
 mod second_visit;
+
+#[path = "browser/cors.rs"]
+mod cors;
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
@@ -125,6 +129,8 @@ struct Server {
     /// The redirect URI of the `ELSEWHERE_*` clients.
     elsewhere: String,
     db_path: PathBuf,
+    /// The server's state, to register more clients.
+    state: actix_web::web::Data<lineage::state::AppState>,
     handle: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
@@ -191,6 +197,7 @@ async fn start_server() -> Server {
         issuer,
         elsewhere,
         db_path,
+        state,
         handle,
     }
 }
@@ -269,18 +276,22 @@ async fn input_value(browser: &Client, css: &str) -> String {
         .unwrap_or_default()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sign_in_consent_refresh_and_revoke_in_a_real_browser() {
+/// Whether Chromium and chromedriver are installed; if not, says the test is skipped.
+fn chromium_installed() -> bool {
     for binary in [CHROMIUM, CHROMEDRIVER] {
         if !Path::new(binary).exists() {
             println!("skipping the real-browser test: {binary} is not installed");
-            return;
+            return false;
         }
     }
-    let server = start_server().await;
-    let driver = Driver::start();
-    driver.wait_ready().await;
+    true
+}
 
+/// One browser at a time: the tests of this file would otherwise start several Chromiums at once.
+static ONE_BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// A WebDriver session with headless Chromium, on the driver's fresh profile.
+async fn open_chromium(driver: &Driver) -> Client {
     let mut caps = serde_json::Map::new();
     caps.insert(
         "goog:chromeOptions".into(),
@@ -302,11 +313,23 @@ async fn sign_in_consent_refresh_and_revoke_in_a_real_browser() {
             ],
         }),
     );
-    let browser = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+    ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
         .capabilities(caps)
         .connect(&driver.url())
         .await
-        .expect("a WebDriver session with Chromium");
+        .expect("a WebDriver session with Chromium")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_in_consent_refresh_and_revoke_in_a_real_browser() {
+    if !chromium_installed() {
+        return;
+    }
+    let _one = ONE_BROWSER.lock().await;
+    let server = start_server().await;
+    let driver = Driver::start();
+    driver.wait_ready().await;
+    let browser = open_chromium(&driver).await;
     let outcome = run(&browser, &server).await;
     let _ = browser.close().await;
     drop(driver);

@@ -175,7 +175,7 @@ pub async fn authenticate(
     verified
 }
 
-/// Read a form body and authenticate the client it comes from (`/revoke`, `/introspect`).
+/// Read a form body and authenticate the client it comes from (`/introspect`).
 pub async fn authenticated_form(
     state: &AppState,
     req: &HttpRequest,
@@ -184,6 +184,22 @@ pub async fn authenticated_form(
     let form = Form::read(req, payload).await?;
     let client = authenticate(state, req, &form).await?;
     Ok((client, form))
+}
+
+/// The registered client `client_id`, from this node's cache or else its row, whoever presents
+/// it: for answers that depend on a client's registration, not on its authentication (the
+/// origins `/token` and `/revoke` answer cross-origin).
+pub async fn registered(state: &AppState, client_id: &str) -> Result<Option<Client>, OAuthError> {
+    let now = state.now();
+    if let Some(client) = state.clients.get(client_id, now) {
+        return Ok(Some(client));
+    }
+    let id = client_id.to_string();
+    let found = state.db.read(move |c| clients::find(c, &id)).await?;
+    if let Some(client) = &found {
+        state.clients.put(client, now);
+    }
+    Ok(found)
 }
 
 /// Whether `client` is the one `presented` proves: a confidential client by its secret, a
@@ -195,11 +211,12 @@ fn accepts(client: &Client, presented: &Presented) -> bool {
     }
 }
 
-/// Clients that authenticated on this node in the last `ttl` seconds, so a client's every
-/// request does not read its row again. Only rows that exist are kept (one per registered
-/// client), and a presented secret is still checked against the cached hash. A client deleted,
-/// changed or given a new secret elsewhere (the CLI, another node) is seen here within `ttl`;
-/// a new secret works at once, since a mismatch falls through to the database.
+/// Clients that authenticated, or were looked up (`registered`), on this node in the last `ttl`
+/// seconds, so a client's every request does not read its row again. Only rows that exist are
+/// kept (one per registered client), and a presented secret is still checked against the cached
+/// hash. A client deleted, changed or given a new secret elsewhere (the CLI, another node) is
+/// seen here within `ttl`; a new secret works at once, since a mismatch falls through to the
+/// database.
 pub struct ClientCache {
     ttl: Seconds,
     entries: RwLock<HashMap<ClientId, (Client, i64)>>,

@@ -3,6 +3,7 @@
 pub mod approval;
 pub mod authorize;
 pub mod client_auth;
+pub mod cors;
 pub mod discovery;
 pub mod error;
 pub mod form;

@@ -9,6 +9,7 @@ use diesel::Connection;
 
 use super::client_auth;
 use super::error::OAuthError;
+use super::form::Form;
 use crate::db::StoreError;
 use crate::db::models::revocation_feed::{self, Revocation};
 use crate::db::models::revoked_access_tokens::{self, RevokedAccessTokenRow};
@@ -21,7 +22,9 @@ pub async fn revoke(
     req: HttpRequest,
     payload: Payload,
 ) -> Result<HttpResponse, OAuthError> {
-    let (client, form) = client_auth::authenticated_form(&state, &req, payload).await?;
+    let form = Form::read(&req, payload).await?;
+    super::cors::name_client(&req, &form);
+    let client = client_auth::authenticate(&state, &req, &form).await?;
     let token = form.require("token")?.to_string();
     // The hint only decides which kind is tried first (RFC 7009 §2.1); both are always tried.
     let access_first = form.get("token_type_hint") == Some("access_token");

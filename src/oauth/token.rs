@@ -21,6 +21,7 @@ pub async fn token(
     payload: Payload,
 ) -> Result<HttpResponse, OAuthError> {
     let form = Form::read(&req, payload).await?;
+    super::cors::name_client(&req, &form);
     let result = async {
         let grant = token_request::grant_type(&form)?;
         let client = client_auth::authenticate(&state, &req, &form).await?;

@@ -10,7 +10,8 @@
 #[macro_use]
 mod helpers;
 
-/// `/token` as a client sees it: client authentication, each grant, errors, a client library.
+/// `/token` as a client sees it: client authentication, each grant, errors, a client library,
+/// browser apps calling it (and the other endpoints they use) cross-origin.
 mod token;
 
 /// Signing keys and the metadata that publishes them: JWKS, rotation, discovery, several nodes.

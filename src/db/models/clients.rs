@@ -52,6 +52,11 @@ pub fn list(conn: &mut DbConnection) -> Result<Vec<ClientRow>, StoreError> {
         .load(conn)?)
 }
 
+/// Every client's redirect URIs (space-separated, one string per client).
+pub fn all_redirect_uris(conn: &mut DbConnection) -> Result<Vec<String>, StoreError> {
+    Ok(clients::table.select(clients::redirect_uris).load(conn)?)
+}
+
 pub fn all_scopes(conn: &mut DbConnection) -> Result<Vec<String>, StoreError> {
     Ok(clients::table.select(clients::scopes).load(conn)?)
 }

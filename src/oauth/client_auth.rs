@@ -11,7 +11,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
 use super::error::OAuthError;
-use super::form::Form;
+use super::form::{Form, decode_component};
 use crate::clients::{self, Client};
 use crate::domain::{ClientId, Seconds};
 use crate::limits::{ClientAttempt, client_ip, endpoint};
@@ -69,13 +69,6 @@ impl<'a> FailureGuard<'a> {
     }
 }
 
-fn form_decode(s: &str) -> String {
-    url::form_urlencoded::parse(format!("x={s}").as_bytes())
-        .next()
-        .map(|(_, v)| v.into_owned())
-        .unwrap_or_default()
-}
-
 pub fn presented(req: &HttpRequest, form: &Form) -> Result<Presented, OAuthError> {
     let basic = match req.headers().get(header::AUTHORIZATION) {
         None => None,
@@ -94,10 +87,18 @@ pub fn presented(req: &HttpRequest, form: &Form) -> Result<Presented, OAuthError
                 .ok()
                 .and_then(|b| String::from_utf8(b).ok())
                 .ok_or_else(|| OAuthError::invalid_client("malformed HTTP Basic credentials"))?;
-            let (id, secret) = decoded
-                .split_once(':')
-                .ok_or_else(|| OAuthError::invalid_client("malformed HTTP Basic credentials"))?;
-            Some((form_decode(id), form_decode(secret)))
+            // RFC 6749 §2.3.1: each part form-urlencoded; one that does not decode is refused.
+            let credentials = decoded.split_once(':').and_then(|(id, secret)| {
+                Some((
+                    decode_component(id.as_bytes())?,
+                    decode_component(secret.as_bytes())?,
+                ))
+            });
+            Some(
+                credentials.ok_or_else(|| {
+                    OAuthError::invalid_client("malformed HTTP Basic credentials")
+                })?,
+            )
         }
     };
     let body_id = form.get("client_id");

@@ -65,14 +65,29 @@ impl Form {
         Self::parse(&body)
     }
 
+    /// Parse a body or query string as the WHATWG urlencoded parser does (`&`-separated pairs,
+    /// `+` is a space, percent-decoding), except that a name or value that does not decode to
+    /// UTF-8 is refused rather than patched with U+FFFD (the server must act on what was sent),
+    /// and so is one with a NUL (see `decode_component`).
     pub fn parse(body: &[u8]) -> Result<Form, OAuthError> {
         let mut map = HashMap::new();
-        for (k, v) in url::form_urlencoded::parse(body) {
-            if map.insert(k.to_string(), v.into_owned()).is_some() {
+        for pair in body.split(|b| *b == b'&').filter(|p| !p.is_empty()) {
+            let (raw_name, raw_value) = match pair.iter().position(|b| *b == b'=') {
+                Some(i) => (&pair[..i], &pair[i + 1..]),
+                None => (pair, &[][..]),
+            };
+            let (Some(k), Some(v)) = (decode_component(raw_name), decode_component(raw_value))
+            else {
+                return Err(OAuthError::invalid_request(
+                    "a parameter is not valid UTF-8 or holds a NUL once percent-decoded",
+                ));
+            };
+            if map.contains_key(&k) {
                 return Err(OAuthError::invalid_request(format!(
                     "parameter `{k}` is repeated"
                 )));
             }
+            map.insert(k, v);
         }
         Ok(Form(map))
     }
@@ -89,4 +104,18 @@ impl Form {
         self.get(name)
             .ok_or_else(|| OAuthError::invalid_request(format!("missing parameter `{name}`")))
     }
+}
+
+/// One name or value of `application/x-www-form-urlencoded` text: `+` is a space, `%XX` a byte
+/// (a `%` not followed by two hex digits stays as it is). `None` when the bytes are not UTF-8 or
+/// hold a NUL: no parameter lineage reads has one, and PostgreSQL text cannot store it, so a
+/// lookup of such a value would fail there while SQLite merely finds nothing.
+pub fn decode_component(raw: &[u8]) -> Option<String> {
+    let spaced: Vec<u8> = raw
+        .iter()
+        .map(|&b| if b == b'+' { b' ' } else { b })
+        .collect();
+    String::from_utf8(percent_encoding::percent_decode(&spaced).collect())
+        .ok()
+        .filter(|s| !s.contains('\0'))
 }

@@ -13,6 +13,8 @@ pub mod issue;
 pub mod jwks;
 pub mod pkce;
 pub mod prompt;
+#[cfg(test)]
+mod properties;
 pub mod revocations;
 pub mod revoke;
 pub mod token;

@@ -34,3 +34,6 @@ mod operations;
 
 /// Abuse limits: sign-in back-off, client-authentication failures, trusted proxies, hashing pool.
 mod limits;
+
+/// Properties over HTTP on arbitrary input: `/authorize` queries and sign-in forms.
+mod fuzz;

@@ -57,6 +57,28 @@ fn fragment() -> impl Strategy<Value = String> {
     ]
 }
 
+/// The auth-scheme is case-insensitive (RFC 9110 §11.1).
+const BASIC_SPELLINGS: [&str; 4] = ["Basic", "basic", "BASIC", "bAsIc"];
+
+/// Parameters with names and values of anything but NUL (refused outright: see the tests below).
+fn params(sizes: std::ops::Range<usize>) -> impl Strategy<Value = BTreeMap<String, String>> {
+    proptest::collection::btree_map("[^\\x00]{0,12}", "[^\\x00]{0,24}", sizes)
+}
+
+/// `Authorization` headers: raw bytes, scheme-like text, and well-formed Basic credentials.
+fn any_authorization() -> impl Strategy<Value = Option<HeaderValue>> {
+    let basic = ("[^\\x00]{0,10}", "[^\\x00]{0,10}").prop_map(|(i, s)| {
+        HeaderValue::from_str(&format!("Basic {}", STANDARD.encode(format!("{i}:{s}")))).ok()
+    });
+    prop_oneof![
+        proptest::collection::vec(any::<u8>(), 0..64)
+            .prop_map(|b| HeaderValue::from_bytes(&b).ok()),
+        "(?i:basic|bearer|digest)? ?[A-Za-z0-9+/=:%é ]{0,40}"
+            .prop_map(|s| HeaderValue::from_str(&s).ok()),
+        basic,
+    ]
+}
+
 fn odd_body() -> impl Strategy<Value = Vec<u8>> {
     prop_oneof![
         proptest::collection::vec(any::<u8>(), 0..256),
@@ -137,8 +159,7 @@ proptest! {
 
     /// Distinct parameters, however spelt, come back as sent.
     #[test]
-    fn form_round_trips(params in proptest::collection::btree_map("[^\\x00]{0,12}", "[^\\x00]{0,24}", 0..8),
-                        escape in any::<bool>()) {
+    fn form_round_trips(params in params(0..8), escape in any::<bool>()) {
         let body = params
             .iter()
             .map(|(k, v)| if escape {
@@ -156,7 +177,7 @@ proptest! {
 
     /// A parameter sent twice is refused, also when its second spelling differs (RFC 6749 §3.2).
     #[test]
-    fn form_refuses_a_repeated_parameter(params in proptest::collection::btree_map("[^\\x00]{0,12}", "[^\\x00]{0,24}", 1..6),
+    fn form_refuses_a_repeated_parameter(params in params(1..6),
                                          pick in any::<prop::sample::Index>(),
                                          again in "[^\\x00]{0,24}") {
         let (name, _) = params.iter().nth(pick.index(params.len())).unwrap();
@@ -235,15 +256,13 @@ proptest! {
     /// header only from a well-formed `Basic` one.
     #[test]
     fn presented_never_panics(
-        header in prop_oneof![
-            proptest::collection::vec(any::<u8>(), 0..64).prop_map(|b| HeaderValue::from_bytes(&b).ok()),
-            "(?i:basic|bearer|digest)? ?[A-Za-z0-9+/=:%é ]{0,40}".prop_map(|s| HeaderValue::from_str(&s).ok()),
-            ("[^\\x00]{0,10}", "[^\\x00]{0,10}").prop_map(|(i, s)| HeaderValue::from_str(&format!("Basic {}", STANDARD.encode(format!("{i}:{s}")))).ok()),
-        ],
+        header in any_authorization(),
         body in odd_body(),
     ) {
         let Ok(form) = Form::parse(&body) else { return Ok(()) };
-        let header_text = header.as_ref().map(|h| String::from_utf8_lossy(h.as_bytes()).into_owned());
+        let header_text = header
+            .as_ref()
+            .map(|h| String::from_utf8_lossy(h.as_bytes()).into_owned());
         let result = presented(&request_with(header), &form);
         if let (Ok(Presented::Secret { .. }), Some(text)) = (&result, &header_text) {
             let (scheme, rest) = text.split_once(' ').unwrap_or((text, ""));
@@ -258,14 +277,17 @@ proptest! {
 
     /// Basic credentials, encoded as RFC 6749 §2.3.1 says, come back exactly; so do body ones.
     #[test]
-    fn presented_round_trips(id in "[^\\x00]{0,24}", secret in "[^\\x00]{1,40}", scheme in prop::sample::select(vec!["Basic", "basic", "BASIC", "bAsIc"]),
+    fn presented_round_trips(id in "[^\\x00]{0,24}",
+                             secret in "[^\\x00]{1,40}",
+                             scheme in prop::sample::select(BASIC_SPELLINGS.to_vec()),
                              in_body in any::<bool>()) {
         let (result, id_sent) = if in_body {
             let body = format!("client_id={}&client_secret={}", encode(&id), encode(&secret));
             let form = Form::parse(body.as_bytes()).unwrap();
             (presented(&request_with(None), &form), expected(&id).map(str::to_string))
         } else {
-            (presented(&request_with(Some(basic(scheme, &id, &secret))), &Form::default()), Some(id.clone()))
+            let header = basic(scheme, &id, &secret);
+            (presented(&request_with(Some(header)), &Form::default()), Some(id.clone()))
         };
         match (result, id_sent) {
             (Ok(Presented::Secret { client_id, secret: got }), Some(id)) => {
@@ -273,7 +295,10 @@ proptest! {
                 prop_assert_eq!(got.expose(), secret.as_str());
             }
             (Err(e), None) => prop_assert_eq!(e.code, ErrorCode::InvalidRequest),
-            (other, _) => prop_assert!(false, "unexpected {:?}", other.map(|p| p.client_id().to_string())),
+            (other, _) => {
+                let other = other.map(|p| p.client_id().to_string());
+                prop_assert!(false, "unexpected {:?}", other)
+            }
         }
     }
 

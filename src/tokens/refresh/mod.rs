@@ -5,8 +5,9 @@
 //! wins it issues the successor. The successor is HMAC(parent) under a server secret, so a retry of
 //! the same parent within the grace gets that same successor back and the family never branches.
 //!
-//! `rotation` holds the rule of one use (`rotation_pg` runs it as one statement on PostgreSQL), `revocation` the ways a family ends early (each published
-//! to the revocation feed in the revoking transaction), `lifetime` when a family has ended.
+//! `rotation` holds the rule of one use (`rotation_pg` runs it as one statement on PostgreSQL),
+//! `revocation` the ways a family ends early (each published to the revocation feed in the
+//! revoking transaction), `lifetime` when a family has ended.
 
 mod lifetime;
 mod revocation;

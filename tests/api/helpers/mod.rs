@@ -40,6 +40,7 @@ mod flow;
 mod jwt;
 mod refresh;
 mod requests;
+mod tls;
 
 pub use accounts::*;
 pub use app::*;
@@ -49,3 +50,4 @@ pub use flow::*;
 pub use jwt::*;
 pub use refresh::*;
 pub use requests::*;
+pub use tls::*;

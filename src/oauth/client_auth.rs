@@ -151,24 +151,16 @@ pub async fn authenticate(
     let presented = presented(req, form)?;
     let guard = FailureGuard::check(state, req, &presented)?;
     let now = state.now();
-    let verified = match state.clients.get(presented.client_id(), now) {
-        Some(client) if accepts(&client, &presented) => Ok(client),
+    let client = match state.clients.get(presented.client_id(), now) {
+        Some(client) if accepts(&client, &presented) => Some(client),
         // Not cached, or the cached row refuses: the database decides (a secret changed a
         // moment ago must work at once).
-        _ => {
-            let found = state
-                .db
-                .read(move |c| clients::find(c, presented.client_id()).map(|f| (f, presented)))
-                .await?;
-            match found {
-                (Some(client), presented) if accepts(&client, &presented) => {
-                    state.clients.put(&client, now);
-                    Ok(client)
-                }
-                _ => Err(OAuthError::invalid_client("client authentication failed")),
-            }
-        }
+        _ => read_row(state, presented.client_id())
+            .await?
+            .filter(|client| accepts(client, &presented))
+            .inspect(|client| state.clients.put(client, now)),
     };
+    let verified = client.ok_or_else(|| OAuthError::invalid_client("client authentication failed"));
     match &verified {
         Ok(client) => crate::telemetry::request::record_client(&client.client_id),
         Err(_) => guard.failed(),
@@ -195,12 +187,17 @@ pub async fn registered(state: &AppState, client_id: &str) -> Result<Option<Clie
     if let Some(client) = state.clients.get(client_id, now) {
         return Ok(Some(client));
     }
-    let id = client_id.to_string();
-    let found = state.db.read(move |c| clients::find(c, &id)).await?;
+    let found = read_row(state, client_id).await?;
     if let Some(client) = &found {
         state.clients.put(client, now);
     }
     Ok(found)
+}
+
+/// The client's row as it is now, bypassing the cache (callers fill it with what they use).
+async fn read_row(state: &AppState, client_id: &str) -> Result<Option<Client>, OAuthError> {
+    let id = client_id.to_string();
+    Ok(state.db.read(move |c| clients::find(c, &id)).await?)
 }
 
 /// Whether `client` is the one `presented` proves: a confidential client by its secret, a

@@ -30,8 +30,12 @@ const CLIENT_HEADERS: &str = "Content-Type, Authorization";
 #[derive(Clone)]
 struct NamedClient(String);
 
-/// Note the client a `/token` or `/revoke` request names, for the per-client origin check.
+/// Note the client a cross-origin `/token` or `/revoke` request names, for the per-client origin
+/// check. A request without `Origin` (every non-browser client) needs no note.
 pub fn name_client(req: &HttpRequest, form: &Form) {
+    if !req.headers().contains_key(header::ORIGIN) {
+        return;
+    }
     if let Ok(presented) = client_auth::presented(req, form) {
         req.extensions_mut()
             .insert(NamedClient(presented.client_id().to_string()));

@@ -7,6 +7,12 @@
 # user, seeds refresh-token families with `lineage token mint`, and runs ../shared/bench/run.sh for
 # every connection count. Defaults: sqlite, refresh,client_credentials,jwks,introspect, 10s, 16 64.
 # PostgreSQL uses postgres://postgres@127.0.0.1:5432/lineage_bench (dropped and re-created).
+#
+# NODES=2 (PostgreSQL only) starts two `lineage serve` processes on the one database, on PORT+1 and
+# PORT+2, behind HAProxy in TCP mode on PORT (round robin per connection, `apt-get install -y
+# haproxy`). wrk's refresh script hands each family's next token to whichever of its thread's
+# connections is free, so a chain's rotations alternate between the nodes at random. After every run
+# each node's rotation count (from its /metrics listener) is printed.
 set -euo pipefail
 
 BACKEND=${1:-sqlite}
@@ -21,6 +27,11 @@ BENCH=${BENCH_DIR:-$ROOT/../shared/bench}
 BIN=$ROOT/target/release/lineage
 [ -x "$BIN" ] || cargo build --release --bin lineage --manifest-path "$ROOT/Cargo.toml"
 command -v wrk >/dev/null || { echo "wrk not found (apt-get install -y wrk)" >&2; exit 2; }
+NODES=${NODES:-1}
+if [ "$NODES" -gt 1 ]; then
+  [ "$BACKEND" = postgres ] || { echo "NODES > 1 needs the postgres backend" >&2; exit 2; }
+  command -v haproxy >/dev/null || { echo "haproxy not found (apt-get install -y haproxy)" >&2; exit 2; }
+fi
 
 WORK=$(mktemp -d)
 PORT=${PORT:-18080}
@@ -42,12 +53,63 @@ CLIENT_SECRET=$(printf '%s' "$CLIENT_JSON" | sed 's/.*"client_secret":"\([^"]*\)
 export CLIENT_ID=bench-client CLIENT_SECRET SCOPE=api:read
 export REFRESH_SEED_CMD="'$BIN' token mint --user bench --client bench-client --count \$SEED_COUNT"
 
-"$BIN" serve > "$WORK/server.log" 2>&1 &
-SERVER=$!
-trap 'kill $SERVER 2>/dev/null; wait $SERVER 2>/dev/null; cat "$WORK/server.log" | tail -5 >&2; rm -rf "$WORK"' EXIT
+# One node on PORT, or NODES nodes on PORT+1.. behind HAProxy on PORT.
+PIDS=()
+cleanup() {
+  kill "${PIDS[@]}" 2>/dev/null || true
+  wait "${PIDS[@]}" 2>/dev/null || true
+  tail -n 5 "$WORK"/server*.log >&2
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+metrics_port() { echo $(( PORT + 100 + $1 )); }
+if [ "$NODES" -le 1 ]; then
+  "$BIN" serve > "$WORK/server.log" 2>&1 &
+  PIDS+=($!)
+else
+  BACKENDS=""
+  for n in $(seq 1 "$NODES"); do
+    LINEAGE_BIND=127.0.0.1:$(( PORT + n )) LINEAGE_METRICS_BIND=127.0.0.1:$(metrics_port "$n") \
+      "$BIN" serve > "$WORK/server$n.log" 2>&1 &
+    PIDS+=($!)
+    BACKENDS+="    server node$n 127.0.0.1:$(( PORT + n ))"$'\n'
+  done
+  cat > "$WORK/haproxy.cfg" <<CFG
+global
+    nbthread 1
+    maxconn 4096
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+frontend lineage
+    bind 127.0.0.1:$PORT
+    default_backend nodes
+backend nodes
+    balance roundrobin
+$BACKENDS
+CFG
+  haproxy -q -f "$WORK/haproxy.cfg" &
+  PIDS+=($!)
+  for n in $(seq 1 "$NODES"); do
+    for _ in $(seq 1 50); do curl -sf "http://127.0.0.1:$(( PORT + n ))/healthz" >/dev/null && break; sleep 0.2; done
+  done
+fi
 for _ in $(seq 1 50); do curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null && break; sleep 0.2; done
 
-echo "# backend=$BACKEND database=$LINEAGE_DATABASE_URL workers=$(nproc) $(date -u +%FT%TZ)"
+rotations_per_node() { # "node1=N node2=M" from each node's /metrics
+  local out="" n count
+  for n in $(seq 1 "$NODES"); do
+    count=$(curl -sf "http://127.0.0.1:$(metrics_port "$n")/metrics" \
+      | awk '/^lineage_refresh_rotations_total/ {print $2}')
+    out+="node$n=${count:-?} "
+  done
+  echo "$out"
+}
+
+echo "# backend=$BACKEND nodes=$NODES database=$LINEAGE_DATABASE_URL cores=$(nproc) $(date -u +%FT%TZ)"
 for c in "${CONNS[@]}"; do
   "$BENCH/run.sh" "http://127.0.0.1:$PORT" "$SCENARIOS" "$DURATION" "$c" || echo "# run.sh exited $? (errors in the run above)"
+  [ "$NODES" -le 1 ] || echo "# rotations so far (warm-ups included): $(rotations_per_node)"
 done

@@ -284,6 +284,12 @@ pub struct Database {
     /// Background helpers hold a weak reference and stop when every handle is gone.
     alive: std::sync::Arc<()>,
     metrics: Arc<metrics::DbMetrics>,
+    /// One permit per pooled connection: jobs beyond the pool's size wait here, in arrival order
+    /// and without a thread each, rather than as blocked threads racing for a freed connection.
+    slots: Arc<tokio::sync::Semaphore>,
+    /// How long a job waits for a permit before the database counts as unavailable (the pool's
+    /// own connection timeout).
+    slot_timeout: Duration,
 }
 
 impl fmt::Debug for Database {
@@ -310,6 +316,8 @@ impl Database {
             DatabaseUrl::Postgres { .. } => None,
         };
         Ok(Self {
+            slots: Arc::new(tokio::sync::Semaphore::new(pool.max_size() as usize)),
+            slot_timeout: options.connection_timeout,
             pool,
             writer,
             url: url.clone(),
@@ -390,12 +398,18 @@ impl Database {
         T: Send + 'static,
         E: From<StoreError> + Send + 'static,
     {
+        let queued = Instant::now();
+        let slot = tokio::time::timeout(self.slot_timeout, Arc::clone(&self.slots).acquire_owned())
+            .await
+            .map_err(|_| StoreError::Unavailable("no database connection became free".into()))?
+            .map_err(|e| StoreError::Other(e.into()))?;
         let pool = self.pool.clone();
         let metrics = Arc::clone(&self.metrics);
         let span = tracing::Span::current();
         tokio::task::spawn_blocking(move || {
             let _entered = span.enter();
-            on_pooled(&pool, &metrics, f)
+            let _slot = slot;
+            on_pooled_since(queued, &pool, &metrics, f)
         })
         .await
         .unwrap_or_else(|e| Err(task_failed(&e).into()))
@@ -475,11 +489,15 @@ fn task_failed(e: &tokio::task::JoinError) -> StoreError {
     StoreError::Other(anyhow::anyhow!("database task failed: {e}"))
 }
 
-/// A pooled connection; the time `get()` took is the pool-wait histogram.
-fn pooled(pool: &DbPool, metrics: &metrics::DbMetrics) -> Result<DbPooled, StoreError> {
-    let started = Instant::now();
+/// A pooled connection; the time since `queued` (the job's wait for a slot and `get()`) is the
+/// pool-wait histogram.
+fn pooled(
+    queued: Instant,
+    pool: &DbPool,
+    metrics: &metrics::DbMetrics,
+) -> Result<DbPooled, StoreError> {
     let conn = pool.get();
-    metrics.pool_wait.observe_duration(started.elapsed());
+    metrics.pool_wait.observe_duration(queued.elapsed());
     Ok(conn?)
 }
 
@@ -497,9 +515,22 @@ fn on_pooled<T, E>(
 where
     E: From<StoreError>,
 {
+    on_pooled_since(Instant::now(), pool, metrics, job)
+}
+
+/// `on_pooled` for a job that has been waiting for a slot since `queued`.
+fn on_pooled_since<T, E>(
+    queued: Instant,
+    pool: &DbPool,
+    metrics: &metrics::DbMetrics,
+    job: impl FnOnce(&mut DbConnection) -> Result<T, E>,
+) -> Result<T, E>
+where
+    E: From<StoreError>,
+{
     use diesel::connection::TransactionManager;
     use diesel::r2d2::R2D2Connection;
-    let mut conn = pooled(pool, metrics)?;
+    let mut conn = pooled(queued, pool, metrics)?;
     let result = counted(metrics, || job(&mut conn));
     if result.is_err() && matches!(*conn, DbConnection::Postgresql(_)) && conn.ping().is_err() {
         tracing::warn!("a database connection was lost; it will be replaced");

@@ -345,7 +345,8 @@ fn routes(cfg: &mut web::ServiceConfig, demo: bool) {
             html("/account/sign-out-everywhere")
                 .route(web::post().to(account::sign_out_everywhere)),
         )
-        .service(html("/account/password").route(web::post().to(account::change_password)));
+        .service(html("/account/password").route(web::post().to(account::change_password)))
+        .service(html("/account/profile").route(web::post().to(account::update_profile)));
     if demo {
         cfg.service(html("/demo").route(web::get().to(demo::index)))
             .service(html("/demo/start").route(web::get().to(demo::start)))

@@ -23,7 +23,9 @@ use crate::limits::{self, Limits};
 use crate::metrics::Metrics;
 use crate::oauth::client_auth::ClientCache;
 use crate::oauth::error::OAuthError;
-use crate::oauth::{authorize, cors, discovery, introspect, jwks, revocations, revoke, token};
+use crate::oauth::{
+    authorize, cors, discovery, introspect, jwks, revocations, revoke, token, userinfo,
+};
 use crate::state::AppState;
 use crate::telemetry::request::{self, RoutePattern};
 use crate::tokens::key_ring::KeyRing;
@@ -317,6 +319,14 @@ fn routes(cfg: &mut web::ServiceConfig, demo: bool) {
                 .wrap(from_fn(cors::per_client))
                 .wrap(from_fn(limits::endpoint::guard))
                 .route(web::post().to(revoke::revoke)),
+        )
+        .service(
+            resource("/userinfo")
+                .wrap(no_store())
+                .wrap(from_fn(cors::per_client))
+                .wrap(from_fn(limits::endpoint::guard))
+                .route(web::get().to(userinfo::userinfo))
+                .route(web::post().to(userinfo::userinfo)),
         )
         .service(
             resource("/introspect")

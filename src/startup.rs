@@ -288,12 +288,12 @@ fn routes(cfg: &mut web::ServiceConfig, demo: bool) {
         .service(
             resource("/.well-known/oauth-authorization-server")
                 .wrap(from_fn(cors::open))
-                .route(web::get().to(discovery::metadata)),
+                .route(web::get().to(discovery::oauth_metadata)),
         )
         .service(
             resource("/.well-known/openid-configuration")
                 .wrap(from_fn(cors::open))
-                .route(web::get().to(discovery::metadata)),
+                .route(web::get().to(discovery::openid_configuration)),
         )
         .service(
             resource("/jwks.json")

@@ -1,5 +1,6 @@
 mod account;
 mod cli;
+mod demo;
 mod discovery;
 mod profile_claims;
 mod userinfo;

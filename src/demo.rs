@@ -5,7 +5,10 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 use crate::clients::{self, NewClient, RegistryError};
 use crate::db::DbConnection;
-use crate::domain::{GrantType, Password, Permission, RedirectUri, Scope, Username};
+use crate::domain::{
+    DisplayName, Email, GrantType, Password, Permission, RedirectUri, Scope, Username,
+};
+use crate::profile::ProfileChange;
 use crate::state::AppState;
 use crate::tokens::keys::derive_key;
 use crate::tokens::secret::PlainToken;
@@ -15,9 +18,12 @@ pub const DEMO_SERVICE_CLIENT: &str = "demo-service";
 pub const DEMO_SERVICE_SCOPE: &str = "demo:read demo:write";
 pub const DEMO_AUDIENCE: &str = "demo-api";
 pub const DEMO_APP_CLIENT: &str = "demo-app";
-pub const DEMO_APP_SCOPE: &str = "notes:read notes:write";
+/// OpenID Connect's scopes and the notes API's: the demo app signs the user in and reads notes.
+pub const DEMO_APP_SCOPE: &str = "openid profile email notes:read notes:write";
 pub const DEMO_APP_AUDIENCE: &str = "notes-api";
 pub const DEMO_USER: &str = "demo";
+pub const DEMO_USER_DISPLAY_NAME: &str = "Demo User";
+pub const DEMO_USER_EMAIL: &str = "demo@example.com";
 
 fn derived(state: &AppState, purpose: &[u8], len: usize) -> String {
     URL_SAFE_NO_PAD.encode(derive_key(&state.key_secret, purpose))[..len].to_string()
@@ -34,14 +40,51 @@ fn ensure_client(c: &mut DbConnection, spec: NewClient, now: i64) -> Result<(), 
     }
 }
 
+/// The demo app's client as registered by an earlier version may lack scopes it asks for now
+/// (OpenID Connect's): add them, keeping any an operator added.
+fn widen_demo_app_scopes(c: &mut DbConnection) -> Result<(), RegistryError> {
+    let Some(client) = clients::find(c, DEMO_APP_CLIENT)? else {
+        return Ok(());
+    };
+    let wanted = Scope::parse(DEMO_APP_SCOPE).unwrap_or_default();
+    if wanted.is_subset_of(&client.scopes) {
+        return Ok(());
+    }
+    let mut all: Vec<&str> = client.scopes.iter().chain(wanted.iter()).collect();
+    all.sort_unstable();
+    all.dedup();
+    crate::db::models::clients::set_scopes(c, DEMO_APP_CLIENT, &all.join(" "))?;
+    Ok(())
+}
+
+/// The demo user's profile: a display name and a verified address, so every claim shows.
+fn demo_profile() -> anyhow::Result<ProfileChange> {
+    Ok(ProfileChange {
+        display_name: Some(Some(
+            DisplayName::parse(DEMO_USER_DISPLAY_NAME).map_err(anyhow::Error::msg)?,
+        )),
+        email: Some(Some(
+            Email::parse(DEMO_USER_EMAIL).map_err(anyhow::Error::msg)?,
+        )),
+        email_verified: Some(true),
+    })
+}
+
 /// The demo user, created once; its password is hashed through the hashing pool before the write.
+/// A demo user from before profiles gets the demo profile once.
 async fn ensure_demo_user(state: &AppState, password: &str, now: i64) -> anyhow::Result<()> {
-    let exists = state
+    let profile = demo_profile()?;
+    let existing = state
         .db
         .read(|c| crate::db::models::users::find_by_username(c, DEMO_USER))
-        .await?
-        .is_some();
-    if exists {
+        .await?;
+    if let Some(user) = existing {
+        if user.display_name.is_none() && user.email.is_none() {
+            state
+                .db
+                .write(move |c| users::update_profile(c, DEMO_USER, &profile, now))
+                .await?;
+        }
         return Ok(());
     }
     let name = Username::parse(DEMO_USER).map_err(anyhow::Error::msg)?;
@@ -52,10 +95,12 @@ async fn ensure_demo_user(state: &AppState, password: &str, now: i64) -> anyhow:
         .await??;
     state
         .db
-        .write(move |c| match users::create(c, &name, &hash, now) {
-            Ok(_) | Err(RegistryError::Conflict(_)) => Ok(()),
-            Err(e) => Err(e),
-        })
+        .write(
+            move |c| match users::create_with_profile(c, &name, &hash, &profile, now) {
+                Ok(_) | Err(RegistryError::Conflict(_)) => Ok(()),
+                Err(e) => Err(e),
+            },
+        )
         .await?;
     Ok(())
 }
@@ -106,7 +151,8 @@ pub async fn prepare(state: &AppState) -> anyhow::Result<()> {
                     first_party: false,
                 },
                 now,
-            )
+            )?;
+            widen_demo_app_scopes(c)
         })
         .await?;
     ensure_demo_user(state, &password, now).await?;
@@ -125,7 +171,7 @@ pub async fn prepare(state: &AppState) -> anyhow::Result<()> {
             as the demo service:\n   \
             NOTES_CLIENT_SECRET='{s}' cargo run --example resource_server -- --issuer {issuer} --client-id {DEMO_SERVICE_CLIENT}\n\n\
          Public keys: {issuer}/jwks.json\n\
-         Metadata:    {issuer}/.well-known/oauth-authorization-server\n"
+         Metadata:    {issuer}/.well-known/openid-configuration\n"
     );
     Ok(())
 }

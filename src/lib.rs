@@ -12,6 +12,7 @@ pub mod housekeeping;
 pub mod limits;
 pub mod metrics;
 pub mod oauth;
+pub mod profile;
 pub mod startup;
 pub mod state;
 pub mod telemetry;

@@ -23,7 +23,9 @@ use crate::limits::{self, Limits};
 use crate::metrics::Metrics;
 use crate::oauth::client_auth::ClientCache;
 use crate::oauth::error::OAuthError;
-use crate::oauth::{authorize, cors, discovery, introspect, jwks, revocations, revoke, token};
+use crate::oauth::{
+    authorize, cors, discovery, introspect, jwks, revocations, revoke, token, userinfo,
+};
 use crate::state::AppState;
 use crate::telemetry::request::{self, RoutePattern};
 use crate::tokens::key_ring::KeyRing;
@@ -286,12 +288,12 @@ fn routes(cfg: &mut web::ServiceConfig, demo: bool) {
         .service(
             resource("/.well-known/oauth-authorization-server")
                 .wrap(from_fn(cors::open))
-                .route(web::get().to(discovery::metadata)),
+                .route(web::get().to(discovery::oauth_metadata)),
         )
         .service(
             resource("/.well-known/openid-configuration")
                 .wrap(from_fn(cors::open))
-                .route(web::get().to(discovery::metadata)),
+                .route(web::get().to(discovery::openid_configuration)),
         )
         .service(
             resource("/jwks.json")
@@ -317,6 +319,14 @@ fn routes(cfg: &mut web::ServiceConfig, demo: bool) {
                 .wrap(from_fn(cors::per_client))
                 .wrap(from_fn(limits::endpoint::guard))
                 .route(web::post().to(revoke::revoke)),
+        )
+        .service(
+            resource("/userinfo")
+                .wrap(no_store())
+                .wrap(from_fn(cors::per_client))
+                .wrap(from_fn(limits::endpoint::guard))
+                .route(web::get().to(userinfo::userinfo))
+                .route(web::post().to(userinfo::userinfo)),
         )
         .service(
             resource("/introspect")
@@ -345,7 +355,8 @@ fn routes(cfg: &mut web::ServiceConfig, demo: bool) {
             html("/account/sign-out-everywhere")
                 .route(web::post().to(account::sign_out_everywhere)),
         )
-        .service(html("/account/password").route(web::post().to(account::change_password)));
+        .service(html("/account/password").route(web::post().to(account::change_password)))
+        .service(html("/account/profile").route(web::post().to(account::update_profile)));
     if demo {
         cfg.service(html("/demo").route(web::get().to(demo::index)))
             .service(html("/demo/start").route(web::get().to(demo::start)))

@@ -14,6 +14,7 @@ use crate::db::models::browser_sessions;
 use crate::db::models::users::{self as user_rows, UserRow};
 use crate::db::{DbConnection, StoreError};
 use crate::domain::{Password, Username};
+use crate::profile::ProfileChange;
 use crate::tokens::refresh;
 
 /// argon2id with OWASP's recommended parameters (19 MiB, 2 passes, 1 lane).
@@ -157,6 +158,9 @@ fn matches_phc(phc: &str, password: &[u8]) -> bool {
 pub struct UserView {
     pub id: String,
     pub username: String,
+    pub display_name: Option<String>,
+    pub email: Option<String>,
+    pub email_verified: bool,
     pub disabled: bool,
     pub security_version: i64,
     pub created_at: i64,
@@ -168,6 +172,9 @@ impl From<&UserRow> for UserView {
         Self {
             id: u.id.clone(),
             username: u.username.clone(),
+            display_name: u.display_name.clone(),
+            email: u.email.clone(),
+            email_verified: u.email_verified,
             disabled: u.disabled,
             security_version: u.security_version,
             created_at: u.created_at,
@@ -196,7 +203,18 @@ pub fn create(
     hash: &HashedPassword,
     now: i64,
 ) -> Result<UserView, RegistryError> {
-    let row = UserRow {
+    create_with_profile(conn, name, hash, &ProfileChange::default(), now)
+}
+
+/// [`create`] with a profile from the start.
+pub fn create_with_profile(
+    conn: &mut DbConnection,
+    name: &Username,
+    hash: &HashedPassword,
+    profile: &ProfileChange,
+    now: i64,
+) -> Result<UserView, RegistryError> {
+    let mut row = UserRow {
         id: uuid::Uuid::new_v4().to_string(),
         username: name.as_str().to_string(),
         password_hash: hash.0.clone(),
@@ -205,7 +223,14 @@ pub fn create(
         not_before: None,
         created_at: now,
         updated_at: now,
+        display_name: None,
+        email: None,
+        email_verified: false,
     };
+    let columns = profile.apply(&row).map_err(RegistryError::Invalid)?;
+    row.display_name = columns.display_name;
+    row.email = columns.email;
+    row.email_verified = columns.email_verified;
     conn.transaction(|conn| {
         if user_rows::find_by_username(conn, name.as_str())?.is_some() {
             return Err(RegistryError::Conflict(format!(
@@ -287,6 +312,37 @@ pub fn set_disabled(
             ("user_enabled", "enabled")
         };
         audit(conn, now, kind, &user, format!("user {name} {verb}"))?;
+        Ok::<_, RegistryError>(())
+    })?;
+    Ok(UserView::from(&get(conn, name)?))
+}
+
+/// Change a user's profile (`lineage user update`, and the display name on `/account`). The next
+/// access token, ID token or userinfo answer shows it; tokens already issued keep what they say.
+pub fn update_profile(
+    conn: &mut DbConnection,
+    name: &str,
+    change: &ProfileChange,
+    now: i64,
+) -> Result<UserView, RegistryError> {
+    conn.transaction(|conn| {
+        let user = get(conn, name)?;
+        let columns = change.apply(&user).map_err(RegistryError::Invalid)?;
+        user_rows::set_profile(
+            conn,
+            &user.id,
+            columns.display_name.as_deref(),
+            columns.email.as_deref(),
+            columns.email_verified,
+            now,
+        )?;
+        audit(
+            conn,
+            now,
+            "profile_updated",
+            &user,
+            format!("profile of {name} changed"),
+        )?;
         Ok::<_, RegistryError>(())
     })?;
     Ok(UserView::from(&get(conn, name)?))

@@ -96,7 +96,7 @@ impl Minted<'_> {
             subject: &self.user.id,
             scope: self.scope,
             sid: Some(family.id.clone()),
-            user_claims: jwt::user_claims(self.user),
+            user_claims: jwt::user_claims(self.user, self.scope),
             now,
             ttl: settings.access_token_ttl,
             expires_no_later: Some(family.absolute_expires_at),

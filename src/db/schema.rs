@@ -10,6 +10,9 @@ diesel::table! {
         not_before -> Nullable<BigInt>,
         created_at -> BigInt,
         updated_at -> BigInt,
+        display_name -> Nullable<Text>,
+        email -> Nullable<Text>,
+        email_verified -> Bool,
     }
 }
 

@@ -1,6 +1,8 @@
 //! Parse-don't-validate types: a value of one of these is known to be well-formed.
 
 mod client_id;
+mod display_name;
+mod email;
 mod origin;
 mod password;
 mod redirect_uri;
@@ -9,6 +11,8 @@ mod seconds;
 mod username;
 
 pub use client_id::ClientId;
+pub use display_name::DisplayName;
+pub use email::Email;
 pub use origin::Origin;
 pub use password::Password;
 pub use redirect_uri::RedirectUri;

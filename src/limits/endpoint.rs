@@ -1,6 +1,6 @@
-//! The limits of `/token`, `/revoke` and `/introspect`: a ceiling of requests per client address
-//! (checked here, before the body is read), and the answer when a limit refuses a request:
-//! `429 Too Many Requests`, `Retry-After`, and an RFC 6749 §5.2 body with
+//! The limits of `/token`, `/revoke`, `/introspect` and `/userinfo`: a ceiling of requests per
+//! client address (checked here, before the body is read), and the answer when a limit refuses a
+//! request: `429 Too Many Requests`, `Retry-After`, and an RFC 6749 §5.2 body with
 //! `temporarily_unavailable` — a code every OAuth client treats as "try again later", unlike
 //! `invalid_client`, which would tell a client with good credentials that they are wrong.
 
@@ -46,6 +46,7 @@ fn endpoint_label(path: &str) -> &'static str {
         "/revoke" => "revoke",
         "/introspect" => "introspect",
         "/revocations" => "revocations",
+        "/userinfo" => "userinfo",
         _ => "other",
     }
 }

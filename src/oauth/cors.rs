@@ -1,7 +1,9 @@
 //! Cross-origin requests from browser apps (the Fetch standard's CORS protocol).
 //!
 //! `/token` and `/revoke` answer a page only on an origin of the client the request names: the
-//! origin of one of that client's registered redirect URIs. The metadata and the JWKS are public
+//! origin of one of that client's registered redirect URIs. `/userinfo` does the same for the
+//! client its bearer token was issued to: the token, not a cookie, is the credential, and a page
+//! of another app has no business reading a user's claims. The metadata and the JWKS are public
 //! documents, open to every origin. Never with credentials: a browser app proves itself with its
 //! `client_id` and PKCE, not cookies, so `Access-Control-Allow-Credentials` is never sent and the
 //! browser never attaches the session cookie of the sign-in pages to a cross-origin call.
@@ -42,6 +44,15 @@ pub fn name_client(req: &HttpRequest, form: &Form) {
     }
 }
 
+/// Note the client an access token presented to `/userinfo` was issued to: the answer is shown
+/// to a page on one of that client's origins, as `/token`'s is (see `per_client`).
+pub fn name_token_client(req: &HttpRequest, client_id: &str) {
+    if req.headers().contains_key(header::ORIGIN) {
+        req.extensions_mut()
+            .insert(NamedClient(client_id.to_string()));
+    }
+}
+
 /// The origin a page on `uri` has: scheme, host and port (the default port left out), as a
 /// browser serializes it in `Origin`. `None` for a URI without one (a native app's
 /// `com.example.app:/cb`): its opaque origin serializes as `null`, which any sandboxed page sends.
@@ -71,10 +82,10 @@ fn vary_origin(headers: &mut HeaderMap) {
     headers.append(header::VARY, HeaderValue::from_static("Origin"));
 }
 
-/// Middleware of `/token` and `/revoke`. A preflight carries no body, so it cannot name its
-/// client: it is answered for any origin some registered client redirects to. The request that
-/// follows is answered with CORS headers only when its origin is one of the named client's, so a
-/// page on another app's origin cannot read the answer.
+/// Middleware of `/token`, `/revoke` and `/userinfo`. A preflight carries no body, so it cannot
+/// name its client: it is answered for any origin some registered client redirects to. The request
+/// that follows is answered with CORS headers only when its origin is one of the named client's,
+/// so a page on another app's origin cannot read the answer.
 pub async fn per_client(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,

@@ -8,13 +8,11 @@ use actix_web::web::{Data, Payload};
 use actix_web::{HttpRequest, HttpResponse};
 use serde_json::{Value, json};
 
-use super::client_auth;
 use super::error::OAuthError;
-use crate::clients;
+use super::{bearer, client_auth};
 use crate::db::StoreError;
-use crate::db::models::{refresh_families, revoked_access_tokens, users};
+use crate::db::models::users;
 use crate::state::AppState;
-use crate::tokens::jwt::{self, AccessClaims};
 use crate::tokens::refresh;
 
 pub async fn introspect(
@@ -67,51 +65,17 @@ pub async fn introspect(
 }
 
 async fn inspect_access(state: &AppState, token: &str) -> Result<Option<Value>, OAuthError> {
-    let now = state.now();
-    let keys = state.keys.for_token(&state.db, token, now).await?;
-    let Ok(claims) = jwt::verify(&keys, token, &state.issuer, now) else {
+    let Ok(live) = bearer::check(state, token).await? else {
         return Ok(None);
     };
-    let checked = claims.clone();
-    let live = state
-        .db
-        .read(move |c| access_token_is_live(c, &checked))
-        .await?;
-    Ok(live.then(|| {
-        let mut v = serde_json::to_value(&claims).unwrap_or_else(|_| json!({}));
-        if let Some(o) = v.as_object_mut() {
-            o.insert("active".into(), true.into());
-            o.insert("token_type".into(), "Bearer".into());
-            if let Some(name) = claims.extra.get("preferred_username") {
-                o.insert("username".into(), name.clone());
-            }
-        }
-        v
-    }))
-}
-
-fn access_token_is_live(
-    c: &mut crate::db::DbConnection,
-    claims: &AccessClaims,
-) -> Result<bool, crate::db::StoreError> {
-    if revoked_access_tokens::is_revoked(c, &claims.jti)? {
-        return Ok(false);
-    }
-    // A client deleted and registered again under the same id does not revive its old tokens
-    // (the same rule `lineage-resource` applies with the feed's deleted-client entries).
-    match clients::find(c, &claims.client_id)? {
-        Some(client) if client.created_at <= claims.iat => {}
-        _ => return Ok(false),
-    }
-    if let Some(sid) = &claims.sid {
-        match refresh_families::find(c, sid)? {
-            Some(f) if f.revoked_at.is_none() => {}
-            _ => return Ok(false),
-        }
-        match users::find(c, &claims.sub)? {
-            Some(u) if !u.disabled && u.not_before.is_none_or(|nb| claims.iat >= nb) => {}
-            _ => return Ok(false),
+    let claims = live.claims;
+    let mut v = serde_json::to_value(&claims).unwrap_or_else(|_| json!({}));
+    if let Some(o) = v.as_object_mut() {
+        o.insert("active".into(), true.into());
+        o.insert("token_type".into(), "Bearer".into());
+        if let Some(name) = claims.extra.get("preferred_username") {
+            o.insert("username".into(), name.clone());
         }
     }
-    Ok(true)
+    Ok(Some(v))
 }

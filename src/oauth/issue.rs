@@ -98,7 +98,10 @@ async fn sign_access_token(
         subject,
         scope: &grant.scope,
         sid: grant.sid.clone(),
-        user_claims: grant.user.map(user_claims).unwrap_or_default(),
+        user_claims: grant
+            .user
+            .map(|u| user_claims(u, &grant.scope))
+            .unwrap_or_default(),
         now,
         ttl: state.settings.access_token_ttl,
         expires_no_later: grant.expires_no_later,

@@ -2,6 +2,7 @@
 
 pub mod approval;
 pub mod authorize;
+pub mod bearer;
 pub mod client_auth;
 pub mod cors;
 pub mod discovery;
@@ -19,6 +20,7 @@ pub mod revocations;
 pub mod revoke;
 pub mod token;
 pub mod token_request;
+pub mod userinfo;
 
 /// A strong ETag for a response body (the first 128 bits of its SHA-256).
 pub(crate) fn etag_of(body: &[u8]) -> String {

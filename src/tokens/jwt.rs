@@ -9,6 +9,7 @@ use super::keys::{KeySet, SigningKey};
 use crate::clients::Client;
 use crate::db::models::users::UserRow;
 use crate::domain::{Scope, Seconds};
+use crate::profile::Profile;
 
 /// RFC 9068 `typ` header value.
 pub const ACCESS_TOKEN_TYP: &str = "at+jwt";
@@ -100,11 +101,14 @@ pub fn issuer(configured: Option<&str>, listening: SocketAddr) -> String {
     }
 }
 
-/// The user claims an access token carries, read from the user row at the moment of issue.
-pub fn user_claims(user: &UserRow) -> serde_json::Map<String, serde_json::Value> {
-    let mut m = serde_json::Map::new();
-    m.insert("preferred_username".into(), user.username.clone().into());
-    m
+/// The user claims an access token carries, read from the user row at the moment of issue: the
+/// profile claims the scope grants (`Profile::claims`), and `preferred_username` always, as access
+/// tokens have carried it from the start and resource servers read it.
+pub fn user_claims(user: &UserRow, scope: &Scope) -> serde_json::Map<String, serde_json::Value> {
+    let profile = Profile::from(user);
+    let mut claims = profile.claims(scope);
+    claims.insert("preferred_username".into(), profile.username.into());
+    claims
 }
 
 pub fn mint(
@@ -146,6 +150,18 @@ pub fn verify(
     issuer: &str,
     now: i64,
 ) -> Result<AccessClaims, VerifyError> {
+    let claims = verify_signed(keys, token, issuer)?;
+    claims.check_time(now)?;
+    Ok(claims)
+}
+
+/// The claims of a token this server signed (`alg`, `typ`, key, signature, `iss`), whatever its
+/// times say: who it was issued to is known even when it has expired.
+pub fn verify_signed(
+    keys: &KeySet,
+    token: &str,
+    issuer: &str,
+) -> Result<AccessClaims, VerifyError> {
     let header = jsonwebtoken::decode_header(token).map_err(|_| VerifyError::Malformed)?;
     if header.alg != Algorithm::EdDSA || header.typ.as_deref() != Some(ACCESS_TOKEN_TYP) {
         return Err(VerifyError::Malformed);
@@ -167,11 +183,18 @@ pub fn verify(
     if claims.iss != issuer {
         return Err(VerifyError::WrongIssuer);
     }
-    if now >= claims.exp {
-        return Err(VerifyError::Expired);
-    }
-    if now < claims.nbf {
-        return Err(VerifyError::NotYetValid);
-    }
     Ok(claims)
+}
+
+impl AccessClaims {
+    /// `exp` and `nbf` against `now`.
+    pub fn check_time(&self, now: i64) -> Result<(), VerifyError> {
+        if now >= self.exp {
+            return Err(VerifyError::Expired);
+        }
+        if now < self.nbf {
+            return Err(VerifyError::NotYetValid);
+        }
+        Ok(())
+    }
 }

@@ -12,11 +12,13 @@ use super::pages::{AccountPage, AppLine, EventLine, FamilyLine, ScopeLine, descr
 use super::session::{self, SignedIn};
 use super::{PageError, format_time, render};
 use crate::clients;
+use crate::clients::RegistryError;
 use crate::db::models::refresh_families::FamilyRow;
 use crate::db::models::{audit_events, browser_sessions, consents, refresh_families, users};
 use crate::db::{DbConnection, StoreError};
-use crate::domain::{Password, Scope};
+use crate::domain::{DisplayName, Password, Scope};
 use crate::oauth::form::Form;
+use crate::profile::ProfileChange;
 use crate::state::AppState;
 use crate::tokens::refresh::{self, Origin};
 
@@ -44,6 +46,11 @@ pub async fn page(state: Data<AppState>, req: HttpRequest) -> Result<HttpRespons
         Some("password") => Some(
             "Your password was changed. Every other device and app was signed out.".to_string(),
         ),
+        Some("profile") => Some(
+            "Your profile was saved. Apps see the change the next time they refresh their \
+             tokens."
+                .to_string(),
+        ),
         Some("app_removed") => Some(
             "The app's access was removed and its devices were signed out. \
              It has to ask you again before it can use your account."
@@ -60,6 +67,19 @@ async fn render_account(
     status: StatusCode,
     notice: Option<String>,
     error: Option<String>,
+) -> Result<HttpResponse, PageError> {
+    let typed = signed_in.user.display_name.clone().unwrap_or_default();
+    render_account_with(state, signed_in, status, notice, error, typed).await
+}
+
+/// The account page with `display_name` in the profile form.
+async fn render_account_with(
+    state: &AppState,
+    signed_in: &SignedIn,
+    status: StatusCode,
+    notice: Option<String>,
+    error: Option<String>,
+    display_name: String,
 ) -> Result<HttpResponse, PageError> {
     let (user, policy, now) = (signed_in.user.clone(), state.refresh_policy, state.now());
     let (families, apps, events) = state
@@ -109,6 +129,9 @@ async fn render_account(
     let page = AccountPage {
         username: signed_in.user.username.clone(),
         csrf_token: state.form_signer.csrf_token(&signed_in.cookie_value),
+        display_name,
+        email: signed_in.user.email.clone(),
+        email_verified: signed_in.user.email_verified,
         apps,
         families,
         events,
@@ -336,4 +359,43 @@ pub async fn change_password(
         .write(move |c| crate::users::change_own_password(c, &user_id, &new_hash, &keep, now))
         .await?;
     Ok(back("password"))
+}
+
+/// The user sets or clears their display name (an empty field clears it). The email address is
+/// not changed here: until lineage can verify an address, only an operator sets it.
+pub async fn update_profile(
+    state: Data<AppState>,
+    req: HttpRequest,
+    payload: Payload,
+) -> Result<HttpResponse, PageError> {
+    let Some((signed_in, form)) = signed_in_form(&state, &req, payload).await? else {
+        return Ok(to_login());
+    };
+    let typed = form.get("display_name").unwrap_or("").to_string();
+    let display_name = if typed.trim().is_empty() {
+        None
+    } else {
+        match DisplayName::parse(&typed) {
+            Ok(name) => Some(name),
+            Err(why) => {
+                let status = StatusCode::BAD_REQUEST;
+                let error = Some(capital(&why));
+                return render_account_with(&state, &signed_in, status, None, error, typed).await;
+            }
+        }
+    };
+    let change = ProfileChange {
+        display_name: Some(display_name),
+        ..ProfileChange::default()
+    };
+    let (username, now) = (signed_in.user.username.clone(), state.now());
+    state
+        .db
+        .write(move |c| crate::users::update_profile(c, &username, &change, now))
+        .await
+        .map_err(|e| match e {
+            RegistryError::Store(e) => PageError::from(e),
+            _ => PageError::internal(),
+        })?;
+    Ok(back("profile"))
 }

@@ -81,6 +81,11 @@ pub struct EventLine {
 pub struct AccountPage {
     pub username: String,
     pub csrf_token: String,
+    /// The display name in the profile form: the stored one, or what was just typed when it
+    /// was refused.
+    pub display_name: String,
+    pub email: Option<String>,
+    pub email_verified: bool,
     pub apps: Vec<AppLine>,
     pub families: Vec<FamilyLine>,
     pub events: Vec<EventLine>,
@@ -95,7 +100,8 @@ pub fn describe_scope(scope: &str) -> String {
         None => {
             return match scope {
                 "openid" => "Confirm who you are".into(),
-                "profile" => "See your username".into(),
+                "profile" => "See your name and username".into(),
+                "email" => "See your email address".into(),
                 "offline_access" => "Stay signed in when you are not using it".into(),
                 other => format!("Use “{other}” on your behalf"),
             };

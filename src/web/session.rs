@@ -201,6 +201,9 @@ mod tests {
                 not_before: None,
                 created_at: 0,
                 updated_at: 0,
+                display_name: None,
+                email: None,
+                email_verified: false,
             },
         };
         let shown = format!("{signed_in:?}");

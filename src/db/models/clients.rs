@@ -77,6 +77,12 @@ pub fn set_permissions(
         .execute(conn)?)
 }
 
+pub fn set_scopes(conn: &mut DbConnection, id: &str, scopes: &str) -> Result<usize, StoreError> {
+    Ok(diesel::update(clients::table.find(id))
+        .set(clients::scopes.eq(scopes))
+        .execute(conn)?)
+}
+
 pub fn delete(conn: &mut DbConnection, id: &str) -> Result<usize, StoreError> {
     Ok(diesel::delete(clients::table.find(id)).execute(conn)?)
 }

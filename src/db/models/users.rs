@@ -14,6 +14,10 @@ pub struct UserRow {
     pub not_before: Option<i64>,
     pub created_at: i64,
     pub updated_at: i64,
+    /// The profile (see `crate::profile`): NULL is "not set".
+    pub display_name: Option<String>,
+    pub email: Option<String>,
+    pub email_verified: bool,
 }
 
 impl std::fmt::Debug for UserRow {
@@ -100,6 +104,25 @@ pub fn lock(conn: &mut DbConnection, id: &str) -> Result<bool, StoreError> {
         .set(users::updated_at.eq(users::updated_at))
         .execute(conn)?
         == 1)
+}
+
+/// The user's profile as a whole, already parsed (`domain::DisplayName`, `domain::Email`).
+pub fn set_profile(
+    conn: &mut DbConnection,
+    id: &str,
+    display_name: Option<&str>,
+    email: Option<&str>,
+    email_verified: bool,
+    now: i64,
+) -> Result<usize, StoreError> {
+    Ok(diesel::update(users::table.find(id))
+        .set((
+            users::display_name.eq(display_name),
+            users::email.eq(email),
+            users::email_verified.eq(email_verified),
+            users::updated_at.eq(now),
+        ))
+        .execute(conn)?)
 }
 
 /// Access tokens of this user issued before `at` are revoked (revocation feed).

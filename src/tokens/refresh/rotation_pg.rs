@@ -42,7 +42,8 @@ WITH found AS (
            u.id AS u_id, u.username AS u_username, u.password_hash AS u_password_hash,
            u.security_version AS u_security_version, u.disabled AS u_disabled,
            u.not_before AS u_not_before, u.created_at AS u_created_at,
-           u.updated_at AS u_updated_at
+           u.updated_at AS u_updated_at, u.display_name AS u_display_name,
+           u.email AS u_email, u.email_verified AS u_email_verified
     FROM refresh_tokens t
     JOIN refresh_families f ON f.id = t.family_id
     LEFT JOIN users u ON u.id = f.user_id
@@ -196,6 +197,12 @@ struct Found {
     u_created_at: Option<i64>,
     #[diesel(sql_type = Nullable<BigInt>)]
     u_updated_at: Option<i64>,
+    #[diesel(sql_type = Nullable<Text>)]
+    u_display_name: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    u_email: Option<String>,
+    #[diesel(sql_type = Nullable<Bool>)]
+    u_email_verified: Option<bool>,
 }
 
 impl Found {
@@ -209,6 +216,9 @@ impl Found {
             not_before: self.u_not_before,
             created_at: self.u_created_at?,
             updated_at: self.u_updated_at?,
+            display_name: self.u_display_name.take(),
+            email: self.u_email.take(),
+            email_verified: self.u_email_verified?,
         })
     }
 

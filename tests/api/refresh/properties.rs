@@ -326,6 +326,9 @@ fn random_interleavings_never_leave_two_live_tokens() {
         not_before: None,
         created_at: START,
         updated_at: START,
+        display_name: None,
+        email: None,
+        email_verified: false,
     };
     db.read_sync(|c| users::insert(c, &row))
         .expect("insert user");

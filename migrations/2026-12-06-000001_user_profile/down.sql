@@ -1,0 +1,3 @@
+ALTER TABLE users DROP COLUMN email_verified;
+ALTER TABLE users DROP COLUMN email;
+ALTER TABLE users DROP COLUMN display_name;

@@ -1,0 +1,231 @@
+//! `/userinfo` (OpenID Connect Core §5.3): the signed-in user's claims for an access token that
+//! was granted `openid`, by the scopes it was granted (`Profile::claims`).
+//!
+//! The token comes as an RFC 6750 bearer token, in the `Authorization` header (§2.1) or, on a
+//! POST, as `access_token` in a form body (§2.2) — never in the URL (§2.3), where it would end
+//! up in logs and histories. It is checked exactly as introspection checks it (`bearer::check`).
+//! Errors follow RFC 6750 §3: a `WWW-Authenticate: Bearer` challenge, and the same `error` in a
+//! JSON body.
+
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::{Method, StatusCode};
+use actix_web::web::{Data, Payload};
+use actix_web::{HttpRequest, HttpResponse, ResponseError};
+use serde_json::{Map, Value, json};
+
+use super::bearer::{self, LiveToken, Rejected};
+use super::cors;
+use super::error::{OAuthError, description_chars};
+use super::form::Form;
+use crate::domain::Scope;
+use crate::profile::Profile;
+use crate::state::AppState;
+
+/// The scope an access token needs here (OIDC Core §5.3).
+const OPENID: &str = "openid";
+
+pub async fn userinfo(
+    state: Data<AppState>,
+    req: HttpRequest,
+    payload: Payload,
+) -> Result<HttpResponse, UserinfoError> {
+    let Some(token) = presented_token(&req, payload).await? else {
+        return Err(UserinfoError::NoToken);
+    };
+    let live = match bearer::check(&state, &token)
+        .await
+        .map_err(OAuthError::from)?
+    {
+        Ok(live) => live,
+        Err(Rejected { claims, why }) => {
+            // A page on the client's origin may read why its own token was refused.
+            if let Some(claims) = claims {
+                cors::name_token_client(&req, &claims.client_id);
+            }
+            return Err(UserinfoError::InvalidToken(why));
+        }
+    };
+    cors::name_token_client(&req, &live.claims.client_id);
+    let answer = answer(live)?;
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(answer))
+}
+
+/// `{"sub": …}` and the profile claims the token's scope grants.
+fn answer(live: LiveToken) -> Result<Map<String, Value>, UserinfoError> {
+    // The scope was written by this server when it signed the token; one that does not parse
+    // grants nothing.
+    let scope = Scope::parse(&live.claims.scope).unwrap_or_default();
+    if !scope.contains(OPENID) {
+        return Err(UserinfoError::InsufficientScope);
+    }
+    let Some(user) = live.user else {
+        return Err(UserinfoError::InvalidToken(
+            "the access token was not issued for a user",
+        ));
+    };
+    let profile = Profile::from(&user);
+    let mut claims = Map::new();
+    claims.insert("sub".into(), profile.subject.clone().into());
+    claims.extend(profile.claims(&scope));
+    Ok(claims)
+}
+
+/// The bearer token of the request: from `Authorization: Bearer …` or, on a POST with a form
+/// body, its `access_token`. `None` when the request carries none (the 401 without an error
+/// code); sent twice, in the URL, or malformed is `invalid_request`.
+async fn presented_token(
+    req: &HttpRequest,
+    payload: Payload,
+) -> Result<Option<String>, UserinfoError> {
+    let in_query = url::form_urlencoded::parse(req.query_string().as_bytes())
+        .any(|(name, _)| name == "access_token");
+    if in_query {
+        return Err(UserinfoError::InvalidRequest(
+            "the access token must be sent in the Authorization header or a form body, \
+             never in the URL",
+        ));
+    }
+    let from_header = header_token(req)?;
+    let from_body = if req.method() == Method::POST && is_form(req) {
+        let form = Form::read(req, payload)
+            .await
+            .map_err(|_| UserinfoError::InvalidRequest("the form body could not be read"))?;
+        form.get("access_token").map(str::to_string)
+    } else {
+        None
+    };
+    match (from_header, from_body) {
+        (Some(_), Some(_)) => Err(UserinfoError::InvalidRequest(
+            "the access token was sent in more than one way",
+        )),
+        (token, None) | (None, token) => Ok(token),
+    }
+}
+
+fn is_form(req: &HttpRequest) -> bool {
+    req.headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|m| {
+            m.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        })
+}
+
+/// `Authorization: Bearer <b64token>` (RFC 6750 §2.1; the scheme is case-insensitive, RFC 9110
+/// §11.1). Another scheme is no bearer token at all.
+fn header_token(req: &HttpRequest) -> Result<Option<String>, UserinfoError> {
+    let mut values = req.headers().get_all(header::AUTHORIZATION);
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    let malformed = UserinfoError::InvalidRequest("the Authorization header is malformed");
+    if values.next().is_some() {
+        return Err(malformed);
+    }
+    let value = value.to_str().map_err(|_| malformed.clone())?;
+    let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Ok(None);
+    }
+    let token = rest.trim_matches(' ');
+    if !is_b64token(token) {
+        return Err(malformed);
+    }
+    Ok(Some(token.to_string()))
+}
+
+/// `b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="` (RFC 6750 §2.1).
+fn is_b64token(token: &str) -> bool {
+    let body = token.trim_end_matches('=');
+    !body.is_empty()
+        && body.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
+        })
+}
+
+/// What `/userinfo` answers instead of claims (RFC 6750 §3.1).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum UserinfoError {
+    /// No bearer token at all: 401 with a bare challenge (RFC 6750 §3.1, "SHOULD NOT include an
+    /// error code").
+    #[error("no access token")]
+    NoToken,
+    #[error("invalid_request: {0}")]
+    InvalidRequest(&'static str),
+    #[error("invalid_token: {0}")]
+    InvalidToken(&'static str),
+    #[error("insufficient_scope")]
+    InsufficientScope,
+    /// The server could not answer (storage): RFC 6749 JSON as on every other endpoint.
+    #[error("{0}")]
+    Server(#[from] OAuthError),
+}
+
+impl UserinfoError {
+    fn code_and_description(&self) -> Option<(&'static str, &'static str)> {
+        match self {
+            Self::NoToken | Self::Server(_) => None,
+            Self::InvalidRequest(d) => Some(("invalid_request", d)),
+            Self::InvalidToken(d) => Some(("invalid_token", d)),
+            Self::InsufficientScope => Some((
+                "insufficient_scope",
+                "the access token was not granted the openid scope",
+            )),
+        }
+    }
+}
+
+impl ResponseError for UserinfoError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            Self::NoToken | Self::InvalidToken(_) => StatusCode::UNAUTHORIZED,
+            Self::InvalidRequest(_) => StatusCode::BAD_REQUEST,
+            Self::InsufficientScope => StatusCode::FORBIDDEN,
+            Self::Server(e) => e.status_code(),
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        if let Self::Server(e) = self {
+            return e.error_response();
+        }
+        let mut challenge = String::from("Bearer realm=\"lineage\"");
+        let mut resp = HttpResponse::build(self.status_code());
+        resp.insert_header((header::CACHE_CONTROL, "no-store"));
+        let Some((code, description)) = self.code_and_description() else {
+            resp.insert_header((header::WWW_AUTHENTICATE, challenge));
+            return resp.finish();
+        };
+        // The descriptions are fixed texts; `description_chars` keeps the quoted-string safe
+        // should one ever carry a quote.
+        let description = description_chars(description);
+        challenge.push_str(&format!(
+            ", error=\"{code}\", error_description=\"{description}\""
+        ));
+        if matches!(self, Self::InsufficientScope) {
+            challenge.push_str(&format!(", scope=\"{OPENID}\""));
+        }
+        if let Ok(value) = HeaderValue::from_str(&challenge) {
+            resp.insert_header((header::WWW_AUTHENTICATE, value));
+        }
+        resp.json(json!({"error": code, "error_description": description}))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_b64token;
+
+    #[test]
+    fn bearer_token_syntax() {
+        assert!(is_b64token("eyJhbGciOiJFZERTQSJ9.e30.c2ln"));
+        assert!(is_b64token("abc+/=="));
+        for bad in ["", "==", "a b", "a\"b", "a,b", "a=b"] {
+            assert!(!is_b64token(bad), "{bad:?}");
+        }
+    }
+}

@@ -95,24 +95,22 @@ fn standing(c: &mut DbConnection, claims: &AccessClaims) -> Result<Standing, Sto
             ));
         }
     }
-    if let Some(sid) = &claims.sid {
-        match refresh_families::find(c, sid)? {
-            Some(f) if f.revoked_at.is_none() => {}
-            _ => return Ok(Standing::Ended("the access token's session was revoked")),
-        }
+    // A client's own token (client_credentials) has no family and the client id as `sub`, never
+    // a user id: no user to read. A user's token always has a family.
+    let Some(sid) = &claims.sid else {
+        return Ok(Standing::Live(None));
+    };
+    match refresh_families::find(c, sid)? {
+        Some(f) if f.revoked_at.is_none() => {}
+        _ => return Ok(Standing::Ended("the access token's session was revoked")),
     }
-    // A client's own token (client_credentials) has the client id as `sub`, which is never a
-    // user id; a user's token always has a family.
-    let user = users::find(c, &claims.sub)?;
-    match &user {
+    let user = match users::find(c, &claims.sub)? {
+        None => return Ok(Standing::Ended("the access token's user no longer exists")),
         Some(u) if u.disabled => return Ok(Standing::Ended("the user is disabled")),
         Some(u) if u.not_before.is_some_and(|nb| claims.iat < nb) => {
             return Ok(Standing::Ended("the user's sessions were revoked"));
         }
-        None if claims.sid.is_some() => {
-            return Ok(Standing::Ended("the access token's user no longer exists"));
-        }
-        _ => {}
-    }
-    Ok(Standing::Live(user))
+        Some(u) => u,
+    };
+    Ok(Standing::Live(Some(user)))
 }

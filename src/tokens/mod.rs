@@ -2,9 +2,10 @@
 
 pub mod jwt;
 pub mod key_ring;
+pub mod key_material;
 pub mod keys;
 pub mod refresh;
 pub mod secret;
 
-// The Ed25519 jsonwebtoken provider, shared with lineage-resource.
+// The EdDSA and RS256 jsonwebtoken provider, shared with lineage-resource.
 pub use lineage_jwt::crypto;

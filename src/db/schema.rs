@@ -26,6 +26,7 @@ diesel::table! {
         first_party -> Bool,
         created_at -> BigInt,
         permissions -> Text,
+        id_token_signed_response_alg -> Text,
     }
 }
 
@@ -71,6 +72,7 @@ diesel::table! {
         rotation_count -> BigInt,
         revoked_at -> Nullable<BigInt>,
         revoked_reason -> Nullable<Text>,
+        auth_time -> BigInt,
     }
 }
 
@@ -104,6 +106,7 @@ diesel::table! {
         created_at -> BigInt,
         last_seen_at -> BigInt,
         expires_at -> BigInt,
+        auth_time -> BigInt,
     }
 }
 
@@ -122,6 +125,8 @@ diesel::table! {
         used_at -> Nullable<BigInt>,
         family_id -> Nullable<Text>,
         redirect_uri_given -> Bool,
+        nonce -> Nullable<Text>,
+        auth_time -> BigInt,
     }
 }
 

@@ -18,6 +18,8 @@ pub struct ClientRow {
     pub created_at: i64,
     /// Space-separated `Permission`s.
     pub permissions: String,
+    /// `RS256` or `EdDSA` (OIDC Dynamic Client Registration §2).
+    pub id_token_signed_response_alg: String,
 }
 
 impl std::fmt::Debug for ClientRow {
@@ -74,6 +76,12 @@ pub fn set_permissions(
 ) -> Result<usize, StoreError> {
     Ok(diesel::update(clients::table.find(id))
         .set(clients::permissions.eq(permissions))
+        .execute(conn)?)
+}
+
+pub fn set_id_token_alg(conn: &mut DbConnection, id: &str, alg: &str) -> Result<usize, StoreError> {
+    Ok(diesel::update(clients::table.find(id))
+        .set(clients::id_token_signed_response_alg.eq(alg))
         .execute(conn)?)
 }
 

@@ -26,6 +26,10 @@ mod revocation;
 /// The front channel in a browser: sign-in, `/authorize`, consent, prompt, the account page, demo.
 mod browser_session;
 
+/// OpenID Connect: ID tokens with an OIDC library, the OIDC authorization-request parameters,
+/// RSA signing keys.
+mod oidc;
+
 /// The operator's tools: the command line, backups, housekeeping.
 mod admin;
 

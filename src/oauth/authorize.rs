@@ -388,16 +388,17 @@ async fn hinted_subject(
 }
 
 /// The sign-in page, returning to this request afterwards; `again` asks it for the password even
-/// though the browser is signed in. `prompt=login` (and `select_account`) and `max_age` are
-/// dropped from the request it returns to: by then the fresh sign-in has happened, and keeping
-/// them would send the browser back to the sign-in page for ever (`max_age=0` at once, any other
-/// after a slow sign-in). Binding it to the sign-in time instead would need
-/// a signed time in the URL and buys nothing: the browser could as well have removed `prompt`
-/// from the client's request before it ever reached us.
+/// though the browser is signed in. `prompt=login` (and `select_account`), `max_age` and
+/// `id_token_hint` are dropped from the request it returns to: by then the fresh sign-in has
+/// happened, and keeping them would send the browser back to the sign-in page for ever
+/// (`max_age=0` at once, another `max_age` after a slow sign-in, a hint naming an account the
+/// user chose not to use). Binding them to the sign-in time instead would need a signed time in
+/// the URL and buys nothing: the browser could as well have removed them from the client's
+/// request before it ever reached us, and the ID token's `sub` and `auth_time` tell the client.
 fn to_sign_in(req: &HttpRequest, prompt: &Prompt, again: bool) -> HttpResponse {
     let mut query = url::form_urlencoded::Serializer::new(String::new());
     for (k, v) in url::form_urlencoded::parse(req.query_string().as_bytes()) {
-        if k != "prompt" && k != "max_age" {
+        if !matches!(k.as_ref(), "prompt" | "max_age" | "id_token_hint") {
             query.append_pair(&k, &v);
         }
     }

@@ -54,8 +54,7 @@ pub struct IdTokenClaims {
     pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
-/// What an ID token is issued for.
-#[derive(Debug)]
+/// What an ID token is issued for. No `Debug`: it holds the access token.
 pub struct IdTokenSpec<'a> {
     pub issuer: &'a str,
     pub client: &'a Client,

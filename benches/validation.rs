@@ -15,7 +15,7 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use jsonwebtoken::{DecodingKey, EncodingKey};
 use lineage::clock::{Clock, SystemClock};
 use lineage::tokens::jwt::{self, AccessClaims};
-use lineage::tokens::keys::{SigningKey, thumbprint};
+use lineage::tokens::keys::{KeyAlgorithm, PublicJwk, SigningKey, thumbprint};
 use lineage_resource::Validator;
 use ring::rand::SystemRandom;
 use ring::signature::{ED25519, Ed25519KeyPair, KeyPair, UnparsedPublicKey};
@@ -31,7 +31,10 @@ fn signing_key(now: i64) -> (SigningKey, Ed25519KeyPair) {
     let public = pair.public_key().as_ref();
     let key = SigningKey {
         kid: thumbprint(public),
-        x: URL_SAFE_NO_PAD.encode(public),
+        algorithm: KeyAlgorithm::EdDSA,
+        public: PublicJwk::Okp {
+            x: URL_SAFE_NO_PAD.encode(public),
+        },
         created_at: now,
         activates_at: now,
         retired_at: None,
@@ -76,8 +79,11 @@ fn benches(c: &mut Criterion) {
         .enable_all()
         .build()
         .unwrap();
+    let PublicJwk::Okp { x } = &key.public else {
+        unreachable!("an Ed25519 key")
+    };
     let jwks = serde_json::json!({"keys": [{
-        "kty": "OKP", "crv": "Ed25519", "x": key.x, "kid": key.kid, "use": "sig", "alg": "EdDSA"
+        "kty": "OKP", "crv": "Ed25519", "x": x, "kid": key.kid, "use": "sig", "alg": "EdDSA"
     }]});
     let validator = runtime
         .block_on(

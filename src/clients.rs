@@ -9,6 +9,7 @@ use crate::db::models::revocation_feed::Revocation;
 use crate::db::models::{consents, users};
 use crate::db::{DbConnection, StoreError};
 use crate::domain::{ClientId, GrantType, Permission, RedirectUri, Scope};
+use crate::tokens::keys::KeyAlgorithm;
 use crate::tokens::refresh::{self, RevocationReason};
 use crate::tokens::secret::{HashedToken, PlainToken};
 
@@ -26,6 +27,8 @@ pub struct Client {
     pub first_party: bool,
     pub created_at: i64,
     pub permissions: Vec<Permission>,
+    /// What signs this client's ID tokens (`id_token_signed_response_alg`).
+    pub id_token_alg: KeyAlgorithm,
 }
 
 impl Client {
@@ -55,6 +58,10 @@ impl Client {
             .map(|p| Permission::parse(p).ok_or(()))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|_| bad("permission"))?;
+        let id_token_alg = row
+            .id_token_signed_response_alg
+            .parse()
+            .map_err(|_| bad("id_token_signed_response_alg"))?;
         Ok(Self {
             client_id: ClientId::stored(row.client_id),
             name: row.name,
@@ -67,6 +74,7 @@ impl Client {
             first_party: row.first_party,
             created_at: row.created_at,
             permissions,
+            id_token_alg,
         })
     }
 
@@ -106,6 +114,7 @@ impl Client {
                 .iter()
                 .map(|p| p.as_str().to_string())
                 .collect(),
+            id_token_signed_response_alg: self.id_token_alg.as_str().to_string(),
         }
     }
 }
@@ -123,6 +132,7 @@ pub struct ClientView {
     pub first_party: bool,
     pub created_at: i64,
     pub permissions: Vec<String>,
+    pub id_token_signed_response_alg: String,
 }
 
 /// A registration request, already parsed.
@@ -177,6 +187,18 @@ impl CreatedClient {
             );
         }
         v
+    }
+}
+
+/// Choose the algorithm that signs a client's ID tokens.
+pub fn set_id_token_alg(
+    conn: &mut DbConnection,
+    client_id: &str,
+    alg: KeyAlgorithm,
+) -> Result<(), RegistryError> {
+    match client_rows::set_id_token_alg(conn, client_id, alg.as_str())? {
+        0 => Err(RegistryError::NotFound(format!("no client {client_id}"))),
+        _ => Ok(()),
     }
 }
 
@@ -274,6 +296,9 @@ pub fn create_with_permissions(
         first_party: spec.first_party,
         created_at: now,
         permissions,
+        // OIDC Dynamic Client Registration §2: RS256 unless the client asks otherwise
+        // (`set_id_token_alg`).
+        id_token_signed_response_alg: KeyAlgorithm::RS256.as_str().to_string(),
     };
     conn.transaction(|conn| {
         if client_rows::find(conn, &client_id)?.is_some() {

@@ -102,8 +102,8 @@ impl Application {
                 let backend = open_backend(&settings)?;
                 let enc = Arc::new(keys::KeyEncryption::new(&backend.key_secret));
                 let set = backend.db.write_sync(|c| {
-                    if let Some(kid) = keys::ensure_signing_key(c, &enc, now)? {
-                        tracing::info!(%kid, "generated the first signing key");
+                    for kid in keys::ensure_signing_keys(c, &enc, now)? {
+                        tracing::info!(%kid, "generated the first signing key of its algorithm");
                     }
                     keys::check_secret(c, &enc)?;
                     revocation_feed::new_epoch(c)?;

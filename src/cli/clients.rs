@@ -1,12 +1,18 @@
 //! `lineage client …`
 
 use clap::Subcommand;
+use diesel::Connection;
 use serde_json::json;
 
 use super::{Failure, print, usage};
 use crate::clients::{self, NewClient};
 use crate::domain::{GrantType, Permission, RedirectUri, Scope};
 use crate::startup::Backend;
+use crate::tokens::keys::KeyAlgorithm;
+
+fn parse_alg(raw: &str) -> Result<KeyAlgorithm, String> {
+    raw.parse()
+}
 
 #[derive(Debug, Subcommand)]
 pub enum ClientCommand {
@@ -40,6 +46,10 @@ pub enum ClientCommand {
         /// revocation feed, for resource servers).
         #[arg(long = "permission", value_delimiter = ',')]
         permissions: Vec<String>,
+        /// What signs this client's OpenID Connect ID tokens: `RS256` (the default, which every
+        /// OIDC library supports) or `EdDSA`.
+        #[arg(long, value_parser = clap::builder::ValueParser::new(parse_alg))]
+        id_token_alg: Option<KeyAlgorithm>,
         #[arg(long)]
         json: bool,
     },
@@ -89,6 +99,7 @@ pub fn run(cmd: ClientCommand, backend: &Backend, now: i64) -> Result<(), Failur
             audience,
             first_party,
             permissions,
+            id_token_alg,
             json,
         } => {
             let permissions = parse_permissions(&permissions)?;
@@ -106,8 +117,16 @@ pub fn run(cmd: ClientCommand, backend: &Backend, now: i64) -> Result<(), Failur
                 audience,
                 first_party,
             };
-            let created =
-                db.write_sync(|c| clients::create_with_permissions(c, spec, &permissions, now))?;
+            let created = db.write_sync(|c| {
+                c.transaction(|c| {
+                    let mut created = clients::create_with_permissions(c, spec, &permissions, now)?;
+                    if let Some(alg) = id_token_alg {
+                        clients::set_id_token_alg(c, created.client.client_id.as_str(), alg)?;
+                        created.client.id_token_alg = alg;
+                    }
+                    Ok::<_, clients::RegistryError>(created)
+                })
+            })?;
             print(json, created.to_json(), || created_text(&created));
             Ok(())
         }

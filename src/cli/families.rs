@@ -142,7 +142,7 @@ fn signer(
     crate::tokens::crypto::install();
     let enc = KeyEncryption::new(&backend.key_secret);
     let set = backend.db.write_sync(|c| {
-        keys::ensure_signing_key(c, &enc, now)?;
+        keys::ensure_signing_keys(c, &enc, now)?;
         keys::KeySet::load(c, &enc, None, now, settings.access_token_ttl)
     })?;
     Ok((set, jwt::issuer(settings.issuer.as_deref(), settings.bind)))

@@ -7,7 +7,7 @@ use super::{Failure, print, usage};
 use crate::configuration::Settings;
 use crate::db::models::signing_keys;
 use crate::startup::Backend;
-use crate::tokens::keys::{self, KeyEncryption};
+use crate::tokens::keys::{self, KeyAlgorithm, KeyEncryption};
 
 #[derive(Debug, Subcommand)]
 pub enum KeysCommand {
@@ -15,14 +15,23 @@ pub enum KeysCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Add a new signing key; it is published now and signs after the lead time.
+    /// Add a new signing key per algorithm (or of `--alg` only); it is published now and signs
+    /// after the lead time.
     Rotate {
+        /// Rotate only this algorithm's key: `RS256` (ID tokens) or `EdDSA` (access tokens, and
+        /// ID tokens of clients that ask for it).
+        #[arg(long, value_parser = clap::builder::ValueParser::new(parse_alg))]
+        alg: Option<KeyAlgorithm>,
         /// Override the configured key-publish lead time (`0` signs at once).
         #[arg(long)]
         lead: Option<String>,
         #[arg(long)]
         json: bool,
     },
+}
+
+fn parse_alg(raw: &str) -> Result<KeyAlgorithm, String> {
+    raw.parse()
 }
 
 pub fn run(
@@ -52,8 +61,9 @@ pub fn run(
                 out.iter()
                     .map(|k| {
                         format!(
-                            "{}  {}  activates {}  retired {}",
+                            "{}  {:<5}  {}  activates {}  retired {}",
                             k["kid"].as_str().unwrap_or(""),
+                            k["algorithm"].as_str().unwrap_or(""),
                             k["state"].as_str().unwrap_or(""),
                             k["activates_at"],
                             k["retired_at"]
@@ -63,20 +73,37 @@ pub fn run(
                     .join("\n")
             });
         }
-        KeysCommand::Rotate { lead, json } => {
+        KeysCommand::Rotate { alg, lead, json } => {
             let lead = match lead {
                 Some(raw) => crate::configuration::parse_duration("lead", &raw)
                     .map_err(|e| usage(e.to_string()))?,
                 None => settings.key_publish_lead,
             };
             let enc = KeyEncryption::new(&backend.key_secret);
-            let row = db.write_sync(|c| keys::rotate(c, &enc, now, lead))?;
-            let v = describe(&row);
+            let algs = match alg {
+                Some(a) => vec![a],
+                None => KeyAlgorithm::ALL.to_vec(),
+            };
+            let mut rows = Vec::with_capacity(algs.len());
+            for alg in algs {
+                rows.push(db.write_sync(|c| keys::rotate(c, &enc, alg, now, lead))?);
+            }
+            // One object for one algorithm (as before there were two), an array for both.
+            let out: Vec<_> = rows.iter().map(describe).collect();
+            let v = match out.as_slice() {
+                [one] => one.clone(),
+                _ => json!(out),
+            };
             print(json, v, || {
-                format!(
-                    "new signing key {} published now, signs from unix time {}",
-                    row.kid, row.activates_at
-                )
+                rows.iter()
+                    .map(|row| {
+                        format!(
+                            "new {} signing key {} published now, signs from unix time {}",
+                            row.algorithm, row.kid, row.activates_at
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
             });
         }
     }

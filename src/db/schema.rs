@@ -29,6 +29,7 @@ diesel::table! {
         first_party -> Bool,
         created_at -> BigInt,
         permissions -> Text,
+        id_token_signed_response_alg -> Text,
     }
 }
 
@@ -74,6 +75,7 @@ diesel::table! {
         rotation_count -> BigInt,
         revoked_at -> Nullable<BigInt>,
         revoked_reason -> Nullable<Text>,
+        auth_time -> BigInt,
     }
 }
 
@@ -107,6 +109,7 @@ diesel::table! {
         created_at -> BigInt,
         last_seen_at -> BigInt,
         expires_at -> BigInt,
+        auth_time -> BigInt,
     }
 }
 
@@ -125,6 +128,8 @@ diesel::table! {
         used_at -> Nullable<BigInt>,
         family_id -> Nullable<Text>,
         redirect_uri_given -> Bool,
+        nonce -> Nullable<Text>,
+        auth_time -> BigInt,
     }
 }
 

@@ -1,4 +1,6 @@
-//! `GET /authorize` (RFC 6749 §4.1.1 with PKCE and RFC 9207 `iss`).
+//! `GET /authorize` (RFC 6749 §4.1.1 with PKCE and RFC 9207 `iss`), with the OpenID Connect
+//! request parameters (OIDC Core §3.1.2.1): `nonce`, `prompt`, `max_age`, `login_hint` (read by
+//! the sign-in page) and `id_token_hint`.
 //!
 //! The client and redirect URI are checked first: until both are trusted, errors are an HTML page
 //! and never a redirect. After that, errors go back to the client as `error=…&state=…&iss=…`.
@@ -16,6 +18,7 @@ use crate::clients::{self, Client};
 use crate::db::models::auth_codes::{self, AuthCodeRow};
 use crate::domain::{GrantType, Scope};
 use crate::state::AppState;
+use crate::tokens::id_token;
 use crate::tokens::refresh::Origin;
 use crate::tokens::secret::PlainToken;
 use crate::web::PageError;
@@ -24,6 +27,13 @@ use crate::web::session::{self, SignedIn};
 
 /// Authorization codes live this long (RFC 6749 §4.1.2 recommends at most 10 minutes).
 pub const CODE_TTL: i64 = 60;
+
+/// The longest `nonce` kept with a code: far more than any library sends (a few dozen
+/// characters), small enough that a code row stays small.
+pub const MAX_NONCE_CHARS: usize = 512;
+
+/// The longest `id_token_hint` looked at; an ID token of ours is well under this.
+const MAX_ID_TOKEN_HINT_CHARS: usize = 8192;
 
 /// A validated authorization request.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -36,6 +46,9 @@ pub struct AuthorizationRequest {
     pub state: Option<String>,
     /// The PKCE challenge as stored with the code.
     pub pkce: Option<String>,
+    /// The OIDC `nonce`, echoed in the ID token.
+    #[serde(default)]
+    pub nonce: Option<String>,
 }
 
 /// A redirect back to the client (RFC 6749 §4.1.2 / §4.1.2.1, RFC 9207).
@@ -146,6 +159,9 @@ struct Validated {
     request: AuthorizationRequest,
     client: Client,
     prompt: Prompt,
+    /// OIDC `max_age`: the most seconds since the user entered the password.
+    max_age: Option<i64>,
+    id_token_hint: Option<String>,
 }
 
 /// Validate the query of `/authorize`.
@@ -237,6 +253,26 @@ async fn validate(state: &AppState, query: &str) -> Result<Validated, Rejection>
     )
     .map_err(|e| fail("invalid_request", &e))?;
     let prompt = Prompt::parse(form.get("prompt")).map_err(|e| fail("invalid_request", &e))?;
+    let nonce = form.get("nonce").map(str::to_string);
+    if nonce
+        .as_ref()
+        .is_some_and(|n| n.chars().count() > MAX_NONCE_CHARS)
+    {
+        return Err(fail("invalid_request", "nonce is too long"));
+    }
+    let max_age = match form.get("max_age") {
+        None => None,
+        Some(raw) => Some(i64::from(raw.parse::<u32>().map_err(|_| {
+            fail("invalid_request", "max_age must be a non-negative integer")
+        })?)),
+    };
+    let id_token_hint = form.get("id_token_hint").map(str::to_string);
+    if id_token_hint
+        .as_ref()
+        .is_some_and(|h| h.len() > MAX_ID_TOKEN_HINT_CHARS)
+    {
+        return Err(fail("invalid_request", "id_token_hint is too long"));
+    }
     Ok(Validated {
         request: AuthorizationRequest {
             client_id,
@@ -245,9 +281,12 @@ async fn validate(state: &AppState, query: &str) -> Result<Validated, Rejection>
             scope: scope.to_string(),
             state: client_state,
             pkce,
+            nonce,
         },
         client,
         prompt,
+        max_age,
+        id_token_hint,
     })
 }
 
@@ -256,6 +295,8 @@ pub async fn authorize(state: Data<AppState>, req: HttpRequest) -> Result<HttpRe
         request: areq,
         client,
         prompt,
+        max_age,
+        id_token_hint,
     } = match validate(&state, req.query_string()).await {
         Ok(v) => v,
         Err(Rejection::Page(p)) => return Err(p),
@@ -271,6 +312,14 @@ pub async fn authorize(state: Data<AppState>, req: HttpRequest) -> Result<HttpRe
         )
     };
     let signed_in = session::current(&state, &req).await?;
+    let hinted = match &id_token_hint {
+        Some(hint) => match hinted_subject(&state, hint, &areq.client_id).await? {
+            Ok(sub) => Some(sub),
+            Err(e) => return Ok(refuse("invalid_request", &e.to_string())),
+        },
+        None => None,
+    };
+    let now = state.now();
     let signed_in = match signed_in {
         // OIDC Core §3.1.2.1: prompt=none never shows a page.
         None if prompt.none => {
@@ -278,6 +327,27 @@ pub async fn authorize(state: Data<AppState>, req: HttpRequest) -> Result<HttpRe
         }
         None => return Ok(to_sign_in(&req, &prompt, false)),
         Some(_) if prompt.login => return Ok(to_sign_in(&req, &prompt, true)),
+        // `max_age` (OIDC Core §3.1.2.1): an older sign-in asks for the password again; `0`
+        // always does, like `prompt=login`.
+        Some(s) if max_age.is_some_and(|m| m == 0 || now - s.auth_time > m) => {
+            if prompt.none {
+                return Ok(refuse(
+                    "login_required",
+                    "the sign-in is older than max_age",
+                ));
+            }
+            return Ok(to_sign_in(&req, &prompt, true));
+        }
+        // The hint names another user than the one signed in.
+        Some(s) if hinted.as_ref().is_some_and(|sub| *sub != s.user.id) => {
+            if prompt.none {
+                return Ok(refuse(
+                    "login_required",
+                    "the signed-in user is not the one id_token_hint names",
+                ));
+            }
+            return Ok(to_sign_in(&req, &prompt, true));
+        }
         Some(s) => s,
     };
     let covers = approval::consent_covers(&state, &signed_in.user.id, &areq).await?;
@@ -287,25 +357,48 @@ pub async fn authorize(state: Data<AppState>, req: HttpRequest) -> Result<HttpRe
             let device = device_name_from_user_agent(origin.user_agent.as_deref());
             issue_code(&state, &signed_in, &areq, Some(device)).await
         }
-        _ if prompt.none => Ok(refuse(
+        Approval::Consent if prompt.none => Ok(refuse(
             "consent_required",
             "the user must approve this request on a page",
+        )),
+        // A page that is not consent: the one-click confirmation of a public client.
+        Approval::Confirm if prompt.none => Ok(refuse(
+            "interaction_required",
+            "the user must confirm this request on a page",
         )),
         Approval::Confirm => approval::confirmation_page(&state, &signed_in, &areq, &client),
         Approval::Consent => approval::consent_page(&state, &signed_in, &areq, &client, &origin),
     }
 }
 
+/// The `sub` an `id_token_hint` names, or why it is not acceptable.
+async fn hinted_subject(
+    state: &AppState,
+    hint: &str,
+    client_id: &str,
+) -> Result<Result<String, id_token::HintError>, PageError> {
+    let now = state.now();
+    let keys = state.keys.for_token(&state.db, hint, now).await?;
+    Ok(id_token::hinted_subject(
+        &keys,
+        hint,
+        &state.issuer,
+        client_id,
+    ))
+}
+
 /// The sign-in page, returning to this request afterwards; `again` asks it for the password even
-/// though the browser is signed in. `prompt=login` (and `select_account`) is dropped from the
-/// request it returns to: by then the fresh sign-in has happened, and keeping it would send the
-/// browser back to the sign-in page for ever. Binding it to the sign-in time instead would need
-/// a signed time in the URL and buys nothing: the browser could as well have removed `prompt`
-/// from the client's request before it ever reached us.
+/// though the browser is signed in. `prompt=login` (and `select_account`), `max_age` and
+/// `id_token_hint` are dropped from the request it returns to: by then the fresh sign-in has
+/// happened, and keeping them would send the browser back to the sign-in page for ever
+/// (`max_age=0` at once, another `max_age` after a slow sign-in, a hint naming an account the
+/// user chose not to use). Binding them to the sign-in time instead would need a signed time in
+/// the URL and buys nothing: the browser could as well have removed them from the client's
+/// request before it ever reached us, and the ID token's `sub` and `auth_time` tell the client.
 fn to_sign_in(req: &HttpRequest, prompt: &Prompt, again: bool) -> HttpResponse {
     let mut query = url::form_urlencoded::Serializer::new(String::new());
     for (k, v) in url::form_urlencoded::parse(req.query_string().as_bytes()) {
-        if k != "prompt" {
+        if !matches!(k.as_ref(), "prompt" | "max_age" | "id_token_hint") {
             query.append_pair(&k, &v);
         }
     }
@@ -364,6 +457,8 @@ pub async fn issue_code(
         used_at: None,
         family_id: None,
         redirect_uri_given: areq.redirect_uri_given,
+        nonce: areq.nonce.clone(),
+        auth_time: signed_in.auth_time,
     };
     state.db.write(move |c| auth_codes::insert(c, &row)).await?;
     Ok(redirect_to_client(

@@ -1,5 +1,6 @@
-//! What every grant ends with: the scope it may grant, an access token signed for it, and the
-//! RFC 6749 §5.1 response. Grants import this module; it imports no grant.
+//! What every grant ends with: the scope it may grant, an access token signed for it, an ID token
+//! when `openid` is granted to a user (OIDC Core §3.1.3.3, §12.2), and the RFC 6749 §5.1
+//! response. Grants import this module; it imports no grant.
 
 use serde::Serialize;
 
@@ -8,7 +9,9 @@ use crate::clients::Client;
 use crate::db::models::users::UserRow;
 use crate::domain::Scope;
 use crate::state::AppState;
+use crate::tokens::id_token::{self, IdTokenSpec};
 use crate::tokens::jwt::{self, AccessClaims, AccessTokenSpec, user_claims};
+use crate::tokens::keys::KeySet;
 use crate::tokens::secret::PlainToken;
 
 /// A successful token response (RFC 6749 §5.1).
@@ -20,6 +23,9 @@ pub struct TokenResponse {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub refresh_token: Option<String>,
     pub scope: String,
+    /// OIDC Core §3.1.3.3: present when `openid` was granted to a user.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id_token: Option<String>,
 }
 
 // The tokens are bearer secrets: `Debug` shows that they are there, never what they are.
@@ -34,6 +40,7 @@ impl std::fmt::Debug for TokenResponse {
                 &self.refresh_token.as_ref().map(|_| "[redacted]"),
             )
             .field("scope", &self.scope)
+            .field("id_token", &self.id_token.as_ref().map(|_| "[redacted]"))
             .finish()
     }
 }
@@ -49,6 +56,17 @@ pub struct AccessGrant<'a> {
     pub sid: Option<String>,
     /// Never valid past this (the family's end).
     pub expires_no_later: Option<i64>,
+    /// The sign-in behind a user's grant, for an ID token; `None` when there is no family.
+    pub sign_in: Option<SignIn>,
+}
+
+/// What an ID token says about the sign-in it comes from.
+#[derive(Debug, Clone)]
+pub struct SignIn {
+    /// When the user entered the password.
+    pub auth_time: i64,
+    /// The authorization request's `nonce` (code exchange only; never on a refresh).
+    pub nonce: Option<String>,
 }
 
 /// A requested scope: absent = everything `allowed`; present = must be a subset of `allowed`.
@@ -69,23 +87,46 @@ pub async fn respond(
     grant: AccessGrant<'_>,
     refresh_token: Option<&PlainToken>,
 ) -> Result<TokenResponse, OAuthError> {
-    let (access_token, expires_in) = sign_access_token(state, &grant).await?;
+    let now = state.now();
+    let keys = state.keys.current(&state.db, now).await;
+    let (access_token, expires_at) = sign_access_token(state, &keys, &grant, now)?;
+    let id_token = match (&grant.user, &grant.sid, &grant.sign_in) {
+        (Some(user), Some(family_id), Some(sign_in)) if id_token::wanted(&grant.scope) => {
+            let spec = IdTokenSpec {
+                issuer: &state.issuer,
+                client: grant.client,
+                user,
+                scope: &grant.scope,
+                family_id,
+                auth_time: sign_in.auth_time,
+                nonce: sign_in.nonce.as_deref(),
+                access_token: &access_token,
+                expires_at,
+                now,
+            };
+            let signed = id_token::sign(&keys, spec)
+                .map_err(|e| OAuthError::server_error("signing an ID token failed", &e))?;
+            Some(signed)
+        }
+        _ => None,
+    };
     Ok(TokenResponse {
         access_token,
         token_type: "Bearer",
-        expires_in,
+        expires_in: expires_at - now,
         refresh_token: refresh_token.map(|t| t.expose().to_string()),
         scope: grant.scope.to_string(),
+        id_token,
     })
 }
 
-/// The signed access token of `grant` and the seconds it lives.
-async fn sign_access_token(
+/// The signed access token of `grant` and when it expires.
+fn sign_access_token(
     state: &AppState,
+    keys: &KeySet,
     grant: &AccessGrant<'_>,
+    now: i64,
 ) -> Result<(String, i64), OAuthError> {
-    let now = state.now();
-    let keys = state.keys.current(&state.db, now).await;
     let key = keys.active(now).ok_or_else(|| {
         OAuthError::server_error("no active signing key", &"the key set has no active key")
     })?;
@@ -108,7 +149,7 @@ async fn sign_access_token(
     });
     let token = jwt::mint(key, &claims)
         .map_err(|e| OAuthError::server_error("signing an access token failed", &e))?;
-    Ok((token, claims.exp - now))
+    Ok((token, claims.exp))
 }
 
 #[cfg(test)]
@@ -123,10 +164,12 @@ mod tests {
             expires_in: 600,
             refresh_token: Some("7d4c3a52-9c1e-4b7a-8f0e-2d6b1c9a0e11".into()),
             scope: "notes:read".into(),
+            id_token: Some("eyJhbGciOiJSUzI1NiJ9.id-claims.signature".into()),
         };
         let shown = format!("{response:?}");
         assert!(!shown.contains("secret-claims"), "{shown}");
         assert!(!shown.contains("7d4c3a52"), "{shown}");
+        assert!(!shown.contains("id-claims"), "{shown}");
         assert!(shown.contains("notes:read"), "{shown}");
     }
 }

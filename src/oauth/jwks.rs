@@ -1,5 +1,7 @@
-//! `GET /jwks.json` (RFC 7517): every published Ed25519 public key — the signing one, one being
-//! rotated in, and retired ones whose tokens may still be alive.
+//! `GET /jwks.json` (RFC 7517): every published public key of each algorithm — Ed25519 (`EdDSA`,
+//! RFC 8037) and RSA (`RS256`, RFC 7518 §6.3) — the signing one, one being rotated in, and retired
+//! ones whose tokens may still be alive. Each names its `alg`, so a client picks by `kid` and
+//! `alg` alike.
 
 use actix_web::http::header;
 use actix_web::web::Data;
@@ -8,11 +10,19 @@ use serde::Serialize;
 
 use crate::state::AppState;
 
+use crate::tokens::keys::PublicJwk;
+
 #[derive(Serialize)]
 struct Jwk<'a> {
     kty: &'static str,
-    crv: &'static str,
-    x: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    crv: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    x: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    n: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    e: Option<&'a str>,
     kid: &'a str,
     #[serde(rename = "use")]
     use_: &'static str,
@@ -30,13 +40,23 @@ pub async fn jwks(state: Data<AppState>, req: HttpRequest) -> HttpResponse {
     let body = JwkSet {
         keys: set
             .published(now, state.settings.access_token_ttl)
-            .map(|k| Jwk {
-                kty: "OKP",
-                crv: "Ed25519",
-                x: &k.x,
-                kid: &k.kid,
-                use_: "sig",
-                alg: "EdDSA",
+            .map(|k| {
+                let (kty, crv, x, n, e) = match &k.public {
+                    PublicJwk::Okp { x } => ("OKP", Some("Ed25519"), Some(x.as_str()), None, None),
+                    PublicJwk::Rsa { n, e } => {
+                        ("RSA", None, None, Some(n.as_str()), Some(e.as_str()))
+                    }
+                };
+                Jwk {
+                    kty,
+                    crv,
+                    x,
+                    n,
+                    e,
+                    kid: &k.kid,
+                    use_: "sig",
+                    alg: k.algorithm.as_str(),
+                }
             })
             .collect(),
     };

@@ -4,7 +4,10 @@
 /// What the client asked the server to show (or not to show) the user.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Prompt {
-    /// Never show a page: answer `login_required` / `consent_required` instead.
+    /// Never show a page: answer `login_required` (no sign-in, or one too old for `max_age`, or
+    /// not the user `id_token_hint` names), `consent_required` (the consent page) or
+    /// `interaction_required` (any other page: a public client's confirmation) instead (OIDC Core
+    /// §3.1.2.6).
     pub none: bool,
     /// Ask for the password again even when the browser is signed in. `select_account` asks
     /// for the same: the sign-in page is where a user chooses which account to use.

@@ -1,8 +1,10 @@
-//! Ed25519 signing keys: generated with ring, encrypted at rest, published in the JWKS before they
-//! sign (lead time) and after they stop signing (until every token they signed has expired).
+//! Signing keys (Ed25519 and RSA, `key_material.rs`): encrypted at rest, published in the JWKS
+//! before they sign (lead time) and after they stop signing (until every token they signed has
+//! expired). Each algorithm has its own active key and rotates on its own.
 //!
-//! Every node derives the active key from the same rows and the clock — the key with the latest
-//! `activates_at` that has been reached — so nodes sharing one PostgreSQL agree without talking.
+//! Every node derives the active key of an algorithm from the same rows and the clock — the key
+//! with the latest `activates_at` that has been reached — so nodes sharing one PostgreSQL agree
+//! without talking.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -14,8 +16,10 @@ use diesel::prelude::*;
 use jsonwebtoken::{DecodingKey, EncodingKey};
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use ring::rand::{SecureRandom, SystemRandom};
-use ring::signature::{Ed25519KeyPair, KeyPair};
 use serde::Serialize;
+
+use super::key_material::{self, Material};
+pub use super::key_material::{KeyAlgorithm, PublicJwk};
 
 use crate::configuration::KeySecret;
 use crate::db::models::signing_keys::{self as key_rows, SigningKeyRow};
@@ -104,19 +108,18 @@ impl KeyEncryption {
 
 /// RFC 7638 thumbprint of an Ed25519 public key: SHA-256 over the canonical required members.
 pub fn thumbprint(public_key: &[u8]) -> String {
-    let x = URL_SAFE_NO_PAD.encode(public_key);
-    let canonical = format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{x}"}}"#);
-    URL_SAFE_NO_PAD.encode(ring::digest::digest(
-        &ring::digest::SHA256,
-        canonical.as_bytes(),
-    ))
+    PublicJwk::Okp {
+        x: URL_SAFE_NO_PAD.encode(public_key),
+    }
+    .thumbprint()
 }
 
 /// One usable key. `Debug` shows the kid and times, never key material.
 pub struct SigningKey {
     pub kid: String,
-    /// base64url raw public key, the JWK `x`.
-    pub x: String,
+    pub algorithm: KeyAlgorithm,
+    /// The public key as the JWKS publishes it.
+    pub public: PublicJwk,
     pub created_at: i64,
     pub activates_at: i64,
     pub retired_at: Option<i64>,
@@ -128,6 +131,7 @@ impl fmt::Debug for SigningKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SigningKey")
             .field("kid", &self.kid)
+            .field("algorithm", &self.algorithm)
             .field("activates_at", &self.activates_at)
             .field("retired_at", &self.retired_at)
             .finish_non_exhaustive()
@@ -136,21 +140,26 @@ impl fmt::Debug for SigningKey {
 
 impl SigningKey {
     fn from_row(row: &SigningKeyRow, enc: &KeyEncryption) -> anyhow::Result<Self> {
+        let algorithm: KeyAlgorithm = row.algorithm.parse().map_err(anyhow::Error::msg)?;
         let pkcs8 = enc.open(&row.kid, &row.private_key_encrypted)?;
-        let pair = Ed25519KeyPair::from_pkcs8_maybe_unchecked(&pkcs8)
-            .map_err(|_| anyhow::anyhow!("stored signing key {} is not Ed25519", row.kid))?;
-        let public = pair.public_key().as_ref();
-        if thumbprint(public) != row.kid {
+        let Material {
+            jwk,
+            encoding,
+            decoding,
+        } = key_material::parse(algorithm, &pkcs8)
+            .map_err(|e| anyhow::anyhow!("stored signing key {}: {e}", row.kid))?;
+        if jwk.thumbprint() != row.kid {
             anyhow::bail!("stored signing key {} does not match its kid", row.kid);
         }
         Ok(Self {
             kid: row.kid.clone(),
-            x: URL_SAFE_NO_PAD.encode(public),
+            algorithm,
+            public: jwk,
             created_at: row.created_at,
             activates_at: row.activates_at,
             retired_at: row.retired_at,
-            encoding: EncodingKey::from_ed_der(&pkcs8),
-            decoding: DecodingKey::from_ed_der(public),
+            encoding,
+            decoding,
         })
     }
 
@@ -200,10 +209,17 @@ pub struct KeySet {
 }
 
 impl KeySet {
-    /// The key that signs at `now`: the latest activation already reached and not retired.
+    /// The key that signs access tokens (Ed25519) at `now`.
     pub fn active(&self, now: i64) -> Option<&Arc<SigningKey>> {
+        self.active_for(KeyAlgorithm::EdDSA, now)
+    }
+
+    /// The key of `alg` that signs at `now`: the latest activation already reached and not
+    /// retired.
+    pub fn active_for(&self, alg: KeyAlgorithm, now: i64) -> Option<&Arc<SigningKey>> {
         self.keys
             .iter()
+            .filter(|k| k.algorithm == alg)
             .filter(|k| k.activates_at <= now && k.retired_at.is_none_or(|r| now < r))
             .max_by(|a, b| (a.activates_at, &a.kid).cmp(&(b.activates_at, &b.kid)))
     }
@@ -245,55 +261,70 @@ impl KeySet {
     }
 }
 
-/// A fresh key pair as a row ready to insert.
-pub fn generate(enc: &KeyEncryption, now: i64, activates_at: i64) -> anyhow::Result<SigningKeyRow> {
-    let rng = SystemRandom::new();
-    let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng)
-        .map_err(|_| anyhow::anyhow!("generating an Ed25519 key failed"))?;
-    let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref())
-        .map_err(|_| anyhow::anyhow!("generated key does not parse"))?;
-    let kid = thumbprint(pair.public_key().as_ref());
+/// A fresh key of `alg` as a row ready to insert. RSA generation takes a noticeable moment, so
+/// callers generate before they open the transaction that inserts.
+pub fn generate(
+    enc: &KeyEncryption,
+    alg: KeyAlgorithm,
+    now: i64,
+    activates_at: i64,
+) -> anyhow::Result<SigningKeyRow> {
+    let pkcs8 = key_material::generate(alg)?;
+    let jwk = key_material::parse(alg, &pkcs8)?.jwk;
+    let kid = jwk.thumbprint();
     Ok(SigningKeyRow {
-        private_key_encrypted: enc.seal(&kid, pkcs8.as_ref())?,
-        public_key: URL_SAFE_NO_PAD.encode(pair.public_key().as_ref()),
+        private_key_encrypted: enc.seal(&kid, &pkcs8)?,
+        public_key: jwk.stored(),
         kid,
-        algorithm: "EdDSA".into(),
+        algorithm: alg.as_str().into(),
         created_at: now,
         activates_at,
         retired_at: None,
     })
 }
 
-/// On first start there is no key: make one that signs at once. Serialised across nodes so two
-/// nodes starting together on one PostgreSQL still end up with one active key.
-pub fn ensure_signing_key(
+/// On first start (and the first start of a version that added an algorithm) an algorithm has no
+/// key: make one that signs at once. Serialised across nodes so two nodes starting together on
+/// one PostgreSQL still end up with one active key per algorithm. Returns the kids created.
+pub fn ensure_signing_keys(
     conn: &mut DbConnection,
     enc: &KeyEncryption,
     now: i64,
-) -> Result<Option<String>, StoreError> {
-    conn.transaction(|conn| {
-        key_rows::lock_for_rotation(conn)?;
-        if key_rows::count_unretired(conn)? > 0 {
-            return Ok(None);
+) -> Result<Vec<String>, StoreError> {
+    let mut created = Vec::new();
+    for alg in KeyAlgorithm::ALL {
+        if key_rows::count_unretired(conn, alg.as_str())? > 0 {
+            continue;
         }
-        let row = generate(enc, now, now)?;
-        let kid = row.kid.clone();
-        key_rows::insert(conn, &row)?;
-        Ok(Some(kid))
-    })
+        let row = generate(enc, alg, now, now)?;
+        let inserted = conn.transaction(|conn| {
+            key_rows::lock_for_rotation(conn)?;
+            if key_rows::count_unretired(conn, alg.as_str())? > 0 {
+                return Ok::<_, StoreError>(false);
+            }
+            key_rows::insert(conn, &row)?;
+            Ok(true)
+        })?;
+        if inserted {
+            created.push(row.kid);
+        }
+    }
+    Ok(created)
 }
 
-/// Add a new key that starts signing after `lead`; every older key retires at that moment.
+/// Add a new key of `alg` that starts signing after `lead`; every older key of that algorithm
+/// retires at that moment.
 pub fn rotate(
     conn: &mut DbConnection,
     enc: &KeyEncryption,
+    alg: KeyAlgorithm,
     now: i64,
     lead: Seconds,
 ) -> Result<SigningKeyRow, StoreError> {
+    let row = generate(enc, alg, now, now + lead.max(Seconds::ZERO))?;
     conn.transaction(|conn| {
         key_rows::lock_for_rotation(conn)?;
-        let row = generate(enc, now, now + lead.max(Seconds::ZERO))?;
-        key_rows::retire_all_unretired(conn, row.activates_at)?;
+        key_rows::retire_all_unretired(conn, alg.as_str(), row.activates_at)?;
         key_rows::insert(conn, &row)?;
         Ok(row)
     })

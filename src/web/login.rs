@@ -22,6 +22,9 @@ use crate::oauth::form::Form;
 use crate::state::AppState;
 use crate::tokens::refresh::{self, Origin};
 
+/// A username is at most 64 characters; a longer hint is cut, not refused.
+const MAX_LOGIN_HINT_CHARS: usize = 64;
+
 async fn login_form(
     state: &AppState,
     req: &HttpRequest,
@@ -63,7 +66,20 @@ pub async fn login_page(
             .insert_header((header::LOCATION, return_to))
             .finish());
     }
-    Ok(login_form(&state, &req, StatusCode::OK, return_to, String::new(), None).await)
+    let username = login_hint(&return_to);
+    Ok(login_form(&state, &req, StatusCode::OK, return_to, username, None).await)
+}
+
+/// OIDC Core §3.1.2.1 `login_hint` of the authorization request the page returns to: the
+/// username to prefill (the user may change it; it grants nothing).
+fn login_hint(return_to: &str) -> String {
+    let Some(query) = return_to.strip_prefix("/authorize?") else {
+        return String::new();
+    };
+    url::form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == "login_hint")
+        .map(|(_, v)| v.trim().chars().take(MAX_LOGIN_HINT_CHARS).collect())
+        .unwrap_or_default()
 }
 
 pub async fn login(

@@ -72,6 +72,8 @@ pub struct SignedIn {
     pub cookie_value: String,
     pub id_hash: String,
     pub user: UserRow,
+    /// When the user entered the password (OIDC Core §2 `auth_time`).
+    pub auth_time: i64,
 }
 
 // The cookie value is the session's bearer secret, and its hash the key that finds the session.
@@ -81,6 +83,7 @@ impl std::fmt::Debug for SignedIn {
             .field("cookie_value", &"[redacted]")
             .field("id_hash", &"[redacted]")
             .field("user", &self.user)
+            .field("auth_time", &self.auth_time)
             .finish()
     }
 }
@@ -117,6 +120,7 @@ pub async fn current(state: &AppState, req: &HttpRequest) -> Result<Option<Signe
                 cookie_value: value,
                 id_hash,
                 user,
+                auth_time: s.auth_time,
             })
         }
         _ => None,
@@ -142,6 +146,7 @@ pub async fn start(
         created_at: now,
         last_seen_at: now,
         expires_at: now + SESSION_TTL,
+        auth_time: now,
     };
     state
         .db
@@ -205,6 +210,7 @@ mod tests {
                 email: None,
                 email_verified: false,
             },
+            auth_time: 0,
         };
         let shown = format!("{signed_in:?}");
         assert!(!shown.contains("Zm9vYmFy"), "{shown}");

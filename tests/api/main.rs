@@ -26,6 +26,10 @@ mod revocation;
 /// The front channel in a browser: sign-in, `/authorize`, consent, prompt, the account page, demo.
 mod browser_session;
 
+/// OpenID Connect: ID tokens with an OIDC library, the OIDC authorization-request parameters,
+/// RSA signing keys.
+mod oidc;
+
 /// The operator's tools: the command line, backups, housekeeping.
 mod admin;
 
@@ -36,7 +40,6 @@ mod operations;
 mod limits;
 
 /// OpenID Connect: profile claims, `/userinfo`, the OpenID Provider discovery document.
-mod oidc;
 
 /// Properties over HTTP on arbitrary input: `/authorize` queries and sign-in forms.
 mod fuzz;

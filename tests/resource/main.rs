@@ -33,7 +33,7 @@ use lineage::domain::Seconds;
 use lineage::domain::{GrantType, Password, Permission, RedirectUri, Scope, Username};
 use lineage::state::KEY_RELOAD_SECONDS;
 use lineage::tokens::jwt::{self, AccessClaims as ServerClaims};
-use lineage::tokens::keys::{self, KeyEncryption, SigningKey};
+use lineage::tokens::keys::{self, KeyAlgorithm, KeyEncryption, PublicJwk, SigningKey};
 use lineage::tokens::refresh::{self, NewFamily, RefreshPolicy};
 use lineage::users;
 use lineage_resource::{PollOutcome, TokenError, Validator};

@@ -102,6 +102,22 @@ async fn forged_expired_and_misdirected_tokens_are_refused_per_rfc_6750() {
         .await
         .assert_invalid_token("typ must be at+jwt");
 
+    // RS256 by the server's own RSA key (published in the same JWKS for ID tokens), shaped as an
+    // access token in every other way: access tokens are EdDSA only.
+    let rsa = {
+        let keys = lineage.state.keys.current(&lineage.state.db, now).await;
+        keys.active_for(KeyAlgorithm::RS256, now)
+            .cloned()
+            .expect("an active RSA key")
+    };
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+    header.typ = Some("at+jwt".into());
+    header.kid = Some(rsa.kid.clone());
+    let rs256 = jsonwebtoken::encode(&header, &lineage.claims("user-1"), &rsa.encoding).unwrap();
+    api.list(&rs256)
+        .await
+        .assert_invalid_token("alg RS256 is not accepted");
+
     // alg none, unsigned.
     let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&lineage.claims("user-1")).unwrap());
     let none_header = json!({"alg": "none", "typ": "at+jwt", "kid": key.kid});
@@ -119,7 +135,10 @@ async fn forged_expired_and_misdirected_tokens_are_refused_per_rfc_6750() {
         "{}.{payload}",
         URL_SAFE_NO_PAD.encode(hs_header.to_string())
     );
-    let public = URL_SAFE_NO_PAD.decode(&key.x).unwrap();
+    let PublicJwk::Okp { x } = &key.public else {
+        panic!("the access-token key is Ed25519")
+    };
+    let public = URL_SAFE_NO_PAD.decode(x).unwrap();
     let mac = ring::hmac::sign(
         &ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &public),
         input.as_bytes(),
@@ -196,7 +215,13 @@ async fn key_rotation_on_the_server_is_picked_up_without_restarting_the_api() {
         .db
         .write(move |c| {
             let secret = secret.load()?;
-            keys::rotate(c, &KeyEncryption::new(&secret), now, Seconds::ZERO)
+            keys::rotate(
+                c,
+                &KeyEncryption::new(&secret),
+                KeyAlgorithm::EdDSA,
+                now,
+                Seconds::ZERO,
+            )
         })
         .await
         .unwrap();

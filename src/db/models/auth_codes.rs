@@ -20,6 +20,10 @@ pub struct AuthCodeRow {
     pub family_id: Option<String>,
     /// The authorization request named `redirect_uri`, so the token request must repeat it.
     pub redirect_uri_given: bool,
+    /// The OIDC `nonce` of the authorization request, echoed in the ID token (OIDC Core §2).
+    pub nonce: Option<String>,
+    /// When the user entered the password of the session that approved the code.
+    pub auth_time: i64,
 }
 
 pub fn insert(conn: &mut DbConnection, row: &AuthCodeRow) -> Result<(), StoreError> {

@@ -15,6 +15,8 @@ pub struct BrowserSessionRow {
     pub created_at: i64,
     pub last_seen_at: i64,
     pub expires_at: i64,
+    /// When the user entered the password (OIDC Core §2 `auth_time`, checked by `max_age`).
+    pub auth_time: i64,
 }
 
 pub fn insert(conn: &mut DbConnection, row: &BrowserSessionRow) -> Result<(), StoreError> {

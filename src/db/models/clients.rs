@@ -18,6 +18,8 @@ pub struct ClientRow {
     pub created_at: i64,
     /// Space-separated `Permission`s.
     pub permissions: String,
+    /// `RS256` or `EdDSA` (OIDC Dynamic Client Registration §2).
+    pub id_token_signed_response_alg: String,
 }
 
 impl std::fmt::Debug for ClientRow {
@@ -80,6 +82,12 @@ pub fn set_permissions(
 pub fn set_scopes(conn: &mut DbConnection, id: &str, scopes: &str) -> Result<usize, StoreError> {
     Ok(diesel::update(clients::table.find(id))
         .set(clients::scopes.eq(scopes))
+        .execute(conn)?)
+}
+
+pub fn set_id_token_alg(conn: &mut DbConnection, id: &str, alg: &str) -> Result<usize, StoreError> {
+    Ok(diesel::update(clients::table.find(id))
+        .set(clients::id_token_signed_response_alg.eq(alg))
         .execute(conn)?)
 }
 

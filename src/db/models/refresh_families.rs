@@ -20,6 +20,9 @@ pub struct FamilyRow {
     pub rotation_count: i64,
     pub revoked_at: Option<i64>,
     pub revoked_reason: Option<String>,
+    /// When the user entered the password at the sign-in that started the family; every ID token
+    /// of the family carries it (OIDC Core §12.2).
+    pub auth_time: i64,
 }
 
 pub fn insert(conn: &mut DbConnection, row: &FamilyRow) -> Result<(), StoreError> {

@@ -56,19 +56,30 @@ pub fn list_all(conn: &mut DbConnection) -> Result<Vec<SigningKeyRow>, StoreErro
         .load(conn)?)
 }
 
-pub fn count_unretired(conn: &mut DbConnection) -> Result<i64, StoreError> {
+/// Keys of `alg` not yet retired.
+pub fn count_unretired(conn: &mut DbConnection, alg: &str) -> Result<i64, StoreError> {
     use crate::db::schema::signing_keys::dsl::*;
     Ok(signing_keys
         .filter(retired_at.is_null())
+        .filter(algorithm.eq(alg))
         .count()
         .get_result(conn)?)
 }
 
-pub fn retire_all_unretired(conn: &mut DbConnection, at: i64) -> Result<usize, StoreError> {
+/// Retire every key of `alg` not yet retired, at `at`.
+pub fn retire_all_unretired(
+    conn: &mut DbConnection,
+    alg: &str,
+    at: i64,
+) -> Result<usize, StoreError> {
     use crate::db::schema::signing_keys::dsl::*;
-    Ok(diesel::update(signing_keys.filter(retired_at.is_null()))
-        .set(retired_at.eq(at))
-        .execute(conn)?)
+    Ok(diesel::update(
+        signing_keys
+            .filter(retired_at.is_null())
+            .filter(algorithm.eq(alg)),
+    )
+    .set(retired_at.eq(at))
+    .execute(conn)?)
 }
 
 /// Serialise key creation across nodes. PostgreSQL: a table lock held to the end of the

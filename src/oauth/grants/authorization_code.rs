@@ -5,7 +5,7 @@
 use diesel::Connection;
 
 use super::super::error::OAuthError;
-use super::super::issue::{self, AccessGrant, TokenResponse};
+use super::super::issue::{self, AccessGrant, SignIn, TokenResponse};
 use super::super::pkce;
 use crate::clients::Client;
 use crate::db::models::audit_events::{self, AuditEventRow};
@@ -33,6 +33,8 @@ enum Exchange {
         token: PlainToken,
         user: Box<users::UserRow>,
         scope: Scope,
+        /// The authorization request's `nonce`, for the ID token.
+        nonce: Option<String>,
     },
     Rejected(String),
     /// A malformed request: refused before the code is spent.
@@ -58,13 +60,14 @@ pub async fn grant(
         .db
         .write(move |c| exchange(c, &redemption, &client_id, origin, &policy, now))
         .await?;
-    let (family, token, user, scope) = match outcome {
+    let (family, token, user, scope, nonce) = match outcome {
         Exchange::Started {
             family,
             token,
             user,
             scope,
-        } => (family, token, user, scope),
+            nonce,
+        } => (family, token, user, scope, nonce),
         Exchange::Rejected(why) => return Err(OAuthError::invalid_grant(why)),
         Exchange::Invalid(why) => return Err(OAuthError::invalid_request(why)),
     };
@@ -74,6 +77,10 @@ pub async fn grant(
         scope,
         sid: Some(family.id.clone()),
         expires_no_later: Some(family.absolute_expires_at),
+        sign_in: Some(SignIn {
+            auth_time: family.auth_time,
+            nonce,
+        }),
     };
     issue::respond(state, access, issue_refresh.then_some(&token)).await
 }
@@ -132,13 +139,15 @@ fn exchange(
             device_name: row.device_name.clone(),
             origin,
         };
-        let (family, token) = refresh::start_family(c, spec, policy, now)?;
+        let (family, token) =
+            refresh::start_family_signed_in_at(c, spec, row.auth_time, policy, now)?;
         auth_codes::set_family(c, hash.as_str(), &family.id)?;
         Ok(Exchange::Started {
             family: Box::new(family),
             token,
             user,
             scope,
+            nonce: row.nonce,
         })
     })
 }

@@ -22,6 +22,7 @@ pub async fn grant(
         scope: scope_within(scope, &client.scopes)?,
         sid: None,
         expires_no_later: None,
+        sign_in: None,
     };
     issue::respond(state, access, None).await
 }

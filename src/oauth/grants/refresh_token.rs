@@ -2,7 +2,7 @@
 //! user's current claims. The rules live in `tokens::refresh`.
 
 use super::super::error::OAuthError;
-use super::super::issue::{self, AccessGrant, TokenResponse};
+use super::super::issue::{self, AccessGrant, SignIn, TokenResponse};
 use crate::clients::Client;
 use crate::domain::Scope;
 use crate::state::AppState;
@@ -47,6 +47,11 @@ pub async fn grant(
         sid: Some(family.id.clone()),
         // Never beyond the family's end: its idle expiry (which is never past the absolute one).
         expires_no_later: Some(family.idle_expires_at.min(family.absolute_expires_at)),
+        // OIDC Core §12.2: the family's sign-in time, and no nonce.
+        sign_in: Some(SignIn {
+            auth_time: family.auth_time,
+            nonce: None,
+        }),
     };
     issue::respond(state, access, rotated.refresh_token.as_ref()).await
 }

@@ -107,10 +107,22 @@ pub struct NewFamily {
     pub origin: Origin,
 }
 
-/// Start a family and return it with its first refresh token.
+/// Start a family (of a sign-in now, as `lineage token mint` does) and return it with its first
+/// refresh token.
 pub fn start_family(
     conn: &mut DbConnection,
     spec: NewFamily,
+    policy: &RefreshPolicy,
+    now: i64,
+) -> Result<(FamilyRow, PlainToken), StoreError> {
+    start_family_signed_in_at(conn, spec, now, policy, now)
+}
+
+/// Start a family whose user entered the password at `auth_time`.
+pub fn start_family_signed_in_at(
+    conn: &mut DbConnection,
+    spec: NewFamily,
+    auth_time: i64,
     policy: &RefreshPolicy,
     now: i64,
 ) -> Result<(FamilyRow, PlainToken), StoreError> {
@@ -130,6 +142,7 @@ pub fn start_family(
         rotation_count: 0,
         revoked_at: None,
         revoked_reason: None,
+        auth_time,
     };
     let token = new_refresh_token();
     let row = RefreshTokenRow {

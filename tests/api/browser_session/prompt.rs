@@ -1,7 +1,7 @@
 //! `prompt` on `/authorize` (OpenID Connect Core §3.1.2.1): `consent` always shows the consent
 //! page, `login` asks for the password again (once), `none` never shows a page and answers
-//! `login_required` / `consent_required` instead; `none` with anything else, or an unknown value,
-//! is `invalid_request`.
+//! `login_required` / `consent_required` / `interaction_required` instead; `none` with anything
+//! else, or an unknown value, is `invalid_request`.
 
 use lineage::clients::NewClient;
 use reqwest::StatusCode;
@@ -230,7 +230,7 @@ async fn prompt_none_never_shows_a_page(backend: Backend) {
         );
     }
     // With consent: the confidential app gets its code, the public one would need the
-    // confirmation page, so it is consent_required still.
+    // confirmation page, a page that is not consent: interaction_required (OIDC Core §3.1.2.6).
     consent_once(&b, &web, WEB_REDIRECT).await;
     consent_once(&b, &native, APP_REDIRECT).await;
     assert_code(
@@ -246,7 +246,7 @@ async fn prompt_none_never_shows_a_page(backend: Backend) {
     assert_error_redirect(
         &resp,
         APP_REDIRECT,
-        "consent_required",
+        "interaction_required",
         Some("xyz-state"),
         &app.issuer,
     );

@@ -5,7 +5,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use lineage::domain::Seconds;
 use lineage::state::KEY_RELOAD_SECONDS;
-use lineage::tokens::keys::{self, KeyEncryption};
+use lineage::tokens::keys::{self, KeyAlgorithm, KeyEncryption};
 use serde_json::Value;
 
 use super::app::TestApp;
@@ -22,21 +22,34 @@ impl TestApp {
         resp.json().await.expect("JWKS is JSON")
     }
 
+    /// The kids of the published Ed25519 keys (the access-token keys).
     pub async fn jwks_kids(&self) -> Vec<String> {
+        self.jwks_kids_of("EdDSA").await
+    }
+
+    /// The kids of the published keys of one algorithm (`alg` of the JWK).
+    pub async fn jwks_kids_of(&self, alg: &str) -> Vec<String> {
         self.jwks().await["keys"]
             .as_array()
             .expect("keys array")
             .iter()
+            .filter(|k| k["alg"] == alg)
             .map(|k| k["kid"].as_str().expect("kid").to_string())
             .collect()
     }
 
-    /// Add a signing key that signs after `lead` (as `lineage keys rotate` does); returns its kid.
+    /// Add an Ed25519 (access-token) signing key that signs after `lead` (as `lineage keys
+    /// rotate --alg EdDSA` does); returns its kid.
     pub async fn rotate_keys(&self, lead: Seconds) -> String {
+        self.rotate_keys_of(KeyAlgorithm::EdDSA, lead).await
+    }
+
+    /// Add a signing key of `alg` that signs after `lead`; returns its kid.
+    pub async fn rotate_keys_of(&self, alg: KeyAlgorithm, lead: Seconds) -> String {
         let enc = KeyEncryption::new(&self.key_secret);
         let now = self.now();
         self.db
-            .read(move |c| keys::rotate(c, &enc, now, lead))
+            .read(move |c| keys::rotate(c, &enc, alg, now, lead))
             .await
             .expect("key rotation")
             .kid

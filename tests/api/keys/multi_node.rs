@@ -85,6 +85,11 @@ async fn start_three_nodes_together(database: Arc<TestDatabase>) {
     assert_eq!(kids.len(), 1, "one first key, not one per node: {kids:?}");
     assert_eq!(b.jwks_kids().await, kids);
     assert_eq!(c.jwks_kids().await, kids);
+    // The same for the RSA key (ID tokens).
+    let rsa = a.jwks_kids_of("RS256").await;
+    assert_eq!(rsa.len(), 1, "one first RSA key, not one per node: {rsa:?}");
+    assert_eq!(b.jwks_kids_of("RS256").await, rsa);
+    assert_eq!(c.jwks_kids_of("RS256").await, rsa);
 
     let client = a.create_client("x").await;
     for node in [&a, &b, &c] {

@@ -135,7 +135,7 @@ async fn rotation_by_the_cli_reaches_a_running_server(backend: Backend) {
     let out = tokio::task::spawn_blocking(move || {
         Command::new(env!("CARGO_BIN_EXE_lineage"))
             .args(["--database-url", &url, "--key-secret", KEY_SECRET])
-            .args(["keys", "rotate", "--lead", "0", "--json"])
+            .args(["keys", "rotate", "--alg", "EdDSA", "--lead", "0", "--json"])
             .env_remove("LINEAGE_CONFIG")
             .output()
     })

@@ -267,7 +267,7 @@ fn keys_rotate_and_list(backend: Backend) {
     let before = cli.json(&["keys", "list", "--json"]);
     let before = before.as_array().expect("array").len();
 
-    let first = cli.json(&["keys", "rotate", "--lead", "0", "--json"]);
+    let first = cli.json(&["keys", "rotate", "--alg", "EdDSA", "--lead", "0", "--json"]);
     let kid = first["kid"].as_str().expect("kid");
     assert_eq!(kid.len(), 43, "a base64url SHA-256 thumbprint: {kid}");
     assert!(is_base64url(kid));
@@ -277,7 +277,7 @@ fn keys_rotate_and_list(backend: Backend) {
     assert_eq!(first["retired_at"], Value::Null);
 
     // The default lead (10 minutes): published now, signs later.
-    let second = cli.json(&["keys", "rotate", "--json"]);
+    let second = cli.json(&["keys", "rotate", "--alg", "EdDSA", "--json"]);
     assert_eq!(second["state"], "pending");
     let activates = second["activates_at"].as_i64().expect("activates_at");
     assert_eq!(

@@ -11,7 +11,7 @@ mod username;
 pub use client_id::ClientId;
 pub use origin::Origin;
 pub use password::Password;
-pub use redirect_uri::RedirectUri;
+pub use redirect_uri::{LogoutUri, RedirectUri};
 pub use scope::Scope;
 pub use seconds::Seconds;
 pub use username::Username;

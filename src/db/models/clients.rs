@@ -18,6 +18,8 @@ pub struct ClientRow {
     pub created_at: i64,
     /// Space-separated `Permission`s.
     pub permissions: String,
+    /// Where logout tokens go (Back-Channel Logout 1.0); none: the client is not told.
+    pub backchannel_logout_uri: Option<String>,
 }
 
 impl std::fmt::Debug for ClientRow {
@@ -74,6 +76,16 @@ pub fn set_permissions(
 ) -> Result<usize, StoreError> {
     Ok(diesel::update(clients::table.find(id))
         .set(clients::permissions.eq(permissions))
+        .execute(conn)?)
+}
+
+pub fn set_backchannel_logout_uri(
+    conn: &mut DbConnection,
+    id: &str,
+    uri: Option<&str>,
+) -> Result<usize, StoreError> {
+    Ok(diesel::update(clients::table.find(id))
+        .set(clients::backchannel_logout_uri.eq(uri))
         .execute(conn)?)
 }
 

@@ -35,5 +35,8 @@ mod operations;
 /// Abuse limits: sign-in back-off, client-authentication failures, trusted proxies, hashing pool.
 mod limits;
 
+/// OpenID Connect: ID tokens, userinfo, logout (RP-initiated and back-channel).
+mod oidc;
+
 /// Properties over HTTP on arbitrary input: `/authorize` queries and sign-in forms.
 mod fuzz;

@@ -261,3 +261,17 @@ async fn post(d: &Deliverer, claimed: &Claimed) -> Result<(), String> {
         Err(e) => Err(format!("the request failed: {}", e.without_url())),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::backoff;
+
+    #[test]
+    fn backoff_doubles_from_ten_seconds_up_to_an_hour() {
+        let waits: Vec<i64> = (1..=10).map(backoff).collect();
+        assert_eq!(waits, [10, 20, 40, 80, 160, 320, 640, 1280, 2560, 3600]);
+        assert_eq!(backoff(0), 10);
+        assert_eq!(backoff(100), 3600);
+        assert_eq!(backoff(i64::MAX), 3600);
+    }
+}

@@ -27,6 +27,7 @@ both_backends!(
     device_revoke_and_admin_revoke_are_delivered,
     natural_expiry_and_deleted_clients_send_nothing,
     a_failed_delivery_is_retried_after_the_back_off,
+    a_delivery_that_keeps_failing_is_given_up_and_collected,
     a_queued_logout_survives_a_restart,
     a_receiver_that_never_answers_holds_up_nothing,
     the_cli_sets_shows_and_clears_the_logout_uri,
@@ -409,6 +410,66 @@ async fn a_failed_delivery_is_retried_after_the_back_off(backend: Backend) {
             format!("lineage_backchannel_logout_deliveries_total{{outcome=\"{outcome}\"}} 1");
         assert!(metrics.contains(&line), "{line}: {metrics}");
     }
+}
+
+async fn a_delivery_that_keeps_failing_is_given_up_and_collected(backend: Backend) {
+    let Some(fx) = Fixture::new(backend, |s| {
+        quick(s);
+        s.backchannel.max_attempts = 2;
+    })
+    .await
+    else {
+        return;
+    };
+    let app = &fx.app;
+    let receiver = Receiver::start(&[], Answer::Status(500)).await;
+    set_logout_uri(app, &fx.client.id, &receiver.url).await;
+    detect_reuse(app, &fx.client, &fx.user.id).await;
+    receiver.wait_for(1).await;
+    let started = std::time::Instant::now();
+    while counts(app, &fx.client.id).await.last_error.is_none() {
+        assert!(started.elapsed() < PATIENCE, "the failure is recorded");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    app.clock.advance(11);
+    receiver.wait_for(2).await;
+    let started = std::time::Instant::now();
+    let c = loop {
+        let c = counts(app, &fx.client.id).await;
+        if c.given_up == 1 {
+            break c;
+        }
+        assert!(started.elapsed() < PATIENCE, "given up: {c:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!((c.pending, c.delivered), (0, 0));
+    assert!(
+        c.last_error.as_deref().unwrap_or("").contains("500"),
+        "{c:?}"
+    );
+    let metrics = app.metrics_text().await;
+    for outcome in ["failed", "given_up"] {
+        let line =
+            format!("lineage_backchannel_logout_deliveries_total{{outcome=\"{outcome}\"}} 1");
+        assert!(metrics.contains(&line), "{line}: {metrics}");
+    }
+    // No third attempt, however long one waits.
+    app.clock.advance(3600);
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(receiver.received().len(), 2);
+
+    // Housekeeping collects the finished row after its retention (a week).
+    let collect = |now: i64| {
+        let ttl = app.settings.access_token_ttl;
+        app.db
+            .write(move |c| lineage::housekeeping::collect_all(c, now, ttl))
+    };
+    let report = collect(app.now()).await.expect("housekeeping");
+    assert_eq!(report.logout_deliveries, 0, "kept for a week");
+    let week = lineage::housekeeping::LOGOUT_DELIVERY_RETENTION.get();
+    let report = collect(app.now() + week + 1).await.expect("housekeeping");
+    assert_eq!(report.logout_deliveries, 1);
+    assert_eq!(counts(app, &fx.client.id).await, Default::default());
 }
 
 async fn a_queued_logout_survives_a_restart(backend: Backend) {

@@ -5,10 +5,11 @@ use serde::Serialize;
 
 use crate::db::models::audit_events::{self, AuditEventRow};
 use crate::db::models::clients::{self as client_rows, ClientRow};
+use crate::db::models::logout_deliveries;
 use crate::db::models::revocation_feed::Revocation;
 use crate::db::models::{consents, users};
 use crate::db::{DbConnection, StoreError};
-use crate::domain::{ClientId, GrantType, Permission, RedirectUri, Scope};
+use crate::domain::{ClientId, GrantType, LogoutUri, Permission, RedirectUri, Scope};
 use crate::tokens::keys::KeyAlgorithm;
 use crate::tokens::refresh::{self, RevocationReason};
 use crate::tokens::secret::{HashedToken, PlainToken};
@@ -29,6 +30,8 @@ pub struct Client {
     pub permissions: Vec<Permission>,
     /// What signs this client's ID tokens (`id_token_signed_response_alg`).
     pub id_token_alg: KeyAlgorithm,
+    /// Where logout tokens are sent when one of its families ends early (`backchannel`).
+    pub backchannel_logout_uri: Option<LogoutUri>,
 }
 
 impl Client {
@@ -62,6 +65,12 @@ impl Client {
             .id_token_signed_response_alg
             .parse()
             .map_err(|_| bad("id_token_signed_response_alg"))?;
+        let backchannel_logout_uri = row
+            .backchannel_logout_uri
+            .as_deref()
+            .map(LogoutUri::parse)
+            .transpose()
+            .map_err(|_| bad("back-channel logout URI"))?;
         Ok(Self {
             client_id: ClientId::stored(row.client_id),
             name: row.name,
@@ -75,6 +84,7 @@ impl Client {
             created_at: row.created_at,
             permissions,
             id_token_alg,
+            backchannel_logout_uri,
         })
     }
 
@@ -115,6 +125,7 @@ impl Client {
                 .map(|p| p.as_str().to_string())
                 .collect(),
             id_token_signed_response_alg: self.id_token_alg.as_str().to_string(),
+            backchannel_logout_uri: self.backchannel_logout_uri.as_ref().map(|u| u.to_string()),
         }
     }
 }
@@ -133,6 +144,7 @@ pub struct ClientView {
     pub created_at: i64,
     pub permissions: Vec<String>,
     pub id_token_signed_response_alg: String,
+    pub backchannel_logout_uri: Option<String>,
 }
 
 /// A registration request, already parsed.
@@ -299,6 +311,7 @@ pub fn create_with_permissions(
         // OIDC Dynamic Client Registration §2: RS256 unless the client asks otherwise
         // (`set_id_token_alg`).
         id_token_signed_response_alg: KeyAlgorithm::RS256.as_str().to_string(),
+        backchannel_logout_uri: None,
     };
     conn.transaction(|conn| {
         if client_rows::find(conn, &client_id)?.is_some() {
@@ -389,6 +402,26 @@ pub fn set_permissions(
     })
 }
 
+/// Set (or with `None` clear) where a client's logout tokens go (Back-Channel Logout 1.0 §2.2).
+/// Families that end from now on are told there; tokens already queued go to the URI the client
+/// has when they are sent, and are given up if it has none.
+pub fn set_backchannel_logout_uri(
+    conn: &mut DbConnection,
+    client_id: &str,
+    uri: Option<&LogoutUri>,
+    now: i64,
+) -> Result<Client, RegistryError> {
+    conn.transaction(|conn| {
+        get(conn, client_id)?;
+        client_rows::set_backchannel_logout_uri(conn, client_id, uri.map(LogoutUri::as_str))?;
+        let shown = uri.map_or("none", LogoutUri::as_str);
+        let detail = format!("back-channel logout URI of client {client_id} set to: {shown}");
+        let event = AuditEventRow::new(now, "client_updated", detail).for_client(client_id);
+        audit_events::insert(conn, &event)?;
+        get(conn, client_id)
+    })
+}
+
 /// Delete a client and end everything issued to it.
 pub fn delete(conn: &mut DbConnection, client_id: &str, now: i64) -> Result<(), RegistryError> {
     conn.transaction(|conn| {
@@ -396,6 +429,8 @@ pub fn delete(conn: &mut DbConnection, client_id: &str, now: i64) -> Result<(), 
             return Err(RegistryError::NotFound(format!("no client `{client_id}`")));
         }
         consents::delete_for_client(conn, client_id)?;
+        // Logout tokens still queued for it are never sent: the client no longer exists.
+        logout_deliveries::delete_for_client(conn, client_id)?;
         let of = refresh::FamiliesOf {
             user: None,
             client: Some(client_id),

@@ -1,13 +1,13 @@
 //! Garbage collection: ended refresh families (and their tokens), expired denylist entries,
-//! revocation-feed entries past their retention and old audit events are deleted in bounded
-//! batches, so tables stay proportional to live sessions.
+//! revocation-feed entries past their retention, old audit events and finished back-channel
+//! logout deliveries are deleted in bounded batches, so tables stay proportional to live sessions.
 
 use diesel::Connection;
 use serde::Serialize;
 
 use crate::db::models::{
-    audit_events, auth_codes, browser_sessions, refresh_families, refresh_tokens, revocation_feed,
-    revoked_access_tokens, sign_in_throttles,
+    audit_events, auth_codes, browser_sessions, logout_deliveries, refresh_families,
+    refresh_tokens, revocation_feed, revoked_access_tokens, sign_in_throttles,
 };
 use crate::db::{Database, DbConnection, StoreError};
 use crate::domain::Seconds;
@@ -20,6 +20,9 @@ pub const AUDIT_RETENTION: Seconds = Seconds::new(90 * 86_400);
 /// Used and expired authorization codes are kept this long, so a replayed code still revokes the
 /// family it started.
 pub const CODE_RETENTION: Seconds = Seconds::new(86_400);
+/// Delivered and given-up back-channel logout tokens are kept this long, so `lineage client show`
+/// counts a week of them and the last error stays readable.
+pub const LOGOUT_DELIVERY_RETENTION: Seconds = Seconds::new(7 * 86_400);
 
 #[derive(Debug, Default, Clone, Copy, Serialize, PartialEq, Eq)]
 pub struct GcReport {
@@ -32,6 +35,8 @@ pub struct GcReport {
     pub revocation_feed_entries: usize,
     /// Per-username sign-in failure counts nobody added to for a day.
     pub sign_in_throttles: usize,
+    /// Back-channel logout tokens delivered or given up longer ago than their retention.
+    pub logout_deliveries: usize,
 }
 
 impl GcReport {
@@ -44,6 +49,7 @@ impl GcReport {
             + self.auth_codes
             + self.revocation_feed_entries
             + self.sign_in_throttles
+            + self.logout_deliveries
     }
     fn add(&mut self, o: GcReport) {
         self.families += o.families;
@@ -54,6 +60,7 @@ impl GcReport {
         self.auth_codes += o.auth_codes;
         self.revocation_feed_entries += o.revocation_feed_entries;
         self.sign_in_throttles += o.sign_in_throttles;
+        self.logout_deliveries += o.logout_deliveries;
     }
 }
 
@@ -80,6 +87,8 @@ pub fn collect_batch(
             now - crate::limits::sign_in::FORGET_AFTER,
             BATCH,
         )?;
+        let logouts =
+            logout_deliveries::delete_finished_before(c, now - LOGOUT_DELIVERY_RETENTION, BATCH)?;
         Ok(GcReport {
             families,
             refresh_tokens,
@@ -89,6 +98,7 @@ pub fn collect_batch(
             auth_codes: codes,
             revocation_feed_entries: feed,
             sign_in_throttles: throttles,
+            logout_deliveries: logouts,
         })
     })
 }

@@ -1,3 +1,4 @@
+pub mod backchannel;
 pub mod cli;
 pub mod clients;
 // The clock lives in lineage-jwt, shared with lineage-resource; `lineage::clock` stays its path.

@@ -29,6 +29,12 @@ pub struct ResultLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    /// `delivered`, `failed` (to be retried) or `given_up`.
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RetryLabels {
     /// `same` or `other`: whether the retry came from the IP and user agent of the rotation it
     /// repeats.
@@ -87,6 +93,11 @@ pub struct Metrics {
     pub rate_limited: Family<RateLimitLabels, Counter>,
     pub rate_limit_keys: Family<LimitLabels, Gauge>,
     pub password_hashing_busy: Counter,
+    /// Back-channel logout attempts of this node, by outcome.
+    pub backchannel_logout_deliveries: Family<OutcomeLabels, Counter>,
+    /// Logout tokens queued and not yet delivered or given up, counted in the database at each
+    /// scrape.
+    pub backchannel_logout_pending: Gauge,
 }
 
 impl Default for Metrics {
@@ -161,6 +172,18 @@ impl Default for Metrics {
                 "Requests answered 503 because every password-hashing worker and queue place \
                  was taken",
             ),
+            backchannel_logout_deliveries: registered(
+                &mut r,
+                "backchannel_logout_deliveries",
+                "Back-channel logout tokens POSTed by this node, by outcome \
+                 (delivered, failed and to be retried, given_up)",
+            ),
+            backchannel_logout_pending: registered(
+                &mut r,
+                "backchannel_logout_pending",
+                "Back-channel logout tokens waiting to be delivered, \
+                 counted in the database at each scrape",
+            ),
             registry: r,
         }
     }
@@ -206,6 +229,13 @@ impl Metrics {
             .get_or_create(&RetryLabels {
                 origin: origin.into(),
             })
+            .inc();
+    }
+
+    /// One back-channel logout attempt: `delivered`, `failed` or `given_up`.
+    pub fn backchannel_logout(&self, outcome: &'static str) {
+        self.backchannel_logout_deliveries
+            .get_or_create(&OutcomeLabels { outcome })
             .inc();
     }
 
@@ -321,13 +351,21 @@ pub async fn endpoint(
     let (now, max_rotations) = (state.now(), state.refresh_policy.max_rotations);
     match state
         .db
-        .read(move |c| crate::db::models::refresh_families::count_live(c, now, max_rotations))
+        .read(move |c| {
+            let live = crate::db::models::refresh_families::count_live(c, now, max_rotations)?;
+            let pending = crate::db::models::logout_deliveries::count_pending(c)?;
+            Ok::<_, crate::db::StoreError>((live, pending))
+        })
         .await
     {
-        Ok(live) => {
+        Ok((live, pending)) => {
             state.metrics.refresh_families_active.set(live);
+            state.metrics.backchannel_logout_pending.set(pending);
         }
-        Err(e) => tracing::warn!(error = %e, "/metrics: could not count the live refresh families"),
+        Err(e) => tracing::warn!(
+            error = %e,
+            "/metrics: could not count the live refresh families and pending logouts"
+        ),
     }
     actix_web::HttpResponse::Ok()
         .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")

@@ -41,6 +41,8 @@ pub struct Application {
     /// The separate `/metrics` listener, when `metrics_bind` is set.
     metrics: Option<(u16, Server)>,
     state: Data<AppState>,
+    /// The back-channel logout task; stopped when the server stops (or is dropped).
+    backchannel: Option<crate::backchannel::Running>,
 }
 
 /// Everything the server needs before it listens; also what the CLI opens.
@@ -144,6 +146,7 @@ impl Application {
             clock,
         });
         start_background_work(&state).await;
+        let backchannel = crate::backchannel::start(state.clone())?;
         let server = run(listener, state.clone(), &settings)?;
         let metrics = settings
             .metrics_bind
@@ -154,6 +157,7 @@ impl Application {
             server,
             metrics,
             state,
+            backchannel: Some(backchannel),
         })
     }
 
@@ -175,8 +179,9 @@ impl Application {
     }
 
     /// `serve`: run until SIGTERM or SIGINT, then stop accepting, let in-flight requests finish
-    /// (at most `shutdown_timeout`), and commit every queued write before returning.
-    pub async fn run_until_signalled(self) -> anyhow::Result<()> {
+    /// (at most `shutdown_timeout`), let back-channel logouts in flight finish (at most their
+    /// timeout) and commit every queued write before returning.
+    pub async fn run_until_signalled(mut self) -> anyhow::Result<()> {
         let handles: Vec<_> = std::iter::once(self.server.handle())
             .chain(self.metrics.as_ref().map(|(_, m)| m.handle()))
             .collect();
@@ -193,13 +198,20 @@ impl Application {
             }
         });
         let state = self.state.clone();
+        let backchannel = self.backchannel.take();
         self.run_until_stopped().await?;
+        if let Some(backchannel) = backchannel {
+            backchannel.finish().await;
+        }
         state.db.flush().await?;
         tracing::info!("stopped: every accepted request was answered and every write committed");
         Ok(())
     }
 
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        // Held until the server ends, or until this future is dropped (an embedder or a test
+        // aborting it): either way the back-channel logout task stops with the server.
+        let _backchannel = self.backchannel;
         match self.metrics {
             Some((_, metrics)) => futures_util::future::try_join(self.server, metrics)
                 .await

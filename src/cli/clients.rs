@@ -1,12 +1,12 @@
 //! `lineage client …`
 
 use clap::Subcommand;
-use diesel::Connection;
 use serde_json::json;
 
 use super::{Failure, print, usage};
 use crate::clients::{self, NewClient};
-use crate::domain::{GrantType, Permission, RedirectUri, Scope};
+use crate::db::models::logout_deliveries::{self, DeliveryCounts};
+use crate::domain::{GrantType, LogoutUri, Permission, RedirectUri, Scope};
 use crate::startup::Backend;
 use crate::tokens::keys::KeyAlgorithm;
 
@@ -50,22 +50,40 @@ pub enum ClientCommand {
         /// OIDC library supports) or `EdDSA`.
         #[arg(long, value_parser = clap::builder::ValueParser::new(parse_alg))]
         id_token_alg: Option<KeyAlgorithm>,
+        /// Where lineage POSTs a logout token when one of this client's sessions ends early
+        /// (OpenID Connect Back-Channel Logout); https, or http on a loopback host.
+        #[arg(long)]
+        backchannel_logout_uri: Option<String>,
         #[arg(long)]
         json: bool,
     },
-    /// Change an existing client's permissions (the given list replaces the current one).
+    /// Change an existing client: its permissions (the given list replaces the current one)
+    /// and/or its back-channel logout URI.
+    #[command(group(
+        clap::ArgGroup::new("change")
+            .required(true)
+            .multiple(true)
+            .args([
+                "permissions",
+                "no_permissions",
+                "backchannel_logout_uri",
+                "no_backchannel_logout_uri",
+            ])
+    ))]
     Update {
         client_id: String,
         /// The client's permissions from now on; repeat or comma-separate.
-        #[arg(
-            long = "permission",
-            value_delimiter = ',',
-            required_unless_present = "no_permissions"
-        )]
+        #[arg(long = "permission", value_delimiter = ',')]
         permissions: Vec<String>,
         /// Take every permission away.
         #[arg(long, conflicts_with = "permissions")]
         no_permissions: bool,
+        /// Where logout tokens go from now on (https, or http on a loopback host).
+        #[arg(long)]
+        backchannel_logout_uri: Option<String>,
+        /// Stop sending logout tokens to this client.
+        #[arg(long, conflicts_with = "backchannel_logout_uri")]
+        no_backchannel_logout_uri: bool,
         #[arg(long)]
         json: bool,
     },
@@ -100,9 +118,11 @@ pub fn run(cmd: ClientCommand, backend: &Backend, now: i64) -> Result<(), Failur
             first_party,
             permissions,
             id_token_alg,
+            backchannel_logout_uri,
             json,
         } => {
             let permissions = parse_permissions(&permissions)?;
+            let logout_uri = parse_logout_uri(backchannel_logout_uri.as_deref())?;
             let spec = NewClient {
                 client_id,
                 name,
@@ -117,15 +137,18 @@ pub fn run(cmd: ClientCommand, backend: &Backend, now: i64) -> Result<(), Failur
                 audience,
                 first_party,
             };
+            // One transaction: the client exists with its settings, or not at all.
             let created = db.write_sync(|c| {
-                c.transaction(|c| {
-                    let mut created = clients::create_with_permissions(c, spec, &permissions, now)?;
-                    if let Some(alg) = id_token_alg {
-                        clients::set_id_token_alg(c, created.client.client_id.as_str(), alg)?;
-                        created.client.id_token_alg = alg;
-                    }
-                    Ok::<_, clients::RegistryError>(created)
-                })
+                let mut created = clients::create_with_permissions(c, spec, &permissions, now)?;
+                let id = created.client.client_id.to_string();
+                if let Some(alg) = id_token_alg {
+                    clients::set_id_token_alg(c, &id, alg)?;
+                    created.client.id_token_alg = alg;
+                }
+                if let Some(uri) = &logout_uri {
+                    created.client = clients::set_backchannel_logout_uri(c, &id, Some(uri), now)?;
+                }
+                Ok::<_, clients::RegistryError>(created)
             })?;
             print(json, created.to_json(), || created_text(&created));
             Ok(())
@@ -133,12 +156,29 @@ pub fn run(cmd: ClientCommand, backend: &Backend, now: i64) -> Result<(), Failur
         ClientCommand::Update {
             client_id,
             permissions,
-            no_permissions: _,
+            no_permissions,
+            backchannel_logout_uri,
+            no_backchannel_logout_uri,
             json,
         } => {
-            let permissions = parse_permissions(&permissions)?;
-            let client =
-                db.write_sync(|c| clients::set_permissions(c, &client_id, &permissions, now))?;
+            let permissions = (no_permissions || !permissions.is_empty())
+                .then(|| parse_permissions(&permissions))
+                .transpose()?;
+            let logout_uri = match (backchannel_logout_uri, no_backchannel_logout_uri) {
+                (Some(raw), _) => Some(parse_logout_uri(Some(&raw))?),
+                (None, true) => Some(None),
+                (None, false) => None,
+            };
+            let client = db.write_sync(|c| {
+                let mut client = clients::get(c, &client_id)?;
+                if let Some(permissions) = &permissions {
+                    client = clients::set_permissions(c, &client_id, permissions, now)?;
+                }
+                if let Some(uri) = &logout_uri {
+                    client = clients::set_backchannel_logout_uri(c, &client_id, uri.as_ref(), now)?;
+                }
+                Ok::<_, clients::RegistryError>(client)
+            })?;
             let v = client.view();
             print(json, json!(v), || {
                 let list = if v.permissions.is_empty() {
@@ -146,7 +186,11 @@ pub fn run(cmd: ClientCommand, backend: &Backend, now: i64) -> Result<(), Failur
                 } else {
                     v.permissions.join(", ")
                 };
-                format!("client {}: permissions {list}", v.client_id)
+                let uri = v.backchannel_logout_uri.as_deref().unwrap_or("none");
+                format!(
+                    "client {}: permissions {list}; back-channel logout URI {uri}",
+                    v.client_id
+                )
             });
             Ok(())
         }
@@ -157,10 +201,14 @@ pub fn run(cmd: ClientCommand, backend: &Backend, now: i64) -> Result<(), Failur
             Ok(())
         }
         ClientCommand::Show { client_id, json } => {
-            let c = db.read_sync(|conn| clients::get(conn, &client_id))?;
-            let v = c.view();
-            print(json, json!(v), || {
-                serde_json::to_string_pretty(&v).unwrap_or_default()
+            let (c, logouts) = db.read_sync(|conn| {
+                let c = clients::get(conn, &client_id)?;
+                let logouts = logout_deliveries::counts_for_client(conn, &client_id)?;
+                Ok::<_, clients::RegistryError>((c, logouts))
+            })?;
+            let shown = show_json(&c.view(), &logouts);
+            print(json, shown.clone(), || {
+                serde_json::to_string_pretty(&shown).unwrap_or_default()
             });
             Ok(())
         }
@@ -190,6 +238,20 @@ fn parse_permissions(raw: &[String]) -> Result<Vec<Permission>, Failure> {
             })
         })
         .collect()
+}
+
+fn parse_logout_uri(raw: Option<&str>) -> Result<Option<LogoutUri>, Failure> {
+    raw.map(LogoutUri::parse).transpose().map_err(usage)
+}
+
+/// `client show`: the client, and what became of the logout tokens sent to it (delivered and
+/// given-up ones are counted for as long as housekeeping keeps them, a week).
+fn show_json(view: &clients::ClientView, logouts: &DeliveryCounts) -> serde_json::Value {
+    let mut v = json!(view);
+    if let Some(obj) = v.as_object_mut() {
+        obj.insert("backchannel_logout".into(), json!(logouts));
+    }
+    v
 }
 
 fn parse_grants(grants: &[String]) -> Result<Vec<GrantType>, Failure> {

@@ -12,7 +12,7 @@ use ipnet::IpNet;
 
 use super::parse::{
     address, at_least, boolean, count, database_url, duration, duration_at_most, issuer,
-    key_secret, log_format, optional, positive_duration,
+    key_secret, log_format, optional, positive_at_most, positive_duration,
 };
 use super::{ConfigError, KeySecret, LogFormat};
 use crate::db::{DEFAULT_WRITER_QUEUE, DatabaseUrl};
@@ -95,6 +95,21 @@ declare_settings! {
     #[arg(num_args = 0..=1, default_missing_value = "true")]
     revocations_public: bool = false,
         env "LINEAGE_REVOCATIONS_PUBLIC", parse boolean;
+    /// Back-channel logout: how long one delivery may take before it counts as failed (`5s`).
+    backchannel_logout_timeout: Seconds = Seconds::new(5),
+        env "LINEAGE_BACKCHANNEL_LOGOUT_TIMEOUT",
+        parse positive_at_most(Seconds::new(MINUTE), "a minute");
+    /// Back-channel logout tokens one node sends at once (16).
+    backchannel_logout_concurrency: usize = 16,
+        env "LINEAGE_BACKCHANNEL_LOGOUT_CONCURRENCY", parse count(1..=1024);
+    /// Attempts at one back-channel logout token before it is given up (12).
+    backchannel_logout_attempts: i64 = 12,
+        env "LINEAGE_BACKCHANNEL_LOGOUT_ATTEMPTS", parse count(1..=100);
+    /// How often a node looks for due back-channel logout tokens, besides right after each
+    /// revocation it commits (`10s`).
+    backchannel_logout_interval: Seconds = Seconds::new(10),
+        env "LINEAGE_BACKCHANNEL_LOGOUT_INTERVAL",
+        parse positive_at_most(Seconds::new(HOUR), "an hour");
     /// Log lines as `json` or `text` (default: text on a terminal, JSON otherwise).
     log_format: LogFormat = LogFormat::for_stderr(),
         env "LINEAGE_LOG_FORMAT", parse log_format;

@@ -66,8 +66,24 @@ pub struct Settings {
     pub revocations_public: bool,
     /// How log lines are written to stderr.
     pub log_format: LogFormat,
+    /// Back-channel logout delivery (`backchannel`).
+    pub backchannel: BackchannelSettings,
     /// Abuse limits, trusted proxies and the password-hashing pool.
     pub limits: LimitSettings,
+}
+
+/// How logout tokens are delivered (Back-Channel Logout 1.0), from the `backchannel_logout_*`
+/// settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BackchannelSettings {
+    /// One POST may take this long; then it failed.
+    pub timeout: Seconds,
+    /// POSTs one node has in flight at most.
+    pub concurrency: usize,
+    /// Attempts before a logout token is given up.
+    pub max_attempts: i64,
+    /// How often the outbox is read besides after a revocation this node committed.
+    pub interval: Seconds,
 }
 
 impl SettingsArgs {
@@ -131,6 +147,12 @@ impl Values {
             demo: false,
             revocations_public: self.revocations_public,
             log_format: self.log_format,
+            backchannel: BackchannelSettings {
+                timeout: self.backchannel_logout_timeout,
+                concurrency: self.backchannel_logout_concurrency,
+                max_attempts: self.backchannel_logout_attempts,
+                interval: self.backchannel_logout_interval,
+            },
             limits: LimitSettings {
                 trusted_proxies: TrustedProxies {
                     networks: self.trusted_proxies,

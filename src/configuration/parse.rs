@@ -97,6 +97,18 @@ pub(super) fn duration_at_most(
     }
 }
 
+/// A duration above zero and at most `max`.
+pub(super) fn positive_at_most(
+    max: Seconds,
+    max_words: &'static str,
+) -> impl Fn(&str, &str) -> Result<Seconds, ConfigError> {
+    let at_most = duration_at_most(max, max_words);
+    move |name, raw| {
+        positive_duration(name, raw)?;
+        at_most(name, raw)
+    }
+}
+
 fn whole_number(name: &str, raw: &str) -> Result<i64, ConfigError> {
     raw.trim()
         .parse::<i64>()

@@ -2,6 +2,7 @@
 //! group sizes, and refresh families revoked (by reason), counted once their transaction commits.
 
 use std::cell::RefCell;
+use std::sync::Arc;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -28,6 +29,9 @@ pub struct DbMetrics {
     /// SQLite: jobs committed together in one transaction.
     pub writer_group_size: Histogram,
     pub family_revocations: Family<ReasonLabels, Counter>,
+    /// Notified after a commit that revoked families: the back-channel logout task
+    /// (`backchannel`) then looks for the deliveries those revocations queued.
+    pub revocations_committed: Arc<tokio::sync::Notify>,
 }
 
 impl DbMetrics {
@@ -40,11 +44,15 @@ impl DbMetrics {
             writer_queue_capacity: capacity,
             writer_group_size: Histogram::counts(histogram::GROUP_SIZES),
             family_revocations: Family::default(),
+            revocations_committed: Arc::new(tokio::sync::Notify::new()),
         }
     }
 
     /// Count what a committed job revoked.
     pub(super) fn count(&self, revoked: Revocations) {
+        if !revoked.0.is_empty() {
+            self.revocations_committed.notify_one();
+        }
         for (reason, families) in revoked.0 {
             self.family_revocations
                 .get_or_create(&ReasonLabels { reason })

@@ -30,6 +30,7 @@ diesel::table! {
         created_at -> BigInt,
         permissions -> Text,
         id_token_signed_response_alg -> Text,
+        backchannel_logout_uri -> Nullable<Text>,
     }
 }
 
@@ -175,7 +176,26 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    logout_deliveries (family_id) {
+        family_id -> Text,
+        client_id -> Text,
+        user_id -> Text,
+        created_at -> BigInt,
+        attempts -> BigInt,
+        next_attempt_at -> BigInt,
+        last_attempt_at -> Nullable<BigInt>,
+        last_error -> Nullable<Text>,
+        delivered_at -> Nullable<BigInt>,
+        given_up_at -> Nullable<BigInt>,
+        lease_id -> Nullable<Text>,
+        leased_until -> Nullable<BigInt>,
+    }
+}
+
 diesel::joinable!(refresh_tokens -> refresh_families (family_id));
+diesel::joinable!(refresh_families -> clients (client_id));
+diesel::joinable!(logout_deliveries -> clients (client_id));
 diesel::joinable!(refresh_families -> users (user_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
@@ -192,4 +212,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     revocation_feed,
     revocation_feed_head,
     sign_in_throttles,
+    logout_deliveries,
 );

@@ -15,7 +15,7 @@ pub use display_name::DisplayName;
 pub use email::Email;
 pub use origin::Origin;
 pub use password::Password;
-pub use redirect_uri::RedirectUri;
+pub use redirect_uri::{LogoutUri, RedirectUri};
 pub use scope::Scope;
 pub use seconds::Seconds;
 pub use username::Username;

@@ -31,6 +31,44 @@ impl RedirectUri {
     }
 }
 
+/// A client's `backchannel_logout_uri` (Back-Channel Logout 1.0 §2.2): an absolute URL without
+/// a fragment that lineage POSTs logout tokens to, so https except for a loopback host (an app
+/// on the same machine), like redirect URIs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogoutUri(String);
+
+impl LogoutUri {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let u = url::Url::parse(raw)
+            .map_err(|e| format!("back-channel logout URI `{raw}` is not an absolute URL: {e}"))?;
+        if u.fragment().is_some() || raw.contains('#') {
+            return Err(format!(
+                "back-channel logout URI `{raw}` must not contain a fragment"
+            ));
+        }
+        match u.scheme() {
+            "https" if u.host().is_some() => Ok(Self(raw.to_string())),
+            "http" if is_loopback(&u) => Ok(Self(raw.to_string())),
+            "http" => Err(format!(
+                "back-channel logout URI `{raw}` uses http on a non-loopback host; use https"
+            )),
+            _ => Err(format!(
+                "back-channel logout URI `{raw}` must be an https URL"
+            )),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for LogoutUri {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 fn is_loopback(u: &url::Url) -> bool {
     match u.host() {
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
@@ -58,5 +96,16 @@ mod tests {
         assert!(RedirectUri::parse("/relative").is_err());
         assert!(RedirectUri::parse("https://app.example/cb#frag").is_err());
         assert!(RedirectUri::parse("http://app.example/cb").is_err());
+    }
+
+    #[test]
+    fn logout_uris() {
+        assert!(LogoutUri::parse("https://app.example/backchannel-logout").is_ok());
+        assert!(LogoutUri::parse("http://127.0.0.1:9000/logout").is_ok());
+        assert!(LogoutUri::parse("http://localhost/logout").is_ok());
+        assert!(LogoutUri::parse("http://app.example/logout").is_err());
+        assert!(LogoutUri::parse("https://app.example/logout#x").is_err());
+        assert!(LogoutUri::parse("com.example.app:/logout").is_err());
+        assert!(LogoutUri::parse("/logout").is_err());
     }
 }

@@ -112,6 +112,10 @@ pub async fn openid_configuration(state: Data<AppState>) -> Result<HttpResponse,
         "claims_parameter_supported": false,
         "request_parameter_supported": false,
         "request_uri_parameter_supported": false,
+        // Back-Channel Logout 1.0 §2.1: clients may register a `backchannel_logout_uri`, and
+        // every logout token carries `sid` (the refresh family, as in the ID and access tokens).
+        "backchannel_logout_supported": true,
+        "backchannel_logout_session_supported": true,
     });
     if let Value::Object(extra) = oidc {
         fields.extend(extra);

@@ -133,7 +133,17 @@ pub fn sign_for_client<T: Serialize>(
     claims: &T,
     now: i64,
 ) -> Result<String, SignError> {
-    let alg = client.id_token_alg;
+    sign_with(keys, client.id_token_alg, typ, claims, now)
+}
+
+/// Sign `claims` as a JWT of type `typ` with the active key of `alg`.
+pub fn sign_with<T: Serialize>(
+    keys: &KeySet,
+    alg: KeyAlgorithm,
+    typ: &str,
+    claims: &T,
+    now: i64,
+) -> Result<String, SignError> {
     let key = keys
         .active_for(alg, now)
         .ok_or(SignError::NoActiveKey(alg))?;

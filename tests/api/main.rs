@@ -26,10 +26,6 @@ mod revocation;
 /// The front channel in a browser: sign-in, `/authorize`, consent, prompt, the account page, demo.
 mod browser_session;
 
-/// OpenID Connect: ID tokens with an OIDC library, the OIDC authorization-request parameters,
-/// RSA signing keys.
-mod oidc;
-
 /// The operator's tools: the command line, backups, housekeeping.
 mod admin;
 
@@ -39,7 +35,8 @@ mod operations;
 /// Abuse limits: sign-in back-off, client-authentication failures, trusted proxies, hashing pool.
 mod limits;
 
-/// OpenID Connect: profile claims, `/userinfo`, the OpenID Provider discovery document.
+/// OpenID Connect: profile claims, `/userinfo`, discovery, ID tokens, back-channel logout.
+mod oidc;
 
 /// Properties over HTTP on arbitrary input: `/authorize` queries and sign-in forms.
 mod fuzz;

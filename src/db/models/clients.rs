@@ -20,6 +20,8 @@ pub struct ClientRow {
     pub permissions: String,
     /// `RS256` or `EdDSA` (OIDC Dynamic Client Registration §2).
     pub id_token_signed_response_alg: String,
+    /// Where logout tokens go (Back-Channel Logout 1.0); none: the client is not told.
+    pub backchannel_logout_uri: Option<String>,
 }
 
 impl std::fmt::Debug for ClientRow {
@@ -88,6 +90,16 @@ pub fn set_scopes(conn: &mut DbConnection, id: &str, scopes: &str) -> Result<usi
 pub fn set_id_token_alg(conn: &mut DbConnection, id: &str, alg: &str) -> Result<usize, StoreError> {
     Ok(diesel::update(clients::table.find(id))
         .set(clients::id_token_signed_response_alg.eq(alg))
+        .execute(conn)?)
+}
+
+pub fn set_backchannel_logout_uri(
+    conn: &mut DbConnection,
+    id: &str,
+    uri: Option<&str>,
+) -> Result<usize, StoreError> {
+    Ok(diesel::update(clients::table.find(id))
+        .set(clients::backchannel_logout_uri.eq(uri))
         .execute(conn)?)
 }
 

@@ -5,6 +5,7 @@ pub mod auth_codes;
 pub mod browser_sessions;
 pub mod clients;
 pub mod consents;
+pub mod logout_deliveries;
 pub mod refresh_families;
 pub mod refresh_tokens;
 pub mod revocation_feed;

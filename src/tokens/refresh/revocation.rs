@@ -1,11 +1,15 @@
 //! Ending families. Every revocation records why, writes an audit event the user can see, and is
 //! published to the revocation feed in the same transaction as its last statement (publishing
 //! holds the feed's head row until the commit): a family can never end without resource servers
-//! hearing of it.
+//! hearing of it. In the same transaction, a family whose client registered a back-channel
+//! logout URI gets a logout token queued for it (`logout_deliveries::queue`, sent by
+//! `backchannel`): every early end passes through `revoke_one` or `Ended::publish`, so none is
+//! missed. Natural expiry (idle, absolute) is not a revocation and queues nothing.
 
 use diesel::Connection;
 
 use crate::db::models::audit_events::{self, AuditEventRow};
+use crate::db::models::logout_deliveries;
 use crate::db::models::refresh_families::{self, FamilyRow};
 use crate::db::models::revocation_feed::{self, Revocation};
 use crate::db::models::users;
@@ -133,6 +137,7 @@ pub(super) fn revoke_one(
         return Ok(false);
     }
     audit_events::insert(c, event)?;
+    logout_deliveries::queue(c, std::slice::from_ref(&family.id), now)?;
     revocation_feed::publish(c, &[Revocation::family(&family.id, now)])?;
     Ok(true)
 }
@@ -170,6 +175,8 @@ impl Ended {
             .map(|sid| Revocation::family(sid, self.now))
             .collect();
         revoked.extend(also);
+        // Before the feed: publishing holds the feed's head row until the commit.
+        logout_deliveries::queue(c, &self.ids, self.now)?;
         revocation_feed::publish(c, &revoked)?;
         Ok(self.ids)
     }

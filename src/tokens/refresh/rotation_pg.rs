@@ -6,8 +6,9 @@
 //! The statement spends the token only when the family's checks pass (the same checks as
 //! `rotation::admit`), and returns the token, its family and user as found in any case, so the
 //! rare answers — a retry, reuse, an ended family — are decided by the same Rust rule as on
-//! SQLite, from that one read. Reuse takes a second statement (revocation, its audit event and its
-//! feed entry, again one statement); a retry within the grace takes one audit insert.
+//! SQLite, from that one read. Reuse takes a second statement (revocation, its audit event, its
+//! back-channel logout and its feed entry, again one statement); a retry within the grace takes
+//! one audit insert.
 
 use diesel::pg::Pg;
 use diesel::prelude::*;
@@ -140,19 +141,28 @@ impl QueryFragment<Pg> for RotateQuery<'_> {
 }
 
 /// End the family $1 with reason $3 at $2 if it is live; then, only if it did, record the audit
-/// event ($4 id, $5 kind, $6 user, $7 client, $8 ip, $9 user agent, $10 detail) and append the
-/// family to the revocation feed (kind $11). The feed's head row is updated in this statement and
-/// stays locked until it commits, so entries are numbered in commit order (`revocation_feed.rs`);
-/// a missing head row leaves the entry's number NULL and fails the whole statement.
+/// event ($4 id, $5 kind, $6 user, $7 client, $8 ip, $9 user agent, $10 detail), queue a
+/// back-channel logout token when the family's client has a logout URI (as
+/// `logout_deliveries::queue` does) and append the family to the revocation feed (kind $11). The
+/// feed's head row is updated in this statement and stays locked until it commits, so entries are
+/// numbered in commit order (`revocation_feed.rs`); a missing head row leaves the entry's number
+/// NULL and fails the whole statement.
 const REVOKE_FOR_REUSE: &str = "
 WITH revoked AS (
     UPDATE refresh_families SET revoked_at = $2, revoked_reason = $3
     WHERE id = $1 AND revoked_at IS NULL
-    RETURNING id
+    RETURNING id, client_id, user_id
 ),
 event AS (
     INSERT INTO audit_events (id, at, kind, user_id, client_id, family_id, ip, user_agent, detail)
     SELECT $4, $2, $5, $6, $7, id, $8, $9, $10 FROM revoked
+),
+logout AS (
+    INSERT INTO logout_deliveries (family_id, client_id, user_id, created_at, attempts,
+                                   next_attempt_at)
+    SELECT r.id, r.client_id, r.user_id, $2, 0, $2
+    FROM revoked r JOIN clients c ON c.client_id = r.client_id
+    WHERE c.backchannel_logout_uri IS NOT NULL
 ),
 head AS (
     UPDATE revocation_feed_head SET last_seq = last_seq + 1

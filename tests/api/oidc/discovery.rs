@@ -90,12 +90,13 @@ async fn the_openid_configuration_is_complete(backend: Backend) {
     ] {
         assert_eq!(doc[flag], false, "{flag}");
     }
-    // Userinfo answers are plain JSON, and the logout endpoints do not exist yet.
+    // Back-channel logout, with `sid` in every logout token.
+    assert_eq!(doc["backchannel_logout_supported"], true);
+    assert_eq!(doc["backchannel_logout_session_supported"], true);
+    // Userinfo answers are plain JSON, and RP-initiated logout does not exist yet.
     for absent in [
         "userinfo_signing_alg_values_supported",
         "end_session_endpoint",
-        "backchannel_logout_supported",
-        "backchannel_logout_session_supported",
     ] {
         assert!(doc.get(absent).is_none(), "{absent} must not be listed");
     }

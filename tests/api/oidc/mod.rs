@@ -1,8 +1,9 @@
 //! OpenID Connect: profile claims, userinfo and discovery; ID tokens (an OIDC library signs in
 //! with RS256 and EdDSA, refreshes; the claims checked one by one over HTTP), the OIDC
-//! authorization-request parameters, and the RSA keys.
+//! authorization-request parameters, the RSA keys; back-channel logout.
 mod account;
 mod authorize_params;
+mod backchannel;
 mod claims;
 mod cli;
 mod demo;
@@ -117,12 +118,18 @@ pub async fn oidc_tokens(
 /// with its `kid`, and the signature (RS256 over the JWK's `n`/`e`, or Ed25519 over its `x`,
 /// with ring). Returns the header and the claims.
 pub fn verify_id_token(token: &str, jwks: &Value) -> Result<(Value, Value), String> {
+    verify_jws(token, jwks, "JWT")
+}
+
+/// Verify a JWS of type `typ` signed by a key of `jwks` (RS256 or EdDSA, the key's own `alg`):
+/// its header and claims.
+pub fn verify_jws(token: &str, jwks: &Value, typ: &str) -> Result<(Value, Value), String> {
     let parts: Vec<&str> = token.split('.').collect();
     let [h, p, s] = parts[..] else {
         return Err(format!("a JWS has three segments, got {}", parts.len()));
     };
     let header = decode_segment(h);
-    if header["typ"] != "JWT" {
+    if header["typ"] != typ {
         return Err(format!("typ is {}", header["typ"]));
     }
     let kid = header["kid"].as_str().ok_or("no kid")?;

@@ -7,8 +7,8 @@ use serde_json::Value;
 
 use super::{OIDC_SCOPE, expected_at_hash, oidc_client, oidc_tokens, verify_id_token};
 use crate::helpers::{
-    APP_REDIRECT, Backend, PASSWORD, app_client, code_request, create_user, exchange,
-    expect_tokens, jwt_claims, pkce, refresh, spawn_app, token_request,
+    APP_REDIRECT, Backend, PASSWORD, TestApp, Tokens, app_client, code_request, create_user,
+    exchange, expect_tokens, jwt_claims, pkce, refresh, spawn_app, token_request,
 };
 
 both_backends!(
@@ -101,24 +101,27 @@ async fn the_id_token_echoes_the_nonce_and_names_the_sign_in(backend: Backend) {
     );
 }
 
-async fn no_id_token_without_openid(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else {
-        return;
-    };
-    let client = app_client(&app, "openid notes:read").await;
-    create_user(&app, "alice").await;
+/// A confidential app allowed `openid notes:read`: alice signs in and the app asks for `scope`.
+async fn signed_in_with(app: &TestApp, scope: &str) -> Tokens {
+    let client = app_client(app, "openid notes:read").await;
+    create_user(app, "alice").await;
     let browser = app.browser();
     let p = pkce();
     let code = browser
         .code(
-            &code_request(&client.id, APP_REDIRECT, "notes:read", &p),
+            &code_request(&client.id, APP_REDIRECT, scope, &p),
             "alice",
             Some("laptop"),
         )
         .await;
-    let tokens =
-        expect_tokens(exchange(&app, &client.id, &code, APP_REDIRECT, Some(&p.verifier)).await)
-            .await;
+    expect_tokens(exchange(app, &client.id, &code, APP_REDIRECT, Some(&p.verifier)).await).await
+}
+
+async fn no_id_token_without_openid(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let tokens = signed_in_with(&app, "notes:read").await;
     assert!(tokens.body.get("id_token").is_none(), "{}", tokens.body);
 
     // client_credentials never gets one, even with openid among its scopes.
@@ -143,20 +146,7 @@ async fn openid_alone_gives_no_profile_claims(backend: Backend) {
     let Some(app) = spawn_app(backend).await else {
         return;
     };
-    let client = app_client(&app, "openid notes:read").await;
-    create_user(&app, "alice").await;
-    let browser = app.browser();
-    let p = pkce();
-    let code = browser
-        .code(
-            &code_request(&client.id, APP_REDIRECT, "openid", &p),
-            "alice",
-            Some("laptop"),
-        )
-        .await;
-    let tokens =
-        expect_tokens(exchange(&app, &client.id, &code, APP_REDIRECT, Some(&p.verifier)).await)
-            .await;
+    let tokens = signed_in_with(&app, "openid").await;
     let id_token = tokens.body["id_token"].as_str().expect("an ID token");
     let (_, claims) = verify_id_token(id_token, &app.jwks().await).expect("verifies");
     for absent in [

@@ -6,7 +6,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use crate::clients::{self, NewClient, RegistryError};
 use crate::db::DbConnection;
 use crate::domain::{
-    DisplayName, Email, GrantType, Password, Permission, RedirectUri, Scope, Username,
+    DisplayName, Email, GrantType, LogoutUri, Password, Permission, RedirectUri, Scope, Username,
 };
 use crate::profile::ProfileChange;
 use crate::state::AppState;
@@ -24,6 +24,15 @@ pub const DEMO_APP_AUDIENCE: &str = "notes-api";
 pub const DEMO_USER: &str = "demo";
 pub const DEMO_USER_DISPLAY_NAME: &str = "Demo User";
 pub const DEMO_USER_EMAIL: &str = "demo@example.com";
+/// Where the demo app receives back-channel logout tokens, below the issuer.
+pub const DEMO_BACKCHANNEL_PATH: &str = "/demo/backchannel-logout";
+
+/// The demo app's back-channel logout URI on this server, when the URI rules allow it: https, or
+/// http on a loopback address (the default `127.0.0.1`). An http issuer on another host gets none
+/// (lineage would refuse to send a logout token there in clear), and the demo page says so.
+pub fn demo_backchannel_uri(issuer: &str) -> Option<LogoutUri> {
+    LogoutUri::parse(&format!("{issuer}{DEMO_BACKCHANNEL_PATH}")).ok()
+}
 
 fn derived(state: &AppState, purpose: &[u8], len: usize) -> String {
     URL_SAFE_NO_PAD.encode(derive_key(&state.key_secret, purpose))[..len].to_string()
@@ -54,6 +63,27 @@ fn widen_demo_app_scopes(c: &mut DbConnection) -> Result<(), RegistryError> {
     all.sort_unstable();
     all.dedup();
     crate::db::models::clients::set_scopes(c, DEMO_APP_CLIENT, &all.join(" "))?;
+    Ok(())
+}
+
+/// The demo app is told about sessions that end early (Back-Channel Logout 1.0). A demo app
+/// registered by an earlier version has no URI, or one on another address the server had then:
+/// set it. A URI an operator set elsewhere is kept.
+fn set_demo_backchannel_uri(
+    c: &mut DbConnection,
+    uri: Option<&LogoutUri>,
+    now: i64,
+) -> Result<(), RegistryError> {
+    let (Some(uri), Some(client)) = (uri, clients::find(c, DEMO_APP_CLIENT)?) else {
+        return Ok(());
+    };
+    let ours = match &client.backchannel_logout_uri {
+        None => true,
+        Some(old) => old.to_string().ends_with(DEMO_BACKCHANNEL_PATH),
+    };
+    if ours && client.backchannel_logout_uri.as_ref() != Some(uri) {
+        clients::set_backchannel_logout_uri(c, DEMO_APP_CLIENT, Some(uri), now)?;
+    }
     Ok(())
 }
 
@@ -114,6 +144,7 @@ pub async fn prepare(state: &AppState) -> anyhow::Result<()> {
     let redirect = RedirectUri::parse(&format!("{}/demo/callback", state.issuer))
         .map_err(anyhow::Error::msg)?;
     let stored = secret.clone();
+    let logout_uri = demo_backchannel_uri(&state.issuer);
     state
         .db
         .write(move |c| {
@@ -152,7 +183,8 @@ pub async fn prepare(state: &AppState) -> anyhow::Result<()> {
                 },
                 now,
             )?;
-            widen_demo_app_scopes(c)
+            widen_demo_app_scopes(c)?;
+            set_demo_backchannel_uri(c, logout_uri.as_ref(), now)
         })
         .await?;
     ensure_demo_user(state, &password, now).await?;
@@ -162,7 +194,8 @@ pub async fn prepare(state: &AppState) -> anyhow::Result<()> {
         "\nlineage demo is ready at {issuer}\n\n\
          1. In a browser: {issuer}/demo\n   \
             sign in as `{DEMO_USER}` with password `{password}` (if you have not changed it),\n   \
-            allow the Demo notes app, refresh, replay an old refresh token, then see {issuer}/account\n\n\
+            allow the Demo notes app, refresh, replay an old refresh token, then see {issuer}/account\n   \
+            (the demo app shows its ID token, and each back-channel logout lineage sends it)\n\n\
          2. A service token with curl (client_credentials):\n   \
             client_id:     {DEMO_SERVICE_CLIENT}\n   \
             client_secret: {s}\n   \

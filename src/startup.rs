@@ -33,7 +33,7 @@ use crate::tokens::refresh::{RefreshPolicy, SuccessorKey};
 use crate::tokens::{crypto, jwt, keys};
 use crate::web::csrf::FormSigner;
 use crate::web::session::CookieNames;
-use crate::web::{account, consent, demo, health, html_headers, login};
+use crate::web::{account, consent, demo, demo_logout, health, html_headers, login};
 
 pub struct Application {
     port: u16,
@@ -254,11 +254,14 @@ fn run(
     settings: &Settings,
 ) -> anyhow::Result<Server> {
     let workers = settings.workers;
+    // The demo app's received back-channel logouts, one store for all workers.
+    let demo_logouts = Data::new(demo_logout::DemoLogouts::default());
     let server = HttpServer::new(move || {
         let demo = state.settings.demo;
         let observed = state.clone();
         App::new()
             .app_data(state.clone())
+            .app_data(demo_logouts.clone())
             // A panic in a handler becomes a logged 500 `server_error`, never a dropped connection.
             .wrap_fn(|req, srv| {
                 let fut = srv.call(req);
@@ -374,7 +377,12 @@ fn routes(cfg: &mut web::ServiceConfig, demo: bool) {
             .service(html("/demo/start").route(web::get().to(demo::start)))
             .service(html("/demo/callback").route(web::get().to(demo::callback)))
             .service(html("/demo/refresh").route(web::post().to(demo::refresh)))
-            .service(html("/demo/replay").route(web::post().to(demo::replay)));
+            .service(html("/demo/replay").route(web::post().to(demo::replay)))
+            .service(
+                resource("/demo/backchannel-logout")
+                    .wrap(no_store())
+                    .route(web::post().to(demo_logout::receive)),
+            );
     }
 }
 

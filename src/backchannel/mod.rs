@@ -8,12 +8,14 @@
 //! * Delivery (`delivery.rs`): one task per node, woken after each commit that revoked families
 //!   and on a periodic tick; it leases due rows, signs each token when it sends it, POSTs with a
 //!   short timeout and a bounded number in flight, and retries with back-off.
-//! * The token (`token.rs`): §2.4 claims, `typ: logout+jwt`, signed by `sign_logout_token`.
+//! * The token (`token.rs`): §2.4 claims, `typ: logout+jwt`, signed by `sign_logout_token`;
+//!   `verify_logout_token` checks one as a receiving app does (§2.6), for the demo app.
 
 mod delivery;
 mod token;
 
 pub use self::delivery::{Running, backoff, start};
 pub use self::token::{
-    BACKCHANNEL_LOGOUT_EVENT, LOGOUT_TOKEN_TTL, LOGOUT_TOKEN_TYP, LogoutClaims, sign_logout_token,
+    BACKCHANNEL_LOGOUT_EVENT, LOGOUT_TOKEN_TTL, LOGOUT_TOKEN_TYP, LogoutClaims, LogoutTokenError,
+    sign_logout_token, verify_logout_token,
 };

@@ -56,3 +56,77 @@ pub fn sign_logout_token(
 ) -> Result<String, SignError> {
     id_token::sign_with(keys, alg, LOGOUT_TOKEN_TYP, claims, now)
 }
+
+/// Why a logout token was refused by [`verify_logout_token`] (Back-Channel Logout 1.0 §2.6).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum LogoutTokenError {
+    #[error("not a logout token signed by this server")]
+    NotOurs,
+    #[error("the logout token was issued to another client")]
+    OtherClient,
+    #[error("the logout token has expired or is not yet valid")]
+    Expired,
+    #[error("the logout token does not name the back-channel logout event")]
+    NoEvent,
+    #[error("a logout token never carries a nonce")]
+    Nonce,
+}
+
+/// Validate a logout token as a receiving app must (Back-Channel Logout 1.0 §2.6): `typ`, the
+/// algorithm of the key `kid` names (never the header's word for it, RFC 8725 §3.1), the
+/// signature, `iss`, `aud`, `iat`/`exp` against `now` (with a minute of skew), `events`, a `sid`,
+/// and no `nonce`. The demo app uses it to check what this server sends it.
+pub fn verify_logout_token(
+    keys: &KeySet,
+    token: &str,
+    issuer: &str,
+    client_id: &str,
+    now: i64,
+) -> Result<LogoutClaims, LogoutTokenError> {
+    use jsonwebtoken::{Algorithm, Validation};
+    const SKEW: i64 = 60;
+    let header = jsonwebtoken::decode_header(token).map_err(|_| LogoutTokenError::NotOurs)?;
+    if header.typ.as_deref() != Some(LOGOUT_TOKEN_TYP) {
+        return Err(LogoutTokenError::NotOurs);
+    }
+    let kid = header.kid.ok_or(LogoutTokenError::NotOurs)?;
+    let key = keys.get(&kid).ok_or(LogoutTokenError::NotOurs)?;
+    if header.alg != key.algorithm.jwt()
+        || !matches!(header.alg, Algorithm::RS256 | Algorithm::EdDSA)
+    {
+        return Err(LogoutTokenError::NotOurs);
+    }
+    let mut validation = Validation::new(key.algorithm.jwt());
+    validation.validate_exp = false;
+    validation.validate_nbf = false;
+    validation.validate_aud = false;
+    validation.required_spec_claims.clear();
+    let raw = jsonwebtoken::decode::<serde_json::Value>(token, &key.decoding, &validation)
+        .map_err(|_| LogoutTokenError::NotOurs)?
+        .claims;
+    if raw.get("nonce").is_some() {
+        return Err(LogoutTokenError::Nonce);
+    }
+    let claims: LogoutClaims =
+        serde_json::from_value(raw).map_err(|_| LogoutTokenError::NotOurs)?;
+    if claims.iss != issuer {
+        return Err(LogoutTokenError::NotOurs);
+    }
+    if claims.aud != client_id {
+        return Err(LogoutTokenError::OtherClient);
+    }
+    if now >= claims.exp + SKEW || claims.iat > now + SKEW {
+        return Err(LogoutTokenError::Expired);
+    }
+    if claims
+        .events
+        .get(BACKCHANNEL_LOGOUT_EVENT)
+        .is_none_or(|e| !e.is_object())
+    {
+        return Err(LogoutTokenError::NoEvent);
+    }
+    if claims.sid.is_empty() {
+        return Err(LogoutTokenError::NotOurs);
+    }
+    Ok(claims)
+}

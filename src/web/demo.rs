@@ -1,7 +1,9 @@
 //! `/demo` (only with `serve --demo`): a tiny public client living inside the server that walks a
 //! person through the authorization-code flow with PKCE, shows the tokens, rotates the refresh
 //! token, and replays an old one to show reuse detection. It calls the same grant code as
-//! `POST /token`.
+//! `POST /token`. It is an OpenID Connect app too: it asks for `openid profile email` with a
+//! `nonce`, shows the ID token next to the access token, and lists the back-channel logouts
+//! lineage sent it (`demo_logout.rs`).
 
 use actix_web::http::{StatusCode, header};
 use actix_web::web::{Data, Payload};
@@ -10,11 +12,12 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 
+use super::demo_logout::DemoLogouts;
 use super::forms::read_form;
-use super::pages::{DemoOutcome, DemoPage, DemoTokens};
+use super::pages::{DemoJwt, DemoLogout, DemoOutcome, DemoPage, DemoTokens};
 use super::{PageError, render};
 use crate::clients::{self, Client};
-use crate::demo::{DEMO_APP_CLIENT, DEMO_APP_SCOPE, DEMO_USER};
+use crate::demo::{DEMO_APP_CLIENT, DEMO_APP_SCOPE, DEMO_USER, demo_backchannel_uri};
 use crate::domain::Seconds;
 use crate::oauth::error::OAuthError;
 use crate::oauth::form::Form;
@@ -31,6 +34,10 @@ const COOKIE: &str = "lineage_demo";
 struct DemoState {
     verifier: String,
     state: String,
+    /// OIDC Core §3.1.2.1: echoed in the ID token, binding it to this sign-in. A cookie from
+    /// before the demo sent one has none.
+    #[serde(default)]
+    nonce: Option<String>,
 }
 
 fn redirect_uri(state: &AppState) -> String {
@@ -51,7 +58,25 @@ async fn demo_client(state: &AppState) -> Result<Client, PageError> {
         })
 }
 
-fn page(state: &AppState, binding: &str) -> DemoPage {
+fn page(state: &AppState, client: &Client, binding: &str) -> DemoPage {
+    // The demo registers its logout URI when it can (`demo::prepare`); say why when it could not.
+    let backchannel_note = match (
+        &client.backchannel_logout_uri,
+        demo_backchannel_uri(&state.issuer),
+    ) {
+        (Some(_), _) => None,
+        (None, None) => Some(format!(
+            "The issuer {} is http on an address other than loopback, so the demo app has no \
+             back-channel logout URI: lineage sends logout tokens only over https, or over http \
+             to a loopback address. Ended sessions are not announced to this app.",
+            state.issuer
+        )),
+        (None, Some(_)) => Some(
+            "The demo app has no back-channel logout URI (an operator removed it); \
+             restart with --demo to register it again."
+                .into(),
+        ),
+    };
     DemoPage {
         heading: "Try the sign-in flow".into(),
         lead: "This page plays a third-party app that signs you in with lineage \
@@ -61,6 +86,8 @@ fn page(state: &AppState, binding: &str) -> DemoPage {
         csrf_token: state.form_signer.csrf_token(binding),
         tokens: None,
         outcomes: Vec::new(),
+        logouts: Vec::new(),
+        backchannel_note,
         notice: None,
         error: None,
     }
@@ -72,12 +99,30 @@ fn binding(req: &HttpRequest) -> Option<String> {
         .filter(|v| !v.is_empty())
 }
 
-pub async fn index(state: Data<AppState>, req: HttpRequest) -> Result<HttpResponse, PageError> {
-    demo_client(&state).await?;
-    Ok(render(
-        StatusCode::OK,
-        &page(&state, &binding(&req).unwrap_or_default()),
-    ))
+/// The page with the logouts received so far, the one of the session shown marked.
+fn with_logouts(mut view: DemoPage, logouts: &DemoLogouts) -> DemoPage {
+    let current = view.tokens.as_ref().map(|t| t.sid.clone());
+    view.logouts = logouts
+        .list()
+        .into_iter()
+        .map(|l| DemoLogout {
+            current: current.as_deref() == Some(l.sid.as_str()),
+            sid: l.sid,
+            reason: l.reason,
+            alg: l.alg,
+        })
+        .collect();
+    view
+}
+
+pub async fn index(
+    state: Data<AppState>,
+    logouts: Data<DemoLogouts>,
+    req: HttpRequest,
+) -> Result<HttpResponse, PageError> {
+    let client = demo_client(&state).await?;
+    let view = page(&state, &client, &binding(&req).unwrap_or_default());
+    Ok(render(StatusCode::OK, &with_logouts(view, &logouts)))
 }
 
 /// Make a PKCE verifier and a state, keep them in a cookie, and send the browser to /authorize.
@@ -91,6 +136,10 @@ pub async fn start(state: Data<AppState>) -> Result<HttpResponse, PageError> {
         .map_err(|_| PageError::internal())?
         .expose()[..16]
         .to_string();
+    let nonce = PlainToken::generate()
+        .map_err(|_| PageError::internal())?
+        .expose()[..22]
+        .to_string();
     let challenge = URL_SAFE_NO_PAD.encode(ring::digest::digest(
         &ring::digest::SHA256,
         verifier.as_bytes(),
@@ -100,6 +149,7 @@ pub async fn start(state: Data<AppState>) -> Result<HttpResponse, PageError> {
         &serde_json::to_vec(&DemoState {
             verifier,
             state: client_state.clone(),
+            nonce: Some(nonce.clone()),
         })
         .map_err(|_| PageError::internal())?,
     );
@@ -111,6 +161,7 @@ pub async fn start(state: Data<AppState>) -> Result<HttpResponse, PageError> {
         .append_pair("state", &client_state)
         .append_pair("code_challenge", &challenge)
         .append_pair("code_challenge_method", "S256")
+        .append_pair("nonce", &nonce)
         .finish();
     let cookie = state
         .cookies
@@ -131,10 +182,25 @@ fn decode_part(jwt: &str, index: usize) -> String {
         .unwrap_or_default()
 }
 
+/// A claim of a JWT's payload, read without checking the signature: the demo received the token
+/// straight from the token endpoint's code, which OIDC Core §3.1.3.7 (6) lets a client trust.
+fn claim(jwt: &str, name: &str) -> Option<String> {
+    jwt.split('.')
+        .nth(1)
+        .and_then(|p| URL_SAFE_NO_PAD.decode(p).ok())
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|v| v.get(name).and_then(|c| c.as_str()).map(str::to_string))
+}
+
 fn tokens_view(t: &TokenResponse, previous: Option<String>, generation: u32) -> DemoTokens {
     DemoTokens {
         header: decode_part(&t.access_token, 0),
         claims: decode_part(&t.access_token, 1),
+        id_token: t.id_token.as_deref().map(|id| DemoJwt {
+            header: decode_part(id, 0),
+            claims: decode_part(id, 1),
+        }),
+        sid: claim(&t.access_token, "sid").unwrap_or_default(),
         expires_in: t.expires_in,
         refresh_token: t.refresh_token.clone().unwrap_or_default(),
         previous_refresh_token: previous,
@@ -160,11 +226,15 @@ fn outcome(what: &str, result: &Result<TokenResponse, OAuthError>) -> DemoOutcom
     }
 }
 
-pub async fn callback(state: Data<AppState>, req: HttpRequest) -> Result<HttpResponse, PageError> {
+pub async fn callback(
+    state: Data<AppState>,
+    logouts: Data<DemoLogouts>,
+    req: HttpRequest,
+) -> Result<HttpResponse, PageError> {
     let client = demo_client(&state).await?;
     let query = Form::parse(req.query_string().as_bytes()).unwrap_or_default();
     let bind = binding(&req).unwrap_or_default();
-    let mut view = page(&state, &bind);
+    let mut view = page(&state, &client, &bind);
     let saved: Option<DemoState> = state
         .form_signer
         .open("demo", &bind)
@@ -199,6 +269,15 @@ pub async fn callback(state: Data<AppState>, req: HttpRequest) -> Result<HttpRes
     view.outcomes
         .push(outcome("grant_type=authorization_code", &result));
     match result {
+        // OIDC Core §3.1.3.7 (11): the ID token must echo the nonce this sign-in sent.
+        Ok(t)
+            if t.id_token
+                .as_deref()
+                .is_some_and(|id| claim(id, "nonce") != saved.nonce) =>
+        {
+            view.heading = "The ID token does not belong to this sign-in".into();
+            view.error = Some("Its nonce is not the one this app sent; refusing it.".into());
+        }
         Ok(t) => {
             view.heading = "Signed in: the app has its tokens".into();
             view.lead = "The code was exchanged with its PKCE verifier. \
@@ -208,7 +287,7 @@ pub async fn callback(state: Data<AppState>, req: HttpRequest) -> Result<HttpRes
         }
         Err(_) => view.heading = "The code exchange failed".into(),
     }
-    Ok(render(StatusCode::OK, &view))
+    Ok(render(StatusCode::OK, &with_logouts(view, &logouts)))
 }
 
 fn check(state: &AppState, req: &HttpRequest, form: &Form) -> Result<String, PageError> {
@@ -244,6 +323,7 @@ async fn demo_post(
 
 pub async fn refresh(
     state: Data<AppState>,
+    logouts: Data<DemoLogouts>,
     req: HttpRequest,
     payload: Payload,
 ) -> Result<HttpResponse, PageError> {
@@ -254,7 +334,7 @@ pub async fn refresh(
         .and_then(|g| g.parse::<u32>().ok())
         .unwrap_or(0);
     let result = rotate(&state, &client, &req, &current).await;
-    let mut view = page(&state, &bind);
+    let mut view = page(&state, &client, &bind);
     view.outcomes
         .push(outcome("grant_type=refresh_token", &result));
     match result {
@@ -270,18 +350,19 @@ pub async fn refresh(
             view.lead = "This session has ended. Sign in again to start a new one.".into();
         }
     }
-    Ok(render(StatusCode::OK, &view))
+    Ok(render(StatusCode::OK, &with_logouts(view, &logouts)))
 }
 
 pub async fn replay(
     state: Data<AppState>,
+    logouts: Data<DemoLogouts>,
     req: HttpRequest,
     payload: Payload,
 ) -> Result<HttpResponse, PageError> {
     let (form, bind, client) = demo_post(&state, &req, payload).await?;
     let old = form.get("old_refresh_token").unwrap_or("").to_string();
     let current = form.get("refresh_token").unwrap_or("").to_string();
-    let mut view = page(&state, &bind);
+    let mut view = page(&state, &client, &bind);
     let replayed = rotate(&state, &client, &req, &old).await;
     view.outcomes
         .push(outcome("replay of the old refresh token", &replayed));
@@ -300,5 +381,5 @@ pub async fn replay(
                      Wait a few seconds and replay again."
             .into();
     }
-    Ok(render(StatusCode::OK, &view))
+    Ok(render(StatusCode::OK, &with_logouts(view, &logouts)))
 }

@@ -4,6 +4,7 @@ pub mod account;
 pub mod consent;
 pub mod csrf;
 pub mod demo;
+pub mod demo_logout;
 pub mod forms;
 pub mod health;
 pub mod login;

@@ -165,10 +165,29 @@ pub fn device_name_from_user_agent(ua: Option<&str>) -> String {
 pub struct DemoTokens {
     pub header: String,
     pub claims: String,
+    /// The ID token decoded (OIDC Core §2), when `openid` was granted.
+    pub id_token: Option<DemoJwt>,
+    /// The session (`sid`, the refresh family) these tokens belong to.
+    pub sid: String,
     pub expires_in: i64,
     pub refresh_token: String,
     pub previous_refresh_token: Option<String>,
     pub generation: u32,
+}
+
+/// A JWT as the demo shows it: header and claims, pretty-printed.
+pub struct DemoJwt {
+    pub header: String,
+    pub claims: String,
+}
+
+/// A back-channel logout the demo app received.
+pub struct DemoLogout {
+    pub sid: String,
+    pub reason: String,
+    pub alg: String,
+    /// The session the page is showing tokens of.
+    pub current: bool,
 }
 
 pub struct DemoOutcome {
@@ -186,6 +205,10 @@ pub struct DemoPage {
     pub csrf_token: String,
     pub tokens: Option<DemoTokens>,
     pub outcomes: Vec<DemoOutcome>,
+    /// Logout tokens the demo app received, newest first.
+    pub logouts: Vec<DemoLogout>,
+    /// Why the demo app has no back-channel logout URI, when it has none.
+    pub backchannel_note: Option<String>,
     pub notice: Option<String>,
     pub error: Option<String>,
 }

@@ -32,33 +32,33 @@ both_backends!(
 );
 
 /// The event a logout token carries (Back-Channel Logout 1.0 §2.4).
-const EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
+pub(super) const EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
 /// How long a test waits for the background task to send something.
 const PATIENCE: Duration = Duration::from_secs(15);
 
 /// Test settings: the outbox is also read every second (a revocation committed by the CLI, or
 /// a retry made due by moving the clock, is found on that tick), and metrics are served.
-fn quick(s: &mut Settings) {
+pub(super) fn quick(s: &mut Settings) {
     s.backchannel.interval = Seconds::new(1);
     s.metrics_bind = Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
 }
 
 #[derive(Debug, Clone, Copy)]
-enum Answer {
+pub(super) enum Answer {
     Status(u16),
     /// Never answer.
     Hang,
 }
 
 #[derive(Debug, Clone)]
-struct Received {
-    content_type: String,
+pub(super) struct Received {
+    pub(super) content_type: String,
     body: String,
 }
 
 impl Received {
     /// The `logout_token` form parameter.
-    fn logout_token(&self) -> String {
+    pub(super) fn logout_token(&self) -> String {
         let params: Vec<(String, String)> = url::form_urlencoded::parse(self.body.as_bytes())
             .into_owned()
             .collect();
@@ -67,7 +67,7 @@ impl Received {
         params[0].1.clone()
     }
 
-    fn claims(&self) -> Value {
+    pub(super) fn claims(&self) -> Value {
         let token = self.logout_token();
         decode_segment(token.split('.').nth(1).expect("a JWS"))
     }
@@ -76,15 +76,15 @@ impl Received {
 /// An app's back-channel logout endpoint: records every POST and answers from its script, then
 /// with its default answer.
 #[derive(Clone)]
-struct Receiver {
-    url: String,
+pub(super) struct Receiver {
+    pub(super) url: String,
     got: Arc<Mutex<Vec<Received>>>,
     script: Arc<Mutex<VecDeque<Answer>>>,
     default: Arc<Mutex<Answer>>,
 }
 
 impl Receiver {
-    async fn start(script: &[Answer], default: Answer) -> Self {
+    pub(super) async fn start(script: &[Answer], default: Answer) -> Self {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the receiver");
         let port = listener.local_addr().expect("receiver address").port();
         let receiver = Self {
@@ -117,7 +117,7 @@ impl Receiver {
     }
 
     /// Wait (bounded) until at least `n` POSTs have arrived.
-    async fn wait_for(&self, n: usize) -> Vec<Received> {
+    pub(super) async fn wait_for(&self, n: usize) -> Vec<Received> {
         let started = std::time::Instant::now();
         loop {
             let got = self.received();
@@ -159,7 +159,7 @@ async fn receive(req: HttpRequest, body: web::Bytes, r: web::Data<Receiver>) -> 
 }
 
 /// Register `uri` as the client's back-channel logout URI through the library.
-async fn set_logout_uri(app: &TestApp, client_id: &str, uri: &str) {
+pub(super) async fn set_logout_uri(app: &TestApp, client_id: &str, uri: &str) {
     let (id, uri, now) = (
         client_id.to_string(),
         LogoutUri::parse(uri).unwrap(),

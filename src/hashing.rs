@@ -115,9 +115,11 @@ impl HashingPool {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let span = tracing::Span::current();
         let job: Job = Box::new(move || {
-            let _place = place;
             let _entered = span.enter();
             let outcome = std::panic::catch_unwind(AssertUnwindSafe(job));
+            // Free the place before the caller hears back: its answer may lead straight to the
+            // next request, which must not find this place still taken.
+            drop(place);
             let _ = tx.send(outcome);
         });
         self.jobs.send(job).map_err(|_| HashingError::Failed)?;
@@ -185,5 +187,18 @@ mod tests {
             assert!(matches!(h.await, Ok(Ok(()))));
         }
         assert_eq!(pool.run(|| 2).await, Ok(2), "free again");
+    }
+
+    /// The caller hears back only once the place is free again: a request that follows its
+    /// answer must never find the pool busy because of it.
+    #[tokio::test]
+    async fn a_place_is_free_again_when_the_caller_hears_back() {
+        let Ok(pool) = HashingPool::start(1, 0, Counter::default()) else {
+            panic!("pool starts");
+        };
+        for round in 0..2000 {
+            assert!(pool.run(|| ()).await.is_ok(), "round {round}: ran");
+            assert!(pool.reserve().is_ok(), "round {round}: the place is free");
+        }
     }
 }

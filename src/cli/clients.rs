@@ -186,9 +186,10 @@ pub fn run(cmd: ClientCommand, backend: &Backend, now: i64) -> Result<(), Failur
                 (None, true) => Some(None),
                 (None, false) => None,
             };
-            let post_logout = (no_post_logout_redirect_uris || !post_logout_redirect_uris.is_empty())
-                .then(|| parse_redirect_uris(&post_logout_redirect_uris))
-                .transpose()?;
+            let post_logout = (no_post_logout_redirect_uris
+                || !post_logout_redirect_uris.is_empty())
+            .then(|| parse_redirect_uris(&post_logout_redirect_uris))
+            .transpose()?;
             let client = db.write_sync(|c| {
                 let mut client = clients::get(c, &client_id)?;
                 if let Some(permissions) = &permissions {

@@ -77,9 +77,7 @@ pub async fn start(
         return Ok(finish(&request));
     };
     // The hint names someone else: the page says so; nothing of theirs is offered to end.
-    let other_account = hinted
-        .as_ref()
-        .is_some_and(|h| h.sub != signed_in.user.id);
+    let other_account = hinted.as_ref().is_some_and(|h| h.sub != signed_in.user.id);
     if let Some(h) = hinted.filter(|h| h.sub == signed_in.user.id) {
         request.family_id = live_family(&state, &signed_in, h).await?;
     }

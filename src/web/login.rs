@@ -13,9 +13,7 @@ use super::session::{self, SignedIn};
 use super::{PageError, allow_form_redirect_to, render, safe_return_to};
 use crate::db::StoreError;
 use crate::db::models::users::UserRow;
-use crate::db::models::{
-    auth_codes, browser_sessions, refresh_families, sign_in_throttles, users,
-};
+use crate::db::models::{auth_codes, browser_sessions, refresh_families, sign_in_throttles, users};
 use crate::domain::Password;
 use crate::limits::sign_in;
 use crate::limits::{LimitKind, client_ip, in_words};
@@ -334,7 +332,10 @@ pub enum AlsoEnd {
     FamiliesOfSession,
     /// One family, if it is the signed-in user's and of `client_id` (RP-initiated logout's
     /// "also sign this app out").
-    Family { id: String, client_id: String },
+    Family {
+        id: String,
+        client_id: String,
+    },
 }
 
 /// Sign `signed_in`'s browser out (the session row goes; the caller removes the cookie) and

@@ -32,6 +32,8 @@ pub struct Client {
     pub id_token_alg: KeyAlgorithm,
     /// Where logout tokens are sent when one of its families ends early (`backchannel`).
     pub backchannel_logout_uri: Option<LogoutUri>,
+    /// Where the browser may be sent after RP-initiated logout (exact matches).
+    pub post_logout_redirect_uris: Vec<RedirectUri>,
 }
 
 impl Client {
@@ -71,6 +73,12 @@ impl Client {
             .map(LogoutUri::parse)
             .transpose()
             .map_err(|_| bad("back-channel logout URI"))?;
+        let post_logout_redirect_uris = row
+            .post_logout_redirect_uris
+            .split_whitespace()
+            .map(RedirectUri::parse)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|_| bad("post-logout redirect URI"))?;
         Ok(Self {
             client_id: ClientId::stored(row.client_id),
             name: row.name,
@@ -85,11 +93,20 @@ impl Client {
             permissions,
             id_token_alg,
             backchannel_logout_uri,
+            post_logout_redirect_uris,
         })
     }
 
     pub fn has_permission(&self, permission: Permission) -> bool {
         self.permissions.contains(&permission)
+    }
+
+    /// The registered post-logout redirect URI equal to `uri`, if any (RP-Initiated Logout 1.0
+    /// §3: exact string comparison, as for redirect URIs).
+    pub fn post_logout_redirect_uri(&self, uri: &str) -> Option<&RedirectUri> {
+        self.post_logout_redirect_uris
+            .iter()
+            .find(|r| r.as_str() == uri)
     }
 
     pub fn allows_grant(&self, grant: GrantType) -> bool {
@@ -126,6 +143,11 @@ impl Client {
                 .collect(),
             id_token_signed_response_alg: self.id_token_alg.as_str().to_string(),
             backchannel_logout_uri: self.backchannel_logout_uri.as_ref().map(|u| u.to_string()),
+            post_logout_redirect_uris: self
+                .post_logout_redirect_uris
+                .iter()
+                .map(|r| r.to_string())
+                .collect(),
         }
     }
 }
@@ -145,6 +167,7 @@ pub struct ClientView {
     pub permissions: Vec<String>,
     pub id_token_signed_response_alg: String,
     pub backchannel_logout_uri: Option<String>,
+    pub post_logout_redirect_uris: Vec<String>,
 }
 
 /// A registration request, already parsed.
@@ -312,6 +335,7 @@ pub fn create_with_permissions(
         // (`set_id_token_alg`).
         id_token_signed_response_alg: KeyAlgorithm::RS256.as_str().to_string(),
         backchannel_logout_uri: None,
+        post_logout_redirect_uris: String::new(),
     };
     conn.transaction(|conn| {
         if client_rows::find(conn, &client_id)?.is_some() {
@@ -416,6 +440,28 @@ pub fn set_backchannel_logout_uri(
         client_rows::set_backchannel_logout_uri(conn, client_id, uri.map(LogoutUri::as_str))?;
         let shown = uri.map_or("none", LogoutUri::as_str);
         let detail = format!("back-channel logout URI of client {client_id} set to: {shown}");
+        let event = AuditEventRow::new(now, "client_updated", detail).for_client(client_id);
+        audit_events::insert(conn, &event)?;
+        get(conn, client_id)
+    })
+}
+
+/// Replace where a client may send the browser after RP-initiated logout (empty: nowhere; the
+/// user then sees lineage's own "signed out" page).
+pub fn set_post_logout_redirect_uris(
+    conn: &mut DbConnection,
+    client_id: &str,
+    uris: &[RedirectUri],
+    now: i64,
+) -> Result<Client, RegistryError> {
+    conn.transaction(|conn| {
+        get(conn, client_id)?;
+        let mut list: Vec<&str> = uris.iter().map(RedirectUri::as_str).collect();
+        list.dedup();
+        let list = list.join(" ");
+        client_rows::set_post_logout_redirect_uris(conn, client_id, &list)?;
+        let shown = if list.is_empty() { "none" } else { &list };
+        let detail = format!("post-logout redirect URIs of client {client_id} set to: {shown}");
         let event = AuditEventRow::new(now, "client_updated", detail).for_client(client_id);
         audit_events::insert(conn, &event)?;
         get(conn, client_id)

@@ -33,7 +33,7 @@ use crate::tokens::refresh::{RefreshPolicy, SuccessorKey};
 use crate::tokens::{crypto, jwt, keys};
 use crate::web::csrf::FormSigner;
 use crate::web::session::CookieNames;
-use crate::web::{account, consent, demo, demo_logout, health, html_headers, login};
+use crate::web::{account, consent, demo, demo_logout, end_session, health, html_headers, login};
 
 pub struct Application {
     port: u16,
@@ -357,6 +357,12 @@ fn routes(cfg: &mut web::ServiceConfig, demo: bool) {
                 .route(web::post().to(login::login)),
         )
         .service(html("/logout").route(web::post().to(login::logout)))
+        .service(
+            html("/logout/end-session")
+                .route(web::get().to(end_session::start))
+                .route(web::post().to(end_session::start)),
+        )
+        .service(html("/logout/end-session/confirm").route(web::post().to(end_session::confirm)))
         .service(html("/consent").route(web::post().to(consent::decide)))
         .service(html("/account").route(web::get().to(account::page)))
         .service(

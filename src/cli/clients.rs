@@ -54,11 +54,15 @@ pub enum ClientCommand {
         /// (OpenID Connect Back-Channel Logout); https, or http on a loopback host.
         #[arg(long)]
         backchannel_logout_uri: Option<String>,
+        /// Where the app may send the browser after signing the user out (OpenID Connect
+        /// RP-Initiated Logout), an exact URI; repeat for several.
+        #[arg(long = "post-logout-redirect-uri")]
+        post_logout_redirect_uris: Vec<String>,
         #[arg(long)]
         json: bool,
     },
     /// Change an existing client: its permissions (the given list replaces the current one)
-    /// and/or its back-channel logout URI.
+    /// and/or its back-channel logout URI and/or its post-logout redirect URIs.
     #[command(group(
         clap::ArgGroup::new("change")
             .required(true)
@@ -68,6 +72,8 @@ pub enum ClientCommand {
                 "no_permissions",
                 "backchannel_logout_uri",
                 "no_backchannel_logout_uri",
+                "post_logout_redirect_uris",
+                "no_post_logout_redirect_uris",
             ])
     ))]
     Update {
@@ -84,6 +90,13 @@ pub enum ClientCommand {
         /// Stop sending logout tokens to this client.
         #[arg(long, conflicts_with = "backchannel_logout_uri")]
         no_backchannel_logout_uri: bool,
+        /// The post-logout redirect URIs from now on (the list replaces the current one);
+        /// repeat for several.
+        #[arg(long = "post-logout-redirect-uri")]
+        post_logout_redirect_uris: Vec<String>,
+        /// Send the browser to lineage's own "signed out" page after RP-initiated logout.
+        #[arg(long, conflicts_with = "post_logout_redirect_uris")]
+        no_post_logout_redirect_uris: bool,
         #[arg(long)]
         json: bool,
     },
@@ -119,21 +132,19 @@ pub fn run(cmd: ClientCommand, backend: &Backend, now: i64) -> Result<(), Failur
             permissions,
             id_token_alg,
             backchannel_logout_uri,
+            post_logout_redirect_uris,
             json,
         } => {
             let permissions = parse_permissions(&permissions)?;
             let logout_uri = parse_logout_uri(backchannel_logout_uri.as_deref())?;
+            let post_logout = parse_redirect_uris(&post_logout_redirect_uris)?;
             let spec = NewClient {
                 client_id,
                 name,
                 public,
                 grant_types: parse_grants(&grants)?,
                 scopes: Scope::parse(&scopes.join(" ")).map_err(usage)?,
-                redirect_uris: redirect_uris
-                    .iter()
-                    .map(|u| RedirectUri::parse(u))
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(usage)?,
+                redirect_uris: parse_redirect_uris(&redirect_uris)?,
                 audience,
                 first_party,
             };
@@ -148,6 +159,10 @@ pub fn run(cmd: ClientCommand, backend: &Backend, now: i64) -> Result<(), Failur
                 if let Some(uri) = &logout_uri {
                     created.client = clients::set_backchannel_logout_uri(c, &id, Some(uri), now)?;
                 }
+                if !post_logout.is_empty() {
+                    created.client =
+                        clients::set_post_logout_redirect_uris(c, &id, &post_logout, now)?;
+                }
                 Ok::<_, clients::RegistryError>(created)
             })?;
             print(json, created.to_json(), || created_text(&created));
@@ -159,6 +174,8 @@ pub fn run(cmd: ClientCommand, backend: &Backend, now: i64) -> Result<(), Failur
             no_permissions,
             backchannel_logout_uri,
             no_backchannel_logout_uri,
+            post_logout_redirect_uris,
+            no_post_logout_redirect_uris,
             json,
         } => {
             let permissions = (no_permissions || !permissions.is_empty())
@@ -169,6 +186,10 @@ pub fn run(cmd: ClientCommand, backend: &Backend, now: i64) -> Result<(), Failur
                 (None, true) => Some(None),
                 (None, false) => None,
             };
+            let post_logout = (no_post_logout_redirect_uris
+                || !post_logout_redirect_uris.is_empty())
+            .then(|| parse_redirect_uris(&post_logout_redirect_uris))
+            .transpose()?;
             let client = db.write_sync(|c| {
                 let mut client = clients::get(c, &client_id)?;
                 if let Some(permissions) = &permissions {
@@ -176,6 +197,9 @@ pub fn run(cmd: ClientCommand, backend: &Backend, now: i64) -> Result<(), Failur
                 }
                 if let Some(uri) = &logout_uri {
                     client = clients::set_backchannel_logout_uri(c, &client_id, uri.as_ref(), now)?;
+                }
+                if let Some(uris) = &post_logout {
+                    client = clients::set_post_logout_redirect_uris(c, &client_id, uris, now)?;
                 }
                 Ok::<_, clients::RegistryError>(client)
             })?;
@@ -187,8 +211,14 @@ pub fn run(cmd: ClientCommand, backend: &Backend, now: i64) -> Result<(), Failur
                     v.permissions.join(", ")
                 };
                 let uri = v.backchannel_logout_uri.as_deref().unwrap_or("none");
+                let after = if v.post_logout_redirect_uris.is_empty() {
+                    "none".to_string()
+                } else {
+                    v.post_logout_redirect_uris.join(" ")
+                };
                 format!(
-                    "client {}: permissions {list}; back-channel logout URI {uri}",
+                    "client {}: permissions {list}; back-channel logout URI {uri}; \
+                     post-logout redirect URIs {after}",
                     v.client_id
                 )
             });
@@ -238,6 +268,14 @@ fn parse_permissions(raw: &[String]) -> Result<Vec<Permission>, Failure> {
             })
         })
         .collect()
+}
+
+/// Exact redirect URIs (the same rules for `--redirect-uri` and `--post-logout-redirect-uri`).
+fn parse_redirect_uris(raw: &[String]) -> Result<Vec<RedirectUri>, Failure> {
+    raw.iter()
+        .map(|u| RedirectUri::parse(u))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(usage)
 }
 
 fn parse_logout_uri(raw: Option<&str>) -> Result<Option<LogoutUri>, Failure> {

@@ -31,6 +31,7 @@ diesel::table! {
         permissions -> Text,
         id_token_signed_response_alg -> Text,
         backchannel_logout_uri -> Nullable<Text>,
+        post_logout_redirect_uris -> Text,
     }
 }
 

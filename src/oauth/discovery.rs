@@ -116,6 +116,8 @@ pub async fn openid_configuration(state: Data<AppState>) -> Result<HttpResponse,
         // every logout token carries `sid` (the refresh family, as in the ID and access tokens).
         "backchannel_logout_supported": true,
         "backchannel_logout_session_supported": true,
+        // RP-Initiated Logout 1.0 §2.1: where an app sends the browser to sign the user out.
+        "end_session_endpoint": format!("{}/logout/end-session", state.issuer),
     });
     if let Value::Object(extra) = oidc {
         fields.extend(extra);

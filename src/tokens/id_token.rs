@@ -178,6 +178,27 @@ pub fn hinted_subject(
     issuer: &str,
     client_id: &str,
 ) -> Result<String, HintError> {
+    let hinted = hinted_session(keys, hint, issuer)?;
+    if hinted.client_id != client_id {
+        return Err(HintError::OtherClient);
+    }
+    Ok(hinted.sub)
+}
+
+/// Who and what an `id_token_hint` names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HintedSession {
+    pub sub: String,
+    /// Its `aud`: the client it was issued to.
+    pub client_id: String,
+    /// Its `sid`: the refresh family it came with.
+    pub sid: String,
+}
+
+/// The user, client and family of an `id_token_hint` (OIDC Core §3.1.2.1, RP-Initiated Logout
+/// 1.0 §2): an ID token this server signed with a key still published and issued by `issuer`.
+/// Its expiry is ignored (a logout hint is usually expired); the caller checks the client.
+pub fn hinted_session(keys: &KeySet, hint: &str, issuer: &str) -> Result<HintedSession, HintError> {
     let header = jsonwebtoken::decode_header(hint).map_err(|_| HintError::NotOurs)?;
     if header.typ.as_deref() != Some(ID_TOKEN_TYP) {
         return Err(HintError::NotOurs);
@@ -201,10 +222,11 @@ pub fn hinted_subject(
     if claims.iss != issuer {
         return Err(HintError::NotOurs);
     }
-    if claims.aud != client_id {
-        return Err(HintError::OtherClient);
-    }
-    Ok(claims.sub)
+    Ok(HintedSession {
+        sub: claims.sub,
+        client_id: claims.aud,
+        sid: claims.sid,
+    })
 }
 
 #[cfg(test)]

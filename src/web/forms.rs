@@ -22,7 +22,7 @@ pub async fn read_form(req: &HttpRequest, payload: Payload) -> Result<Form, Page
 }
 
 /// The CSRF check of a signed-in browser's form.
-fn check_csrf(state: &AppState, signed_in: &SignedIn, form: &Form) -> Result<(), PageError> {
+pub fn check_csrf(state: &AppState, signed_in: &SignedIn, form: &Form) -> Result<(), PageError> {
     match form.get("csrf_token") {
         Some(t) if state.form_signer.csrf_ok(&signed_in.cookie_value, t) => Ok(()),
         _ => Err(PageError::csrf()),

@@ -1,4 +1,4 @@
-//! `GET/POST /login` and `POST /logout`.
+//! `GET/POST /login` and `POST /logout`, and the sign-out every way out of a browser session takes.
 
 use actix_web::http::{StatusCode, header};
 use actix_web::web::{Data, Payload};
@@ -9,11 +9,11 @@ use std::net::IpAddr;
 
 use super::forms::{read_form, signed_in_form};
 use super::pages::LoginPage;
-use super::session;
+use super::session::{self, SignedIn};
 use super::{PageError, allow_form_redirect_to, render, safe_return_to};
 use crate::db::StoreError;
 use crate::db::models::users::UserRow;
-use crate::db::models::{auth_codes, browser_sessions, sign_in_throttles, users};
+use crate::db::models::{auth_codes, browser_sessions, refresh_families, sign_in_throttles, users};
 use crate::domain::Password;
 use crate::limits::sign_in;
 use crate::limits::{LimitKind, client_ip, in_words};
@@ -314,8 +314,40 @@ pub async fn logout(
     let Some((signed_in, form)) = signed_in_form(&state, &req, payload).await? else {
         return Ok(resp);
     };
-    let end_families = matches!(form.get("end_sessions"), Some("on" | "1" | "true" | "yes"));
-    let (id_hash, now, origin) = (signed_in.id_hash.clone(), state.now(), Origin::of(&req));
+    let also = if matches!(form.get("end_sessions"), Some("on" | "1" | "true" | "yes")) {
+        AlsoEnd::FamiliesOfSession
+    } else {
+        AlsoEnd::Nothing
+    };
+    sign_out(&state, &signed_in, also, Origin::of(&req)).await?;
+    let _ = resp.add_removal_cookie(&state.cookies.removal(state.cookies.session));
+    Ok(resp)
+}
+
+/// What ends with a browser session besides the session itself.
+#[derive(Debug, Clone)]
+pub enum AlsoEnd {
+    Nothing,
+    /// Every family this browser session started (its sign-ins to apps).
+    FamiliesOfSession,
+    /// One family, if it is the signed-in user's and of `client_id` (RP-initiated logout's
+    /// "also sign this app out").
+    Family {
+        id: String,
+        client_id: String,
+    },
+}
+
+/// Sign `signed_in`'s browser out (the session row goes; the caller removes the cookie) and
+/// revoke what `also` names, through the revocation functions, so the feed and back-channel
+/// logout hear of it like of every early end.
+pub async fn sign_out(
+    state: &AppState,
+    signed_in: &SignedIn,
+    also: AlsoEnd,
+    origin: Origin,
+) -> Result<(), StoreError> {
+    let (id_hash, now) = (signed_in.id_hash.clone(), state.now());
     let user_id = signed_in.user.id.clone();
     state
         .db
@@ -323,21 +355,20 @@ pub async fn logout(
             c.transaction(|c| {
                 users::lock(c, &user_id)?;
                 browser_sessions::delete(c, &id_hash)?;
-                if end_families {
-                    for family in auth_codes::families_of_session(c, &id_hash)? {
-                        refresh::revoke_family(
-                            c,
-                            &family,
-                            refresh::RevocationReason::SignedOut,
-                            &origin,
-                            now,
-                        )?;
-                    }
+                let families = match also {
+                    AlsoEnd::Nothing => Vec::new(),
+                    AlsoEnd::FamiliesOfSession => auth_codes::families_of_session(c, &id_hash)?,
+                    AlsoEnd::Family { id, client_id } => refresh_families::find(c, &id)?
+                        .filter(|f| f.user_id == user_id && f.client_id == client_id)
+                        .map(|f| vec![f.id])
+                        .unwrap_or_default(),
+                };
+                for family in families {
+                    let reason = refresh::RevocationReason::SignedOut;
+                    refresh::revoke_family(c, &family, reason, &origin, now)?;
                 }
-                Ok::<_, crate::db::StoreError>(())
+                Ok::<_, StoreError>(())
             })
         })
-        .await?;
-    let _ = resp.add_removal_cookie(&state.cookies.removal(state.cookies.session));
-    Ok(resp)
+        .await
 }

@@ -1,10 +1,11 @@
-//! The server-rendered pages: sign-in, consent, account, errors, and the demo client.
+//! The server-rendered pages: sign-in, consent, account, sign-out, errors, and the demo client.
 
 pub mod account;
 pub mod consent;
 pub mod csrf;
 pub mod demo;
 pub mod demo_logout;
+pub mod end_session;
 pub mod forms;
 pub mod health;
 pub mod login;

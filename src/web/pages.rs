@@ -49,6 +49,30 @@ pub struct ConfirmPage {
     pub redirect_host: String,
 }
 
+/// RP-initiated logout: "Sign out of lineage?" (OpenID Connect RP-Initiated Logout 1.0 §2).
+#[derive(Template)]
+#[template(path = "end_session.html")]
+pub struct EndSessionPage {
+    pub username: String,
+    /// The app that sent the browser here, when the request names it.
+    pub app_name: Option<String>,
+    /// The app's `id_token_hint` names another account than the signed-in one.
+    pub other_account: bool,
+    /// The app's sign-in on this device can be ended too.
+    pub can_end_app: bool,
+    pub csrf_token: String,
+    pub request_handle: String,
+    /// Where the browser goes afterwards, when it goes back to the app.
+    pub return_host: Option<String>,
+}
+
+/// After RP-initiated logout without a registered address to return to.
+#[derive(Template)]
+#[template(path = "signed_out.html")]
+pub struct SignedOutPage {
+    pub app_name: Option<String>,
+}
+
 /// An app the user allowed, on the account page.
 pub struct AppLine {
     pub client_id: String,

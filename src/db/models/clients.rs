@@ -22,6 +22,8 @@ pub struct ClientRow {
     pub id_token_signed_response_alg: String,
     /// Where logout tokens go (Back-Channel Logout 1.0); none: the client is not told.
     pub backchannel_logout_uri: Option<String>,
+    /// Where the browser may go after RP-initiated logout (space-separated exact URIs).
+    pub post_logout_redirect_uris: String,
 }
 
 impl std::fmt::Debug for ClientRow {
@@ -100,6 +102,16 @@ pub fn set_backchannel_logout_uri(
 ) -> Result<usize, StoreError> {
     Ok(diesel::update(clients::table.find(id))
         .set(clients::backchannel_logout_uri.eq(uri))
+        .execute(conn)?)
+}
+
+pub fn set_post_logout_redirect_uris(
+    conn: &mut DbConnection,
+    id: &str,
+    uris: &str,
+) -> Result<usize, StoreError> {
+    Ok(diesel::update(clients::table.find(id))
+        .set(clients::post_logout_redirect_uris.eq(uris))
         .execute(conn)?)
 }
 

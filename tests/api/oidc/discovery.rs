@@ -93,13 +93,16 @@ async fn the_openid_configuration_is_complete(backend: Backend) {
     // Back-channel logout, with `sid` in every logout token.
     assert_eq!(doc["backchannel_logout_supported"], true);
     assert_eq!(doc["backchannel_logout_session_supported"], true);
-    // Userinfo answers are plain JSON, and RP-initiated logout does not exist yet.
-    for absent in [
-        "userinfo_signing_alg_values_supported",
-        "end_session_endpoint",
-    ] {
-        assert!(doc.get(absent).is_none(), "{absent} must not be listed");
-    }
+    // RP-initiated logout.
+    assert_eq!(
+        doc["end_session_endpoint"],
+        format!("{issuer}/logout/end-session")
+    );
+    // Userinfo answers are plain JSON.
+    assert!(
+        doc.get("userinfo_signing_alg_values_supported").is_none(),
+        "userinfo_signing_alg_values_supported must not be listed"
+    );
 }
 
 async fn every_endpoint_it_names_answers(backend: Backend) {

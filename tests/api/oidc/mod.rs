@@ -1,6 +1,6 @@
 //! OpenID Connect: profile claims, userinfo and discovery; ID tokens (an OIDC library signs in
 //! with RS256 and EdDSA, refreshes; the claims checked one by one over HTTP), the OIDC
-//! authorization-request parameters, the RSA keys; back-channel logout.
+//! authorization-request parameters, the RSA keys; back-channel and RP-initiated logout.
 mod account;
 mod authorize_params;
 mod backchannel;
@@ -8,6 +8,7 @@ mod claims;
 mod cli;
 mod demo;
 mod discovery;
+mod end_session;
 mod id_token;
 mod keys;
 mod profile_claims;

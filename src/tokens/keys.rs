@@ -238,6 +238,31 @@ impl KeySet {
         self.keys.iter().find(|k| k.kid == kid)
     }
 
+    /// The claims of a JWT of type `typ` signed by one of these keys, checked with the algorithm of
+    /// the key its `kid` names — never the header's word for it (RFC 8725 §3.1). Times, issuer and
+    /// audience are the caller's to check. `None` for anything this server did not sign so.
+    pub fn decode<T: serde::de::DeserializeOwned>(&self, token: &str, typ: &str) -> Option<T> {
+        use jsonwebtoken::{Algorithm, Validation};
+        let header = jsonwebtoken::decode_header(token).ok()?;
+        if header.typ.as_deref() != Some(typ) {
+            return None;
+        }
+        let key = self.get(header.kid.as_deref()?)?;
+        if header.alg != key.algorithm.jwt()
+            || !matches!(header.alg, Algorithm::RS256 | Algorithm::EdDSA)
+        {
+            return None;
+        }
+        let mut validation = Validation::new(key.algorithm.jwt());
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
+        validation.validate_aud = false;
+        validation.required_spec_claims.clear();
+        jsonwebtoken::decode::<T>(token, &key.decoding, &validation)
+            .ok()
+            .map(|data| data.claims)
+    }
+
     /// Load every key still published, reusing already-decrypted ones from `previous`.
     pub fn load(
         conn: &mut DbConnection,

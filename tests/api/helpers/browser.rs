@@ -383,6 +383,20 @@ impl Browser {
         panic!("too many redirects");
     }
 
+    /// Revoke the device of family `sid` with its form on /account, as the user would; asserts
+    /// the 303.
+    pub async fn revoke_device(&self, sid: &str) {
+        let action = format!("/account/families/{sid}/revoke");
+        let csrf = self
+            .get("/account")
+            .await
+            .form(&action)
+            .and_then(|f| f.value("csrf_token"))
+            .expect("the device's revoke form");
+        let resp = self.post(&action, &[("csrf_token", &csrf)]).await;
+        assert_eq!(resp.status, 303, "{}", resp.describe());
+    }
+
     /// Sign in through the form at /login; asserts the 303 and returns it.
     pub async fn sign_in(&self, username: &str, password: &str) -> Page {
         let form = self.get("/login").await;

@@ -259,14 +259,7 @@ async fn device_revoke_and_admin_revoke_are_delivered(backend: Backend) {
 
     // The user revokes a device on /account.
     let (b, laptop) = signed_in_tokens(&app, &client, "notes:read", "alice", "Laptop").await;
-    let page = b.get("/account").await;
-    let action = format!("/account/families/{}/revoke", laptop.sid());
-    let csrf = page
-        .form(&action)
-        .and_then(|f| f.value("csrf_token"))
-        .expect("revoke form");
-    let resp = b.post(&action, &[("csrf_token", &csrf)]).await;
-    assert_eq!(resp.status, 303, "{}", resp.describe());
+    b.revoke_device(&laptop.sid()).await;
     let got = receiver.wait_for(1).await;
     assert_eq!(got[0].claims()["sid"], laptop.sid().as_str());
     assert_eq!(got[0].claims()["sub"], alice.id.as_str());

@@ -179,15 +179,7 @@ async fn the_demo_shows_the_id_token_and_a_back_channel_logout(backend: Backend)
 
     // The user revokes the device on /account: lineage tells the demo app, which checks the
     // logout token and shows it.
-    let action = format!("/account/families/{sid}/revoke");
-    let csrf = b
-        .get("/account")
-        .await
-        .form(&action)
-        .and_then(|f| f.value("csrf_token"))
-        .expect("the device's revoke form");
-    let resp = b.post(&action, &[("csrf_token", &csrf)]).await;
-    assert_eq!(resp.status, 303, "{}", resp.describe());
+    b.revoke_device(&sid).await;
     let expected =
         format!("lineage told this app that session {sid} ended (from the account page)");
     let started = std::time::Instant::now();

@@ -187,15 +187,7 @@ async fn sign_in_and_refresh(backend: Backend, alg: KeyAlgorithm) {
     let sid = sid.as_str().expect("sid").to_string();
 
     // Back-Channel Logout 1.0: the user revokes this device on /account; the app is told.
-    let action = format!("/account/families/{sid}/revoke");
-    let csrf = browser
-        .get("/account")
-        .await
-        .form(&action)
-        .and_then(|f| f.value("csrf_token"))
-        .expect("the device's revoke form");
-    let resp = browser.post(&action, &[("csrf_token", &csrf)]).await;
-    assert_eq!(resp.status, 303, "{}", resp.describe());
+    browser.revoke_device(&sid).await;
     let got = receiver.wait_for(1).await;
     assert_eq!(got[0].content_type, "application/x-www-form-urlencoded");
     // The library verifies it with the key set it discovered: signature, issuer, audience,

@@ -8,6 +8,15 @@ use serde_json::Value;
 use super::accounts::TestClient;
 use super::app::TestApp;
 
+/// The HTTP client a client library (the `oauth2` and `openidconnect` crates) is given: it never
+/// follows redirects (RFC 6749 §3.2 answers are not redirects, and `/authorize` must be seen).
+pub fn library_http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("http client")
+}
+
 /// RFC 6749 §2.3.1: client id and secret are form-urlencoded before they are Base64-encoded.
 pub fn basic_auth(id: &str, secret: &str) -> String {
     let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();

@@ -25,19 +25,14 @@ use serde_json::{Value, json};
 
 use super::backchannel::{Answer, EVENT, Receiver, quick, set_logout_uri};
 use super::{oidc_client, verify_id_token};
-use crate::helpers::{APP_REDIRECT, Backend, create_user, jwt_claims, spawn_app_with};
+use crate::helpers::{
+    APP_REDIRECT, Backend, create_user, jwt_claims, library_http, spawn_app_with,
+};
 
 both_backends!(
     openidconnect_signs_in_with_rs256_and_refreshes,
     openidconnect_verifies_an_eddsa_client,
 );
-
-fn http() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("http client")
-}
 
 /// What a logout token carries beside the claims an ID token shares with it (Back-Channel
 /// Logout 1.0 §2.4), so the library's JWT verifier can read it.
@@ -68,7 +63,7 @@ async fn sign_in_and_refresh(backend: Backend, alg: KeyAlgorithm) {
     let receiver = Receiver::start(&[], Answer::Status(200)).await;
     set_logout_uri(&app, &registered.id, &receiver.url).await;
     let alice = create_user(&app, "alice").await;
-    let http = http();
+    let http = library_http();
     // OIDC Discovery §4: the metadata from the issuer's well-known URL, then its JWKS.
     let issuer = IssuerUrl::new(app.issuer.clone()).expect("issuer URL");
     let provider = CoreProviderMetadata::discover_async(issuer, &http)

@@ -11,21 +11,14 @@ use oauth2::{
 };
 
 use crate::helpers::{
-    APP_REDIRECT, Backend, TestApp, app_client, create_user, spawn_app, tls_front, verify_jwt,
+    APP_REDIRECT, Backend, TestApp, app_client, create_user, library_http, spawn_app, tls_front,
+    verify_jwt,
 };
 
 both_backends!(
     the_oauth2_crate_signs_in_refreshes_and_revokes,
     the_oauth2_crate_gets_client_credentials_tokens,
 );
-
-fn http() -> reqwest::Client {
-    // Redirects are never followed by a token client (RFC 6749 §3.2 answers are not redirects).
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("http client")
-}
 
 fn url<T>(app: &TestApp, path: &str, make: impl FnOnce(String) -> Result<T, url::ParseError>) -> T {
     make(app.url(path)).expect("endpoint URL")
@@ -37,7 +30,7 @@ async fn the_oauth2_crate_signs_in_refreshes_and_revokes(backend: Backend) {
     };
     let registered = app_client(&app, "notes:read notes:write").await;
     create_user(&app, "alice").await;
-    let http = http();
+    let http = library_http();
     let client = BasicClient::new(ClientId::new(registered.id.clone()))
         .set_auth_uri(url(&app, "/authorize", AuthUrl::new))
         .set_token_uri(url(&app, "/token", TokenUrl::new))
@@ -165,7 +158,7 @@ async fn the_oauth2_crate_gets_client_credentials_tokens(backend: Backend) {
         return;
     };
     let service = app.create_client("invoices:read invoices:write").await;
-    let http = http();
+    let http = library_http();
     let jwks = app.jwks().await;
     for auth in [AuthType::BasicAuth, AuthType::RequestBody] {
         let client = BasicClient::new(ClientId::new(service.id.clone()))

@@ -59,6 +59,7 @@ fn claims(now: i64) -> AccessClaims {
         client_id: "notes-web".into(),
         scope: "notes:read notes:write profile".into(),
         sid: Some("9a3c1d2e-7b6f-4e5a-8c9d-0e1f2a3b4c5d".into()),
+        cnf: None,
         extra,
     }
 }

@@ -96,6 +96,7 @@ impl Minted<'_> {
             subject: &self.user.id,
             scope: self.scope,
             sid: Some(family.id.clone()),
+            jkt: None,
             user_claims: jwt::user_claims(self.user, self.scope),
             now,
             ttl: settings.access_token_ttl,

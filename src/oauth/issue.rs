@@ -54,6 +54,9 @@ pub struct AccessGrant<'a> {
     pub scope: Scope,
     /// The refresh family it belongs to.
     pub sid: Option<String>,
+    /// The thumbprint of the DPoP key the token is bound to (`cnf.jkt`); `None` for a bearer
+    /// token.
+    pub jkt: Option<String>,
     /// Never valid past this (the family's end).
     pub expires_no_later: Option<i64>,
     /// The sign-in behind a user's grant, for an ID token; `None` when there is no family.
@@ -112,7 +115,7 @@ pub async fn respond(
     };
     Ok(TokenResponse {
         access_token,
-        token_type: "Bearer",
+        token_type: if grant.jkt.is_some() { "DPoP" } else { "Bearer" },
         expires_in: expires_at - now,
         refresh_token: refresh_token.map(|t| t.expose().to_string()),
         scope: grant.scope.to_string(),
@@ -139,6 +142,7 @@ fn sign_access_token(
         subject,
         scope: &grant.scope,
         sid: grant.sid.clone(),
+        jkt: grant.jkt.clone(),
         user_claims: grant
             .user
             .map(|u| user_claims(u, &grant.scope))

@@ -31,9 +31,19 @@ pub struct AccessClaims {
     /// The refresh family this token came from, if any.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub sid: Option<String>,
+    /// RFC 9449 §6.1: the DPoP key the token is bound to; only a request signed by that key may
+    /// use it.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub cnf: Option<Confirmation>,
     /// Current user claims (e.g. `preferred_username`), read fresh at every issue.
     #[serde(flatten)]
     pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+/// `cnf` (RFC 7800) with the SHA-256 thumbprint of a DPoP key (RFC 9449 §6.1).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Confirmation {
+    pub jkt: String,
 }
 
 /// What an access token is issued for. [`AccessClaims::issue`] is the one place that turns it into
@@ -48,6 +58,8 @@ pub struct AccessTokenSpec<'a> {
     pub scope: &'a Scope,
     /// The refresh family the token comes from, if any.
     pub sid: Option<String>,
+    /// The thumbprint of the DPoP key the token is bound to, if any.
+    pub jkt: Option<String>,
     /// The user's current claims ([`user_claims`]); empty when no user is involved.
     pub user_claims: serde_json::Map<String, serde_json::Value>,
     pub now: i64,
@@ -66,6 +78,7 @@ impl AccessClaims {
             subject,
             scope,
             sid,
+            jkt,
             user_claims,
             now,
             ttl,
@@ -86,6 +99,7 @@ impl AccessClaims {
             client_id: client.client_id.to_string(),
             scope: scope.to_string(),
             sid,
+            cnf: jkt.map(|jkt| Confirmation { jkt }),
             extra: user_claims,
         }
     }

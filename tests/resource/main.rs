@@ -273,6 +273,7 @@ impl Lineage {
             client_id: "notes-app".into(),
             scope: "notes:read notes:write".into(),
             sid: None,
+            cnf: None,
             extra: Default::default(),
         }
     }

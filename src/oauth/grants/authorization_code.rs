@@ -76,6 +76,7 @@ pub async fn grant(
         user: Some(&user),
         scope,
         sid: Some(family.id.clone()),
+        jkt: None,
         expires_no_later: Some(family.absolute_expires_at),
         sign_in: Some(SignIn {
             auth_time: family.auth_time,

@@ -21,6 +21,7 @@ pub async fn grant(
         user: None,
         scope: scope_within(scope, &client.scopes)?,
         sid: None,
+        jkt: None,
         expires_no_later: None,
         sign_in: None,
     };

@@ -45,6 +45,7 @@ pub async fn grant(
         user: Some(&rotated.user),
         scope: rotated.scope.clone(),
         sid: Some(family.id.clone()),
+        jkt: None,
         // Never beyond the family's end: its idle expiry (which is never past the absolute one).
         expires_no_later: Some(family.idle_expires_at.min(family.absolute_expires_at)),
         // OIDC Core §12.2: the family's sign-in time, and no nonce.

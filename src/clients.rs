@@ -34,6 +34,8 @@ pub struct Client {
     pub backchannel_logout_uri: Option<LogoutUri>,
     /// Where the browser may be sent after RP-initiated logout (exact matches).
     pub post_logout_redirect_uris: Vec<RedirectUri>,
+    /// Every token request must carry a DPoP proof (RFC 9449): all its tokens are bound to a key.
+    pub require_dpop: bool,
 }
 
 impl Client {
@@ -94,6 +96,7 @@ impl Client {
             id_token_alg,
             backchannel_logout_uri,
             post_logout_redirect_uris,
+            require_dpop: row.require_dpop,
         })
     }
 
@@ -148,6 +151,7 @@ impl Client {
                 .iter()
                 .map(|r| r.to_string())
                 .collect(),
+            require_dpop: self.require_dpop,
         }
     }
 }
@@ -168,6 +172,8 @@ pub struct ClientView {
     pub id_token_signed_response_alg: String,
     pub backchannel_logout_uri: Option<String>,
     pub post_logout_redirect_uris: Vec<String>,
+    /// Token requests must carry a DPoP proof.
+    pub require_dpop: bool,
 }
 
 /// A registration request, already parsed.
@@ -336,6 +342,8 @@ pub fn create_with_permissions(
         id_token_signed_response_alg: KeyAlgorithm::RS256.as_str().to_string(),
         backchannel_logout_uri: None,
         post_logout_redirect_uris: String::new(),
+        // `set_require_dpop`; the CLI turns it on for public clients unless told otherwise.
+        require_dpop: false,
     };
     conn.transaction(|conn| {
         if client_rows::find(conn, &client_id)?.is_some() {
@@ -462,6 +470,29 @@ pub fn set_post_logout_redirect_uris(
         client_rows::set_post_logout_redirect_uris(conn, client_id, &list)?;
         let shown = if list.is_empty() { "none" } else { &list };
         let detail = format!("post-logout redirect URIs of client {client_id} set to: {shown}");
+        let event = AuditEventRow::new(now, "client_updated", detail).for_client(client_id);
+        audit_events::insert(conn, &event)?;
+        get(conn, client_id)
+    })
+}
+
+/// Require (or stop requiring) DPoP proofs on every token request of a client. Families it
+/// already has keep their binding, or their lack of one.
+pub fn set_require_dpop(
+    conn: &mut DbConnection,
+    client_id: &str,
+    required: bool,
+    now: i64,
+) -> Result<Client, RegistryError> {
+    conn.transaction(|conn| {
+        if client_rows::set_require_dpop(conn, client_id, required)? == 0 {
+            return Err(RegistryError::NotFound(format!("no client `{client_id}`")));
+        }
+        let detail = if required {
+            format!("client {client_id} must now prove possession of a DPoP key")
+        } else {
+            format!("client {client_id} may now use bearer tokens (DPoP optional)")
+        };
         let event = AuditEventRow::new(now, "client_updated", detail).for_client(client_id);
         audit_events::insert(conn, &event)?;
         get(conn, client_id)

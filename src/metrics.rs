@@ -83,6 +83,8 @@ pub struct Metrics {
     pub tokens_issued: Family<GrantLabels, Counter>,
     pub token_errors: Family<ErrorLabels, Counter>,
     pub refresh_reuse_detected: Counter,
+    /// DPoP-bound refresh tokens presented without a proof by their key (refused, not revoked).
+    pub refresh_wrong_dpop_key: Counter,
     pub sign_ins: Family<ResultLabels, Counter>,
     pub http_requests: Family<RequestLabels, Counter>,
     pub http_request_duration: LatencyFamily,
@@ -133,6 +135,11 @@ impl Default for Metrics {
                 &mut r,
                 "refresh_reuse_detected",
                 "Refresh tokens presented again after use; each revoked its family",
+            ),
+            refresh_wrong_dpop_key: registered(
+                &mut r,
+                "refresh_wrong_dpop_key",
+                "DPoP-bound refresh tokens presented without a proof by their key; refused",
             ),
             sign_ins: registered(
                 &mut r,

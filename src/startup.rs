@@ -22,6 +22,7 @@ use crate::limits::sign_in::{SignInPolicy, UsernameKeys};
 use crate::limits::{self, Limits};
 use crate::metrics::Metrics;
 use crate::oauth::client_auth::ClientCache;
+use crate::oauth::dpop::DpopCheck;
 use crate::oauth::error::OAuthError;
 use crate::oauth::{
     authorize, cors, discovery, introspect, jwks, revocations, revoke, token, userinfo,
@@ -136,6 +137,7 @@ impl Application {
             keys: KeyRing::new(key_set, now, enc, ttl),
             settings: settings.clone(),
             successor_key: SuccessorKey::new(&key_secret),
+            dpop: DpopCheck::new(settings.dpop, &key_secret),
             form_signer: FormSigner::new(&key_secret),
             metrics: app_metrics,
             cookies: CookieNames::for_issuer(&issuer),

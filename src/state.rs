@@ -8,6 +8,7 @@ use crate::limits::Limits;
 use crate::limits::sign_in::{SignInPolicy, UsernameKeys};
 use crate::metrics::Metrics;
 use crate::oauth::client_auth::ClientCache;
+use crate::oauth::dpop::DpopCheck;
 use crate::tokens::key_ring::KeyRing;
 use crate::tokens::refresh::{RefreshPolicy, SuccessorKey};
 use crate::web::csrf::FormSigner;
@@ -26,6 +27,8 @@ pub struct AppState {
     /// Root of the server's derived secrets (demo client secret, refresh successor HMAC).
     pub key_secret: KeySecret,
     pub successor_key: SuccessorKey,
+    /// DPoP proof checks: replay cache and nonces of this node.
+    pub dpop: DpopCheck,
     pub refresh_policy: RefreshPolicy,
     /// Signs CSRF tokens and the consent page's request handle.
     pub form_signer: FormSigner,

@@ -14,6 +14,13 @@ fn parse_alg(raw: &str) -> Result<KeyAlgorithm, String> {
     raw.parse()
 }
 
+/// `--dpop`: whether a client's token requests must carry a DPoP proof.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DpopRule {
+    Required,
+    Optional,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum ClientCommand {
     /// Register a client; a confidential client's secret is printed once.
@@ -58,6 +65,11 @@ pub enum ClientCommand {
         /// RP-Initiated Logout), an exact URI; repeat for several.
         #[arg(long = "post-logout-redirect-uri")]
         post_logout_redirect_uris: Vec<String>,
+        /// Whether token requests must carry a DPoP proof (RFC 9449), binding every refresh
+        /// token and access token to a key the app holds: `required` (the default for public
+        /// clients) or `optional` (the default for confidential ones).
+        #[arg(long, value_enum)]
+        dpop: Option<DpopRule>,
         #[arg(long)]
         json: bool,
     },
@@ -74,6 +86,7 @@ pub enum ClientCommand {
                 "no_backchannel_logout_uri",
                 "post_logout_redirect_uris",
                 "no_post_logout_redirect_uris",
+                "dpop",
             ])
     ))]
     Update {
@@ -97,6 +110,10 @@ pub enum ClientCommand {
         /// Send the browser to lineage's own "signed out" page after RP-initiated logout.
         #[arg(long, conflicts_with = "post_logout_redirect_uris")]
         no_post_logout_redirect_uris: bool,
+        /// Require DPoP proofs on token requests from now on, or make them optional. Existing
+        /// sessions keep their binding (or their lack of one).
+        #[arg(long, value_enum)]
+        dpop: Option<DpopRule>,
         #[arg(long)]
         json: bool,
     },
@@ -133,9 +150,12 @@ pub fn run(cmd: ClientCommand, backend: &Backend, now: i64) -> Result<(), Failur
             id_token_alg,
             backchannel_logout_uri,
             post_logout_redirect_uris,
+            dpop,
             json,
         } => {
             let permissions = parse_permissions(&permissions)?;
+            // A public client's tokens sit on a device that can be copied: bind them by default.
+            let require_dpop = dpop.map_or(public, |d| d == DpopRule::Required);
             let logout_uri = parse_logout_uri(backchannel_logout_uri.as_deref())?;
             let post_logout = parse_redirect_uris(&post_logout_redirect_uris)?;
             let spec = NewClient {
@@ -163,6 +183,9 @@ pub fn run(cmd: ClientCommand, backend: &Backend, now: i64) -> Result<(), Failur
                     created.client =
                         clients::set_post_logout_redirect_uris(c, &id, &post_logout, now)?;
                 }
+                if require_dpop {
+                    created.client = clients::set_require_dpop(c, &id, true, now)?;
+                }
                 Ok::<_, clients::RegistryError>(created)
             })?;
             print(json, created.to_json(), || created_text(&created));
@@ -176,6 +199,7 @@ pub fn run(cmd: ClientCommand, backend: &Backend, now: i64) -> Result<(), Failur
             no_backchannel_logout_uri,
             post_logout_redirect_uris,
             no_post_logout_redirect_uris,
+            dpop,
             json,
         } => {
             let permissions = (no_permissions || !permissions.is_empty())
@@ -201,6 +225,10 @@ pub fn run(cmd: ClientCommand, backend: &Backend, now: i64) -> Result<(), Failur
                 if let Some(uris) = &post_logout {
                     client = clients::set_post_logout_redirect_uris(c, &client_id, uris, now)?;
                 }
+                if let Some(rule) = dpop {
+                    let required = rule == DpopRule::Required;
+                    client = clients::set_require_dpop(c, &client_id, required, now)?;
+                }
                 Ok::<_, clients::RegistryError>(client)
             })?;
             let v = client.view();
@@ -216,9 +244,14 @@ pub fn run(cmd: ClientCommand, backend: &Backend, now: i64) -> Result<(), Failur
                 } else {
                     v.post_logout_redirect_uris.join(" ")
                 };
+                let dpop = if v.require_dpop {
+                    "required"
+                } else {
+                    "optional"
+                };
                 format!(
                     "client {}: permissions {list}; back-channel logout URI {uri}; \
-                     post-logout redirect URIs {after}",
+                     post-logout redirect URIs {after}; DPoP {dpop}",
                     v.client_id
                 )
             });
@@ -310,6 +343,11 @@ fn created_text(created: &clients::CreatedClient) -> String {
             s.expose()
         )),
         None => out.push_str("public client: no secret"),
+    }
+    if created.client.require_dpop {
+        out.push_str(
+            "\nDPoP required: token requests must carry a proof (--dpop optional to lift)",
+        );
     }
     out
 }

@@ -32,9 +32,22 @@ pub enum TokenCommand {
         /// How many families to start.
         #[arg(long, default_value_t = 1)]
         count: u32,
+        /// Bind the families to a DPoP key (its RFC 7638 SHA-256 thumbprint): every rotation
+        /// then needs a proof by that key, and the access tokens carry `cnf.jkt`.
+        #[arg(long, value_parser = parse_jkt)]
+        dpop_jkt: Option<String>,
         #[arg(long)]
         json: bool,
     },
+}
+
+/// A SHA-256 JWK thumbprint: 43 base64url characters.
+fn parse_jkt(raw: &str) -> Result<String, String> {
+    if lineage_jwt::dpop::is_thumbprint(raw) {
+        Ok(raw.to_string())
+    } else {
+        Err("a DPoP key thumbprint is 43 base64url characters".into())
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -96,7 +109,7 @@ impl Minted<'_> {
             subject: &self.user.id,
             scope: self.scope,
             sid: Some(family.id.clone()),
-            jkt: None,
+            jkt: family.dpop_jkt.clone(),
             user_claims: jwt::user_claims(self.user, self.scope),
             now,
             ttl: settings.access_token_ttl,
@@ -161,6 +174,7 @@ pub fn mint(
         scope,
         device_name,
         count,
+        dpop_jkt,
         json,
     } = cmd;
     let db = &backend.db;
@@ -188,6 +202,7 @@ pub fn mint(
                 ip: None,
                 user_agent: Some("lineage token mint".into()),
             },
+            dpop_jkt: dpop_jkt.clone(),
         };
         let (family, token) = db.write_sync(|c| refresh::start_family(c, spec, &policy, now))?;
         use std::io::Write;

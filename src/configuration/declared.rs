@@ -110,6 +110,18 @@ declare_settings! {
     backchannel_logout_interval: Seconds = Seconds::new(10),
         env "LINEAGE_BACKCHANNEL_LOGOUT_INTERVAL",
         parse positive_at_most(Seconds::new(HOUR), "an hour");
+    /// DPoP: how old a proof's `iat` may be (`60s`); a proof up to 10 s in the future is also
+    /// accepted (clock skew).
+    dpop_proof_max_age: Seconds = Seconds::new(MINUTE),
+        env "LINEAGE_DPOP_PROOF_MAX_AGE", parse positive_at_most(Seconds::new(10 * MINUTE), "10 minutes");
+    /// DPoP: require a server nonce in every proof at /token (RFC 9449 §8; default false).
+    #[arg(num_args = 0..=1, default_missing_value = "true")]
+    dpop_nonce: bool = false,
+        env "LINEAGE_DPOP_NONCE", parse boolean;
+    /// DPoP: proof ids (`jti`) one node remembers at most (1000000, about 100 MB when full);
+    /// when full, the proof window shrinks rather than let a replay through.
+    dpop_replay_capacity: usize = 1_000_000,
+        env "LINEAGE_DPOP_REPLAY_CAPACITY", parse count(1000..=100_000_000);
     /// Log lines as `json` or `text` (default: text on a terminal, JSON otherwise).
     log_format: LogFormat = LogFormat::for_stderr(),
         env "LINEAGE_LOG_FORMAT", parse log_format;

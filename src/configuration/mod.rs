@@ -68,8 +68,21 @@ pub struct Settings {
     pub log_format: LogFormat,
     /// Back-channel logout delivery (`backchannel`).
     pub backchannel: BackchannelSettings,
+    /// DPoP proofs at the token endpoint.
+    pub dpop: DpopSettings,
     /// Abuse limits, trusted proxies and the password-hashing pool.
     pub limits: LimitSettings,
+}
+
+/// How DPoP proofs are checked (RFC 9449), from the `dpop_*` settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DpopSettings {
+    /// How old a proof's `iat` may be.
+    pub proof_max_age: Seconds,
+    /// Proofs must carry a nonce this server issued.
+    pub nonce: bool,
+    /// `jti`s remembered per node.
+    pub replay_capacity: usize,
 }
 
 /// How logout tokens are delivered (Back-Channel Logout 1.0), from the `backchannel_logout_*`
@@ -152,6 +165,11 @@ impl Values {
                 concurrency: self.backchannel_logout_concurrency,
                 max_attempts: self.backchannel_logout_attempts,
                 interval: self.backchannel_logout_interval,
+            },
+            dpop: DpopSettings {
+                proof_max_age: self.dpop_proof_max_age,
+                nonce: self.dpop_nonce,
+                replay_capacity: self.dpop_replay_capacity,
             },
             limits: LimitSettings {
                 trusted_proxies: TrustedProxies {

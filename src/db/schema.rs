@@ -32,6 +32,7 @@ diesel::table! {
         id_token_signed_response_alg -> Text,
         backchannel_logout_uri -> Nullable<Text>,
         post_logout_redirect_uris -> Text,
+        require_dpop -> Bool,
     }
 }
 
@@ -78,6 +79,7 @@ diesel::table! {
         revoked_at -> Nullable<BigInt>,
         revoked_reason -> Nullable<Text>,
         auth_time -> BigInt,
+        dpop_jkt -> Nullable<Text>,
     }
 }
 
@@ -132,6 +134,7 @@ diesel::table! {
         redirect_uri_given -> Bool,
         nonce -> Nullable<Text>,
         auth_time -> BigInt,
+        dpop_jkt -> Nullable<Text>,
     }
 }
 

@@ -49,6 +49,9 @@ pub struct AuthorizationRequest {
     /// The OIDC `nonce`, echoed in the ID token.
     #[serde(default)]
     pub nonce: Option<String>,
+    /// RFC 9449 §10: the thumbprint of the DPoP key the code is bound to.
+    #[serde(default)]
+    pub dpop_jkt: Option<String>,
 }
 
 /// A redirect back to the client (RFC 6749 §4.1.2 / §4.1.2.1, RFC 9207).
@@ -260,6 +263,17 @@ async fn validate(state: &AppState, query: &str) -> Result<Validated, Rejection>
     {
         return Err(fail("invalid_request", "nonce is too long"));
     }
+    // RFC 9449 §10: a SHA-256 JWK thumbprint, base64url (43 characters).
+    let dpop_jkt = form.get("dpop_jkt").map(str::to_string);
+    if dpop_jkt
+        .as_deref()
+        .is_some_and(|j| !lineage_jwt::dpop::is_thumbprint(j))
+    {
+        return Err(fail(
+            "invalid_request",
+            "dpop_jkt must be the base64url SHA-256 thumbprint of a JWK",
+        ));
+    }
     let max_age = match form.get("max_age") {
         None => None,
         Some(raw) => Some(i64::from(raw.parse::<u32>().map_err(|_| {
@@ -282,6 +296,7 @@ async fn validate(state: &AppState, query: &str) -> Result<Validated, Rejection>
             state: client_state,
             pkce,
             nonce,
+            dpop_jkt,
         },
         client,
         prompt,
@@ -459,6 +474,7 @@ pub async fn issue_code(
         redirect_uri_given: areq.redirect_uri_given,
         nonce: areq.nonce.clone(),
         auth_time: signed_in.auth_time,
+        dpop_jkt: areq.dpop_jkt.clone(),
     };
     state.db.write(move |c| auth_codes::insert(c, &row)).await?;
     Ok(redirect_to_client(

@@ -24,8 +24,12 @@ use crate::state::AppState;
 
 /// How long a browser may reuse a preflight answer (Chromium caps it at two hours).
 const PREFLIGHT_MAX_AGE: &str = "600";
-/// What a browser app sends to `/token` and `/revoke` beyond the CORS-safelisted headers.
-const CLIENT_HEADERS: &str = "Content-Type, Authorization";
+/// What a browser app sends to `/token`, `/revoke` and `/userinfo` beyond the CORS-safelisted
+/// headers (`DPoP`: RFC 9449 proofs).
+const CLIENT_HEADERS: &str = "Content-Type, Authorization, DPoP";
+/// Response headers a browser app may read beyond the safelisted ones: the DPoP nonce for its next
+/// proof and the challenge that says why a token was refused.
+const EXPOSED_HEADERS: &str = "DPoP-Nonce, WWW-Authenticate";
 
 /// The client a request names (HTTP Basic or `client_id` in the body). The body is read by the
 /// handler, after this middleware has passed the request on, so the handler notes it here.
@@ -107,6 +111,10 @@ pub async fn per_client(
         {
             resp.headers_mut()
                 .insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, value);
+            resp.headers_mut().insert(
+                header::ACCESS_CONTROL_EXPOSE_HEADERS,
+                HeaderValue::from_static(EXPOSED_HEADERS),
+            );
         }
     }
     vary_origin(resp.headers_mut());

@@ -69,6 +69,8 @@ async fn shared(state: &AppState) -> Result<Map<String, Value>, OAuthError> {
         "introspection_endpoint": format!("{issuer}/introspect"),
         "introspection_endpoint_auth_methods_supported": &CLIENT_AUTH_METHODS[..2],
         "scopes_supported": scopes,
+        // RFC 9449 §5.1.
+        "dpop_signing_alg_values_supported": lineage_jwt::dpop::ALGORITHMS,
         // Not an RFC 8414 name: lineage's revocation feed for resource servers (README).
         "lineage_revocation_feed_endpoint": format!("{issuer}/revocations"),
         "service_documentation": format!("{issuer}/"),

@@ -19,6 +19,10 @@ pub enum ErrorCode {
     UnsupportedTokenType,
     ServerError,
     TemporarilyUnavailable,
+    /// RFC 9449 §5: the DPoP proof is missing where required, or invalid.
+    InvalidDpopProof,
+    /// RFC 9449 §8: the proof must carry the nonce in the response's `DPoP-Nonce` header.
+    UseDpopNonce,
 }
 
 impl ErrorCode {
@@ -33,6 +37,8 @@ impl ErrorCode {
             ErrorCode::UnsupportedTokenType => "unsupported_token_type",
             ErrorCode::ServerError => "server_error",
             ErrorCode::TemporarilyUnavailable => "temporarily_unavailable",
+            ErrorCode::InvalidDpopProof => "invalid_dpop_proof",
+            ErrorCode::UseDpopNonce => "use_dpop_nonce",
         }
     }
 }
@@ -44,6 +50,8 @@ pub struct OAuthError {
     pub description: Option<String>,
     /// Overrides the status the code implies (413 for an oversized body).
     pub status: Option<StatusCode>,
+    /// A fresh DPoP nonce for the client's next proof (`DPoP-Nonce`, RFC 9449 §8).
+    pub dpop_nonce: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -73,6 +81,7 @@ impl OAuthError {
             code,
             description: Some(description_chars(&description.into())),
             status: None,
+            dpop_nonce: None,
         }
     }
 
@@ -99,6 +108,7 @@ impl OAuthError {
             code: ErrorCode::ServerError,
             description: None,
             status: None,
+            dpop_nonce: None,
         }
     }
 
@@ -107,11 +117,22 @@ impl OAuthError {
             code: ErrorCode::TemporarilyUnavailable,
             description: None,
             status: None,
+            dpop_nonce: None,
         }
     }
 
     pub fn with_status(mut self, status: StatusCode) -> Self {
         self.status = Some(status);
+        self
+    }
+
+    pub fn invalid_dpop_proof(d: impl Into<String>) -> Self {
+        Self::new(ErrorCode::InvalidDpopProof, d)
+    }
+
+    /// Tell the client which DPoP nonce to put in its next proof.
+    pub fn with_dpop_nonce(mut self, nonce: Option<String>) -> Self {
+        self.dpop_nonce = nonce;
         self
     }
 }
@@ -152,6 +173,11 @@ impl ResponseError for OAuthError {
         }
         if self.code == ErrorCode::TemporarilyUnavailable {
             resp.insert_header((header::RETRY_AFTER, HeaderValue::from_static("1")));
+        }
+        if let Some(nonce) = &self.dpop_nonce
+            && let Ok(value) = HeaderValue::from_str(nonce)
+        {
+            resp.insert_header((super::dpop::NONCE_HEADER, value));
         }
         resp.json(Body {
             error: self.code.as_str(),

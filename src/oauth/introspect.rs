@@ -44,6 +44,7 @@ pub async fn introspect(
                     return Ok(None);
                 }
                 let username = users::find(c, &family.user_id)?.map(|u| u.username);
+                let cnf = family.dpop_jkt.as_ref().map(|jkt| json!({ "jkt": jkt }));
                 Ok::<_, StoreError>(Some(json!({
                     "active": true,
                     "token_type": "refresh_token",
@@ -55,6 +56,7 @@ pub async fn introspect(
                     "exp": family.idle_expires_at.min(family.absolute_expires_at),
                     "iss": issuer,
                     "sid": family.id,
+                    "cnf": cnf,
                 })))
             })
             .await?
@@ -72,7 +74,13 @@ async fn inspect_access(state: &AppState, token: &str) -> Result<Option<Value>, 
     let mut v = serde_json::to_value(&claims).unwrap_or_else(|_| json!({}));
     if let Some(o) = v.as_object_mut() {
         o.insert("active".into(), true.into());
-        o.insert("token_type".into(), "Bearer".into());
+        // RFC 9449 §6.2: a bound token is a DPoP token, and `cnf` (in the claims) says to what.
+        let token_type = if claims.cnf.is_some() {
+            "DPoP"
+        } else {
+            "Bearer"
+        };
+        o.insert("token_type".into(), token_type.into());
         if let Some(name) = claims.extra.get("preferred_username") {
             o.insert("username".into(), name.clone());
         }

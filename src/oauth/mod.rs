@@ -6,6 +6,7 @@ pub mod bearer;
 pub mod client_auth;
 pub mod cors;
 pub mod discovery;
+pub mod dpop;
 pub mod error;
 pub mod form;
 pub mod grants;

@@ -5,6 +5,7 @@ use actix_web::web::{Data, Payload};
 use actix_web::{HttpRequest, HttpResponse};
 
 use super::client_auth;
+use super::dpop::Target;
 use super::error::OAuthError;
 use super::form::Form;
 use super::grants;
@@ -31,7 +32,21 @@ pub async fn token(
             )));
         }
         let request = TokenRequest::parse(grant, &form)?;
-        exchange(&state, &client, request, Origin::of(&req)).await
+        let now = state.now();
+        let token_endpoint = format!("{}/token", state.issuer);
+        let target = Target {
+            htm: "POST",
+            htu: &token_endpoint,
+        };
+        let proof = state.dpop.proof_of(&req, target, None, now)?;
+        if client.require_dpop && proof.is_none() {
+            return Err(OAuthError::invalid_dpop_proof(
+                "this client's tokens must be bound to a key: send a DPoP proof (RFC 9449)",
+            )
+            .with_dpop_nonce(state.dpop.current_nonce(now)));
+        }
+        let jkt = proof.map(|p| p.jkt);
+        exchange(&state, &client, request, Origin::of(&req), jkt).await
     }
     .await;
     let grant_label = form
@@ -41,7 +56,12 @@ pub async fn token(
     match result {
         Ok(response) => {
             state.metrics.issued(grant_label);
-            Ok(HttpResponse::Ok().json(response))
+            let mut ok = HttpResponse::Ok();
+            // RFC 9449 §8.2: the nonce for the next proof may come with any response.
+            if let Some(nonce) = state.dpop.current_nonce(state.now()) {
+                ok.insert_header((super::dpop::NONCE_HEADER, nonce));
+            }
+            Ok(ok.json(response))
         }
         Err(e) => {
             state.metrics.error(grant_label, e.code.as_str());
@@ -57,6 +77,7 @@ pub async fn exchange(
     client: &Client,
     request: TokenRequest,
     origin: Origin,
+    dpop_jkt: Option<String>,
 ) -> Result<TokenResponse, OAuthError> {
     match request {
         TokenRequest::AuthorizationCode {
@@ -68,15 +89,19 @@ pub async fn exchange(
                 code,
                 redirect_uri,
                 code_verifier,
+                dpop_jkt,
             };
             grants::authorization_code::grant(state, client, redemption, origin).await
         }
         TokenRequest::RefreshToken {
             refresh_token,
             scope,
-        } => grants::refresh_token::grant(state, client, refresh_token, scope, origin).await,
+        } => {
+            grants::refresh_token::grant(state, client, refresh_token, scope, origin, dpop_jkt)
+                .await
+        }
         TokenRequest::ClientCredentials { scope } => {
-            grants::client_credentials::grant(state, client, scope.as_ref()).await
+            grants::client_credentials::grant(state, client, scope.as_ref(), dpop_jkt).await
         }
     }
 }

@@ -5,7 +5,8 @@
 //! POST, as `access_token` in a form body (§2.2) — never in the URL (§2.3), where it would end
 //! up in logs and histories. It is checked exactly as introspection checks it (`bearer::check`).
 //! Errors follow RFC 6750 §3: a `WWW-Authenticate: Bearer` challenge, and the same `error` in a
-//! JSON body.
+//! JSON body. A token bound to a DPoP key (RFC 9449) comes as `Authorization: DPoP …` with a
+//! proof instead, and is refused as a bearer token.
 
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::{Method, StatusCode};
@@ -15,7 +16,8 @@ use serde_json::{Map, Value, json};
 
 use super::bearer::{self, LiveToken, Rejected};
 use super::cors;
-use super::error::{OAuthError, description_chars};
+use super::dpop::Target;
+use super::error::{ErrorCode, OAuthError, description_chars};
 use super::form::Form;
 use crate::domain::Scope;
 use crate::profile::Profile;
@@ -29,7 +31,7 @@ pub async fn userinfo(
     req: HttpRequest,
     payload: Payload,
 ) -> Result<HttpResponse, UserinfoError> {
-    let Some(token) = presented_token(&req, payload).await? else {
+    let Some((scheme, token)) = presented_token(&req, payload).await? else {
         return Err(UserinfoError::NoToken);
     };
     let live = match bearer::check(&state, &token)
@@ -42,14 +44,87 @@ pub async fn userinfo(
             if let Some(claims) = claims {
                 cors::name_token_client(&req, &claims.client_id);
             }
-            return Err(UserinfoError::InvalidToken(why));
+            return Err(match scheme {
+                Scheme::Bearer => UserinfoError::InvalidToken(why),
+                Scheme::Dpop => UserinfoError::dpop("invalid_token", why),
+            });
         }
     };
     cors::name_token_client(&req, &live.claims.client_id);
+    possession(&state, &req, scheme, &token, &live)?;
     let answer = answer(live)?;
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .json(answer))
+}
+
+/// RFC 9449 §7: a token bound to a DPoP key comes with the DPoP scheme and a proof by that key
+/// (`ath` its hash, `htm`/`htu` this request); an unbound token comes as a bearer token.
+fn possession(
+    state: &AppState,
+    req: &HttpRequest,
+    scheme: Scheme,
+    token: &str,
+    live: &LiveToken,
+) -> Result<(), UserinfoError> {
+    let bound = live.claims.cnf.as_ref().map(|c| c.jkt.as_str());
+    let jkt = match (scheme, bound) {
+        (Scheme::Bearer, None) => return Ok(()),
+        (Scheme::Bearer, Some(_)) => {
+            return Err(UserinfoError::InvalidToken(
+                "the access token is bound to a DPoP key: send it with the DPoP scheme and a proof",
+            ));
+        }
+        (Scheme::Dpop, None) => {
+            return Err(UserinfoError::dpop(
+                "invalid_token",
+                "the access token is not bound to a DPoP key: send it as a Bearer token",
+            ));
+        }
+        (Scheme::Dpop, Some(jkt)) => jkt,
+    };
+    let htu = format!("{}/userinfo", state.issuer);
+    let target = Target {
+        htm: req.method().as_str(),
+        htu: &htu,
+    };
+    let proof = match state.dpop.proof_of(req, target, Some(token), state.now()) {
+        Ok(Some(proof)) => proof,
+        Ok(None) => {
+            return Err(UserinfoError::dpop(
+                "invalid_dpop_proof",
+                "the DPoP scheme needs a DPoP proof header",
+            ));
+        }
+        Err(e) if e.code == ErrorCode::UseDpopNonce => {
+            return Err(UserinfoError::Dpop {
+                code: "use_dpop_nonce",
+                description: e.description.unwrap_or_default(),
+                nonce: e.dpop_nonce,
+            });
+        }
+        Err(e) if e.code == ErrorCode::InvalidDpopProof => {
+            return Err(UserinfoError::dpop(
+                "invalid_dpop_proof",
+                e.description.unwrap_or_default(),
+            ));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if proof.jkt != jkt {
+        return Err(UserinfoError::dpop(
+            "invalid_dpop_proof",
+            "the DPoP proof is signed by another key than the one the token is bound to",
+        ));
+    }
+    Ok(())
+}
+
+/// How the token was presented (RFC 6750 §2, RFC 9449 §7.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scheme {
+    Bearer,
+    Dpop,
 }
 
 /// `{"sub": …}` and the profile claims the token's scope grants.
@@ -78,7 +153,7 @@ fn answer(live: LiveToken) -> Result<Map<String, Value>, UserinfoError> {
 async fn presented_token(
     req: &HttpRequest,
     payload: Payload,
-) -> Result<Option<String>, UserinfoError> {
+) -> Result<Option<(Scheme, String)>, UserinfoError> {
     let in_query = url::form_urlencoded::parse(req.query_string().as_bytes())
         .any(|(name, _)| name == "access_token");
     if in_query {
@@ -92,7 +167,8 @@ async fn presented_token(
         let form = Form::read(req, payload)
             .await
             .map_err(|_| UserinfoError::InvalidRequest("the form body could not be read"))?;
-        form.get("access_token").map(str::to_string)
+        form.get("access_token")
+            .map(|t| (Scheme::Bearer, t.to_string()))
     } else {
         None
     };
@@ -115,9 +191,9 @@ fn is_form(req: &HttpRequest) -> bool {
         })
 }
 
-/// `Authorization: Bearer <b64token>` (RFC 6750 §2.1; the scheme is case-insensitive, RFC 9110
-/// §11.1). Another scheme is no bearer token at all.
-fn header_token(req: &HttpRequest) -> Result<Option<String>, UserinfoError> {
+/// `Authorization: Bearer <b64token>` (RFC 6750 §2.1) or `DPoP <b64token>` (RFC 9449 §7.1); the
+/// scheme is case-insensitive, RFC 9110 §11.1. Another scheme is no access token at all.
+fn header_token(req: &HttpRequest) -> Result<Option<(Scheme, String)>, UserinfoError> {
     let mut values = req.headers().get_all(header::AUTHORIZATION);
     let Some(value) = values.next() else {
         return Ok(None);
@@ -128,14 +204,18 @@ fn header_token(req: &HttpRequest) -> Result<Option<String>, UserinfoError> {
     }
     let value = value.to_str().map_err(|_| malformed.clone())?;
     let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
-    if !scheme.eq_ignore_ascii_case("bearer") {
+    let scheme = if scheme.eq_ignore_ascii_case("bearer") {
+        Scheme::Bearer
+    } else if scheme.eq_ignore_ascii_case("dpop") {
+        Scheme::Dpop
+    } else {
         return Ok(None);
-    }
+    };
     let token = rest.trim_matches(' ');
     if !is_b64token(token) {
         return Err(malformed);
     }
-    Ok(Some(token.to_string()))
+    Ok(Some((scheme, token.to_string())))
 }
 
 /// `b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="` (RFC 6750 §2.1).
@@ -160,15 +240,34 @@ pub enum UserinfoError {
     InvalidToken(&'static str),
     #[error("insufficient_scope")]
     InsufficientScope,
+    /// A DPoP-scheme request refused (RFC 9449 §7.1): a `DPoP` challenge with the supported
+    /// algorithms, and the nonce to use when the code is `use_dpop_nonce`.
+    #[error("{code}: {description}")]
+    Dpop {
+        code: &'static str,
+        description: String,
+        nonce: Option<String>,
+    },
     /// The server could not answer (storage): RFC 6749 JSON as on every other endpoint.
     #[error("{0}")]
     Server(#[from] OAuthError),
 }
 
 impl UserinfoError {
-    fn code_and_description(&self) -> Option<(&'static str, &'static str)> {
+    fn dpop(code: &'static str, description: impl Into<String>) -> Self {
+        Self::Dpop {
+            code,
+            description: description.into(),
+            nonce: None,
+        }
+    }
+
+    fn code_and_description(&self) -> Option<(&'static str, &str)> {
         match self {
             Self::NoToken | Self::Server(_) => None,
+            Self::Dpop {
+                code, description, ..
+            } => Some((code, description)),
             Self::InvalidRequest(d) => Some(("invalid_request", d)),
             Self::InvalidToken(d) => Some(("invalid_token", d)),
             Self::InsufficientScope => Some((
@@ -182,7 +281,7 @@ impl UserinfoError {
 impl ResponseError for UserinfoError {
     fn status_code(&self) -> StatusCode {
         match self {
-            Self::NoToken | Self::InvalidToken(_) => StatusCode::UNAUTHORIZED,
+            Self::NoToken | Self::InvalidToken(_) | Self::Dpop { .. } => StatusCode::UNAUTHORIZED,
             Self::InvalidRequest(_) => StatusCode::BAD_REQUEST,
             Self::InsufficientScope => StatusCode::FORBIDDEN,
             Self::Server(e) => e.status_code(),
@@ -194,12 +293,21 @@ impl ResponseError for UserinfoError {
             return e.error_response();
         }
         let mut challenge = String::from("Bearer realm=\"lineage\"");
+        let algs = format!("algs=\"{}\"", lineage_jwt::dpop::ALGORITHMS.join(" "));
         let mut resp = HttpResponse::build(self.status_code());
         resp.insert_header((header::CACHE_CONTROL, "no-store"));
         let Some((code, description)) = self.code_and_description() else {
-            resp.insert_header((header::WWW_AUTHENTICATE, challenge));
+            // Either scheme will do (RFC 9449 §7.1): one challenge for each.
+            resp.append_header((header::WWW_AUTHENTICATE, challenge));
+            resp.append_header((header::WWW_AUTHENTICATE, format!("DPoP {algs}")));
             return resp.finish();
         };
+        if let Self::Dpop { nonce, .. } = self {
+            challenge = format!("DPoP {algs}");
+            if let Some(value) = nonce.as_deref().and_then(|n| HeaderValue::from_str(n).ok()) {
+                resp.insert_header((super::dpop::NONCE_HEADER, value));
+            }
+        }
         // The descriptions are fixed texts; `description_chars` keeps the quoted-string safe
         // should one ever carry a quote.
         let description = description_chars(description);

@@ -116,6 +116,7 @@ async fn render_account_with(
                             | "code_replayed"
                             | "sign_in_failed"
                             | refresh::RETRY_ELSEWHERE
+                            | refresh::DPOP_KEY_MISMATCH
                     ),
                     text: match &e.ip {
                         Some(ip) => format!("{} (from {ip})", capital(&e.detail)),

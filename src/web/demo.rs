@@ -265,7 +265,7 @@ pub async fn callback(
         redirect_uri: Some(redirect_uri(&state)),
         code_verifier: Some(saved.verifier),
     };
-    let result = token::exchange(&state, &client, request, Origin::of(&req)).await;
+    let result = token::exchange(&state, &client, request, Origin::of(&req), None).await;
     view.outcomes
         .push(outcome("grant_type=authorization_code", &result));
     match result {
@@ -305,7 +305,7 @@ async fn rotate(
     token: &str,
 ) -> Result<TokenResponse, OAuthError> {
     let request = TokenRequest::refresh(token, None)?;
-    token::exchange(state, client, request, Origin::of(req)).await
+    token::exchange(state, client, request, Origin::of(req), None).await
 }
 
 /// A post from one of the demo's own pages: its form, the browser binding its CSRF token was

@@ -191,6 +191,7 @@ impl Lineage {
             scope: Scope::parse("notes:read notes:write").unwrap(),
             device_name: Some(device.into()),
             origin: Default::default(),
+            dpop_jkt: None,
         };
         let (policy, now) = (RefreshPolicy::from_settings(&self.settings), self.now());
         let (_, token) = self

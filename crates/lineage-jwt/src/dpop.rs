@@ -187,6 +187,14 @@ pub fn verify(proof: &str, expect: &Expect<'_>) -> Result<Proof, ProofError> {
     })
 }
 
+/// Whether `s` has the shape of a SHA-256 JWK thumbprint (43 base64url characters), as a
+/// `dpop_jkt` parameter (§10) must.
+pub fn is_thumbprint(s: &str) -> bool {
+    s.len() == 43
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
 /// `ath` (§4.2): base64url(SHA-256(access token)).
 pub fn access_token_hash(access_token: &str) -> String {
     B64.encode(ring::digest::digest(

@@ -24,6 +24,9 @@ pub struct AuthCodeRow {
     pub nonce: Option<String>,
     /// When the user entered the password of the session that approved the code.
     pub auth_time: i64,
+    /// The authorization request's `dpop_jkt` (RFC 9449 §10): the exchange must be proven by
+    /// that key.
+    pub dpop_jkt: Option<String>,
 }
 
 pub fn insert(conn: &mut DbConnection, row: &AuthCodeRow) -> Result<(), StoreError> {

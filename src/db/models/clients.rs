@@ -24,6 +24,8 @@ pub struct ClientRow {
     pub backchannel_logout_uri: Option<String>,
     /// Where the browser may go after RP-initiated logout (space-separated exact URIs).
     pub post_logout_redirect_uris: String,
+    /// Every token request must carry a DPoP proof (RFC 9449), so every token is bound.
+    pub require_dpop: bool,
 }
 
 impl std::fmt::Debug for ClientRow {
@@ -92,6 +94,16 @@ pub fn set_scopes(conn: &mut DbConnection, id: &str, scopes: &str) -> Result<usi
 pub fn set_id_token_alg(conn: &mut DbConnection, id: &str, alg: &str) -> Result<usize, StoreError> {
     Ok(diesel::update(clients::table.find(id))
         .set(clients::id_token_signed_response_alg.eq(alg))
+        .execute(conn)?)
+}
+
+pub fn set_require_dpop(
+    conn: &mut DbConnection,
+    id: &str,
+    required: bool,
+) -> Result<usize, StoreError> {
+    Ok(diesel::update(clients::table.find(id))
+        .set(clients::require_dpop.eq(required))
         .execute(conn)?)
 }
 

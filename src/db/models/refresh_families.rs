@@ -23,6 +23,9 @@ pub struct FamilyRow {
     /// When the user entered the password at the sign-in that started the family; every ID token
     /// of the family carries it (OIDC Core §12.2).
     pub auth_time: i64,
+    /// The thumbprint of the DPoP key the family is bound to (RFC 9449 §5): every rotation must
+    /// carry a proof by that key.
+    pub dpop_jkt: Option<String>,
 }
 
 pub fn insert(conn: &mut DbConnection, row: &FamilyRow) -> Result<(), StoreError> {

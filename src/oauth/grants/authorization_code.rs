@@ -23,6 +23,9 @@ pub struct Redemption {
     /// Required when the authorization request named one (checked against the code).
     pub redirect_uri: Option<String>,
     pub code_verifier: Option<String>,
+    /// The thumbprint of the DPoP key that signed the request's proof, if it carried one: the
+    /// family is bound to it.
+    pub dpop_jkt: Option<String>,
 }
 
 /// The outcome of the exchange's transaction, which commits in every case: a failed attempt by
@@ -76,7 +79,7 @@ pub async fn grant(
         user: Some(&user),
         scope,
         sid: Some(family.id.clone()),
-        jkt: None,
+        jkt: family.dpop_jkt.clone(),
         expires_no_later: Some(family.absolute_expires_at),
         sign_in: Some(SignIn {
             auth_time: family.auth_time,
@@ -139,6 +142,7 @@ fn exchange(
             scope: scope.clone(),
             device_name: row.device_name.clone(),
             origin,
+            dpop_jkt: redemption.dpop_jkt.clone(),
         };
         let (family, token) =
             refresh::start_family_signed_in_at(c, spec, row.auth_time, policy, now)?;
@@ -214,6 +218,15 @@ fn redeemable(
     let verifier = redemption.code_verifier.as_deref();
     if let Err(why) = pkce::verify(row.pkce_challenge.as_deref(), verifier) {
         return Ok(Verdict::Reject(why));
+    }
+    // RFC 9449 §10: a code whose authorization request named `dpop_jkt` is redeemed only with a
+    // proof by that key.
+    if let Some(bound) = &row.dpop_jkt
+        && redemption.dpop_jkt.as_ref() != Some(bound)
+    {
+        return Ok(Verdict::Reject(
+            "the authorization request bound this code to another DPoP key (dpop_jkt)".into(),
+        ));
     }
     let user = match users::find(c, &row.user_id)? {
         Some(u) if !u.disabled => u,

@@ -10,6 +10,7 @@ pub async fn grant(
     state: &AppState,
     client: &Client,
     scope: Option<&Scope>,
+    dpop_jkt: Option<String>,
 ) -> Result<TokenResponse, OAuthError> {
     if client.is_public {
         return Err(OAuthError::unauthorized_client(
@@ -21,7 +22,7 @@ pub async fn grant(
         user: None,
         scope: scope_within(scope, &client.scopes)?,
         sid: None,
-        jkt: None,
+        jkt: dpop_jkt,
         expires_no_later: None,
         sign_in: None,
     };

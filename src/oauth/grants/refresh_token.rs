@@ -15,6 +15,7 @@ pub async fn grant(
     refresh_token: PlainToken,
     scope: Option<Scope>,
     origin: Origin,
+    dpop_jkt: Option<String>,
 ) -> Result<TokenResponse, OAuthError> {
     let (key, policy, now) = (
         state.successor_key.clone(),
@@ -25,6 +26,7 @@ pub async fn grant(
         client_id: client.client_id.clone(),
         scope,
         origin,
+        dpop_jkt: dpop_jkt.clone(),
     };
     let rotation = state
         .db
@@ -45,7 +47,9 @@ pub async fn grant(
         user: Some(&rotated.user),
         scope: rotated.scope.clone(),
         sid: Some(family.id.clone()),
-        jkt: None,
+        // A bound family's proof is by its key; an unbound family refreshed with a proof gets an
+        // access token bound to that proof's key (the family itself stays as it started).
+        jkt: dpop_jkt,
         // Never beyond the family's end: its idle expiry (which is never past the absolute one).
         expires_no_later: Some(family.idle_expires_at.min(family.absolute_expires_at)),
         // OIDC Core §12.2: the family's sign-in time, and no nonce.
@@ -65,5 +69,14 @@ fn wire_error(state: &AppState, refusal: Refusal) -> OAuthError {
             OAuthError::invalid_grant(Refusal::ReuseDetected.to_string())
         }
         Refusal::InvalidScope(d) => OAuthError::invalid_scope(d),
+        Refusal::WrongDpopKey { proof_given } => {
+            state.metrics.refresh_wrong_dpop_key.inc();
+            let why = Refusal::WrongDpopKey { proof_given }.to_string();
+            if proof_given {
+                OAuthError::invalid_grant(why)
+            } else {
+                OAuthError::invalid_dpop_proof(why)
+            }
+        }
     }
 }

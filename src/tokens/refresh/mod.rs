@@ -24,7 +24,7 @@ pub use self::revocation::{
     Ended, FamiliesOf, RevocationReason, revoke_all_for_user, revoke_families, revoke_family,
 };
 pub use self::rotation::{
-    RETRY, RETRY_ELSEWHERE, Refusal, RotateRequest, Rotated, Rotation, rotate,
+    DPOP_KEY_MISMATCH, RETRY, RETRY_ELSEWHERE, Refusal, RotateRequest, Rotated, Rotation, rotate,
 };
 use crate::configuration::{KeySecret, Settings};
 use crate::db::models::refresh_families::{self, FamilyRow};
@@ -105,6 +105,8 @@ pub struct NewFamily {
     pub scope: Scope,
     pub device_name: Option<String>,
     pub origin: Origin,
+    /// The DPoP key the family is bound to, if it was started with a proof.
+    pub dpop_jkt: Option<String>,
 }
 
 /// Start a family (of a sign-in now, as `lineage token mint` does) and return it with its first
@@ -143,6 +145,7 @@ pub fn start_family_signed_in_at(
         revoked_at: None,
         revoked_reason: None,
         auth_time,
+        dpop_jkt: spec.dpop_jkt,
     };
     let token = new_refresh_token();
     let row = RefreshTokenRow {

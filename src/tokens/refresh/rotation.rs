@@ -21,6 +21,8 @@ pub struct RotateRequest {
     /// A narrower scope for the new access token; the family keeps its own.
     pub scope: Option<Scope>,
     pub origin: Origin,
+    /// The thumbprint of the DPoP key that signed the request's proof, if it carried one.
+    pub dpop_jkt: Option<String>,
 }
 
 /// A successful rotation: the family as it is now, its user, the token to hand out and the scope
@@ -56,6 +58,15 @@ pub enum Refusal {
     ReuseDetected,
     #[error("{0}")]
     InvalidScope(String),
+    /// The family is bound to a DPoP key and the request was not signed by it. The token is not
+    /// spent and the family not revoked (a copy of the token alone cannot end the session); the
+    /// attempt is recorded for the user to see.
+    #[error("{}", if *proof_given {
+        "the refresh token is bound to another DPoP key"
+    } else {
+        "the refresh token is bound to a DPoP key: the request needs a DPoP proof by that key"
+    })]
+    WrongDpopKey { proof_given: bool },
 }
 
 /// Ends the rotation's transaction early and rolls it back: the presented token stays unspent.
@@ -113,6 +124,7 @@ pub fn rotate(
         return super::rotation_pg::rotate(conn, key, presented, req, policy, now);
     }
     let hash = presented.hash();
+    let mut unproven = None;
     let result = conn.transaction(|c| {
         let won = refresh_tokens::mark_used(c, hash.as_str(), now)?;
         let (token, family, user) =
@@ -121,6 +133,11 @@ pub fn rotate(
             // Rolls back the mark: another client cannot spend or revoke this family's token.
             let other = "the refresh token was issued to another client";
             return Err(Refusal::InvalidGrant(other.into()).into());
+        }
+        if let Err(refusal) = key_matches(&family, req) {
+            // Rolls back the mark; recorded once the transaction is gone.
+            unproven = Some(family);
+            return Err(refusal.into());
         }
         let found = Presented {
             hash: hash.as_str(),
@@ -138,8 +155,56 @@ pub fn rotate(
             answer_used(c, found)
         }
     });
+    if let Some(family) = unproven {
+        record_unproven_use(conn, &family, req, now)?;
+    }
     settle(result)
 }
+
+/// A family bound to a DPoP key rotates only with a proof by that key. This is checked before
+/// anything about the token is decided: a copy of a bound token without the key neither rotates,
+/// nor counts as a retry, nor revokes the family as reuse.
+pub(super) fn key_matches(family: &FamilyRow, req: &RotateRequest) -> Result<(), Refusal> {
+    match (&family.dpop_jkt, &req.dpop_jkt) {
+        (None, _) => Ok(()),
+        (Some(bound), Some(given)) if bound == given => Ok(()),
+        (Some(_), given) => Err(Refusal::WrongDpopKey {
+            proof_given: given.is_some(),
+        }),
+    }
+}
+
+/// Record for the user that a bound family's token was presented without its key: someone else
+/// holds a copy of it. The family keeps working (its device still holds the key); signing the
+/// device out is the user's call, made from this event.
+pub(super) fn record_unproven_use(
+    conn: &mut DbConnection,
+    family: &FamilyRow,
+    req: &RotateRequest,
+    now: i64,
+) -> Result<(), StoreError> {
+    let how = if req.dpop_jkt.is_some() {
+        "signed with another key than the one that device holds"
+    } else {
+        "without proof of the key that device holds"
+    };
+    let detail = format!(
+        "someone tried to use the refresh token of {} from another device ({how}); it was \
+         refused and the device stays signed in. If that was not you, a copy of the token exists: \
+         sign the device out",
+        device_of(family)
+    );
+    let event = AuditEventRow::new(now, DPOP_KEY_MISMATCH, detail)
+        .for_family(family)
+        .from_origin(&req.origin);
+    audit_events::insert(conn, &event)?;
+    tracing::warn!(family = %family.id, user = %family.user_id, client = %family.client_id,
+        "a DPoP-bound refresh token was presented without its key; refused");
+    Ok(())
+}
+
+/// Audit kind of a bound refresh token presented without its DPoP key.
+pub const DPOP_KEY_MISMATCH: &str = "refresh_token_wrong_key";
 
 /// A refusal is an answer, not an error: only storage failures stay errors.
 pub(super) fn settle(result: Result<Rotation, Abort>) -> Result<Rotation, StoreError> {

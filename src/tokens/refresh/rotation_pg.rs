@@ -18,7 +18,8 @@ use diesel::sql_types::{Array, BigInt, Bool, Nullable, Text, Untyped};
 use super::revocation::RevocationReason;
 use super::rotation::{
     Presented, Refusal, RotateRequest, Rotation, UsedAnswer, admit, answer_retry, judge_used,
-    log_reuse, reuse_event, rotated, settle, successor_unused, unknown,
+    key_matches, log_reuse, record_unproven_use, reuse_event, rotated, settle, successor_unused,
+    unknown,
 };
 use super::{RefreshPolicy, SuccessorKey};
 use crate::db::metrics;
@@ -31,7 +32,8 @@ use crate::tokens::secret::PlainToken;
 
 /// Spend the presented token at `$now` if its family is live, issued to `$client`, and `$scope` (if
 /// any) is within the family's; then store `$successor` (unless this rotation reaches the cap
-/// `$max_rotations`) and touch the family. The conditional `UPDATE … WHERE used_at IS NULL` decides
+/// `$max_rotations`) and touch the family. A family bound to a DPoP key is only spent with a proof
+/// by that key (`$jkt`). The conditional `UPDATE … WHERE used_at IS NULL` decides
 /// the race exactly as on SQLite. Whatever happened, the one row returned is the token with its
 /// family and user as the statement found them (none: unknown token), and whether its successor
 /// exists unused.
@@ -60,6 +62,7 @@ spent AS (
       AND ($max_rotations::bigint IS NULL OR found.rotation_count < $max_rotations)
       AND found.u_id IS NOT NULL AND NOT found.u_disabled
       AND ($scope::text[] IS NULL OR $scope <@ string_to_array(found.scope, ' '))
+      AND (found.dpop_jkt IS NULL OR found.dpop_jkt = $jkt)
     RETURNING found.id AS family_id, found.t_generation AS generation, found.rotation_count
 ),
 touched AS (
@@ -93,6 +96,7 @@ struct RotateQuery<'a> {
     ip: Option<&'a str>,
     user_agent: Option<&'a str>,
     scope: Option<Vec<String>>,
+    jkt: Option<&'a str>,
 }
 
 impl QueryId for RotateQuery<'_> {
@@ -128,6 +132,7 @@ impl QueryFragment<Pg> for RotateQuery<'_> {
                 "ip" => out.push_bind_param::<Nullable<Text>, _>(&self.ip)?,
                 "user_agent" => out.push_bind_param::<Nullable<Text>, _>(&self.user_agent)?,
                 "scope" => out.push_bind_param::<Nullable<Array<Text>>, _>(&self.scope)?,
+                "jkt" => out.push_bind_param::<Nullable<Text>, _>(&self.jkt)?,
                 other => {
                     let e = format!("the rotation statement has no parameter `{other}`");
                     return Err(diesel::result::Error::QueryBuilderError(e.into()));
@@ -281,6 +286,7 @@ pub(super) fn rotate(
         ip: req.origin.ip.as_deref(),
         user_agent: req.origin.user_agent.as_deref(),
         scope,
+        jkt: req.dpop_jkt.as_deref(),
     };
     let found = query.get_result::<Found>(pg(conn)?).optional()?;
     let Some(mut found) = found else {
@@ -290,6 +296,11 @@ pub(super) fn rotate(
         // Nothing was spent: another client cannot spend or revoke this family's token.
         let other = "the refresh token was issued to another client";
         return Ok(Rotation::Refused(Refusal::InvalidGrant(other.into())));
+    }
+    if let Err(refusal) = key_matches(&found.family, req) {
+        // Nothing was spent: the statement checks the key too.
+        record_unproven_use(conn, &found.family, req, now)?;
+        return Ok(Rotation::Refused(refusal));
     }
     let (won, next_unused) = (found.won, found.successor_unused);
     let p = Presented {

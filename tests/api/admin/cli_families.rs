@@ -393,6 +393,7 @@ async fn gc_command_removes_ended_families(backend: Backend) {
                 scope: Scope::parse("read").expect("scope"),
                 device_name: None,
                 origin: Origin::default(),
+                dpop_jkt: None,
             };
             let (f, _) = refresh::start_family(c, spec, &policy, long_ago)?;
             refresh::revoke_family(

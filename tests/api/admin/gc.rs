@@ -175,6 +175,7 @@ async fn gc_works_in_bounded_batches(backend: Backend) {
                         scope: Scope::parse(FAMILY_SCOPE).expect("scope"),
                         device_name: None,
                         origin: Origin::default(),
+                        dpop_jkt: None,
                     };
                     refresh::start_family(c, spec, &policy, now)?;
                 }

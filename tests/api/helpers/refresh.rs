@@ -75,6 +75,7 @@ pub async fn start_family(
             ip: Some("127.0.0.1".into()),
             user_agent: Some("refresh tests".into()),
         },
+        dpop_jkt: None,
     };
     let policy = RefreshPolicy::from_settings(&app.settings);
     let now = app.now();

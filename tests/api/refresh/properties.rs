@@ -109,6 +109,7 @@ fn run_case(
         scope: Scope::parse("read write").map_err(fail)?,
         device_name: None,
         origin: Origin::default(),
+        dpop_jkt: None,
     };
     let (family, first) = db
         .read_sync(|c| refresh::start_family(c, spec, &policy, now))
@@ -300,6 +301,7 @@ fn rotate(
         client_id: lineage::domain::ClientId::parse(client).map_err(fail)?,
         scope: None,
         origin: Origin::default(),
+        dpop_jkt: None,
     };
     let out = db
         .read_sync(|c| refresh::rotate(c, key, token, &req, policy, now))

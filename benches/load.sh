@@ -6,6 +6,12 @@
 # Starts a fresh lineage on 127.0.0.1:18080 with a fresh database, registers a bench client and
 # user, seeds refresh-token families with `lineage token mint`, and runs ../shared/bench/run.sh for
 # every connection count. Defaults: sqlite, refresh,client_credentials,jwks,introspect, 10s, 16 64.
+#
+# Scenario refresh_dpop (ours, benches/refresh_dpop.lua): refresh with a DPoP proof on every request.
+# The families are minted bound to a P-256 key (`token mint --dpop-jkt`) and the proofs are signed
+# by that key just before each run (`cargo run --release --example dpop -- proof --count N`,
+# DPOP_PROOFS of them, default 150000: enough for 10 s at 15,000 rotations/s). It takes REPEAT,
+# WARMUP and THREADS like run.sh and prints lines in run.sh's format.
 # PostgreSQL uses postgres://postgres@127.0.0.1:5432/lineage_bench (dropped and re-created).
 #
 # NODES=2 (PostgreSQL only) starts two `lineage serve` processes on the one database, on PORT+1 and
@@ -108,8 +114,43 @@ rotations_per_node() { # "node1=N node2=M" from each node's /metrics
   echo "$out"
 }
 
+# refresh_dpop: one run of DURATION at CONNS connections, printed like run.sh's lines.
+DPOP=$ROOT/target/release/examples/dpop
+dpop_run() { # dpop_run CONNS DURATION LABEL
+  local c=$1 dur=$2 label=$3 threads=${THREADS:-2} out result
+  "$BIN" token mint --user bench --client bench-client --count $(( c + threads )) \
+    --dpop-jkt "$DPOP_JKT" > "$WORK/dpop_tokens"
+  "$DPOP" proof --key "$WORK/device.key" --htu "http://127.0.0.1:$PORT/token" \
+    --count "${DPOP_PROOFS:-150000}" > "$WORK/dpop_proofs"
+  out=$(REFRESH_TOKENS_FILE="$WORK/dpop_tokens" PROOFS_FILE="$WORK/dpop_proofs" BENCH_DIR="$BENCH" \
+    THREADS=$threads wrk -t"$threads" -c"$c" -d"$dur" --timeout 5s -s "$ROOT/benches/refresh_dpop.lua" \
+    "http://127.0.0.1:$PORT" 2>&1)
+  result=$(grep '^RESULT ' <<<"$out" | tail -n1)
+  [ -n "$result" ] || { echo "$out" >&2; echo "# refresh_dpop: no RESULT line"; return; }
+  echo "scenario=refresh_dpop conns=$c threads=$threads duration=$dur rep=$label ${result#RESULT scenario=refresh_dpop }"
+}
+dpop_scenario() { # dpop_scenario CONNS
+  local c=$1 rep
+  [ -x "$DPOP" ] || cargo build --release --example dpop --manifest-path "$ROOT/Cargo.toml"
+  if [ ! -f "$WORK/device.key" ]; then
+    DPOP_JKT=$("$DPOP" key --out "$WORK/device.key" --alg "${DPOP_ALG:-ES256}")
+  fi
+  [ "${WARMUP:-2s}" = 0 ] || dpop_run "$c" "${WARMUP:-2s}" warmup > /dev/null
+  for rep in $(seq 1 "${REPEAT:-1}"); do
+    sleep "${PAUSE:-1}"
+    dpop_run "$c" "$DURATION" "$rep/${REPEAT:-1}"
+  done
+}
+
+SHARED_SCENARIOS=$(tr ',' '\n' <<<"$SCENARIOS" | grep -vx refresh_dpop | paste -sd, - || true)
+
 echo "# backend=$BACKEND nodes=$NODES database=$LINEAGE_DATABASE_URL cores=$(nproc) $(date -u +%FT%TZ)"
 for c in "${CONNS[@]}"; do
-  "$BENCH/run.sh" "http://127.0.0.1:$PORT" "$SCENARIOS" "$DURATION" "$c" || echo "# run.sh exited $? (errors in the run above)"
+  if [ -n "$SHARED_SCENARIOS" ]; then
+    "$BENCH/run.sh" "http://127.0.0.1:$PORT" "$SHARED_SCENARIOS" "$DURATION" "$c" || echo "# run.sh exited $? (errors in the run above)"
+  fi
+  if grep -qx refresh_dpop <<<"$(tr ',' '\n' <<<"$SCENARIOS")"; then
+    dpop_scenario "$c"
+  fi
   [ "$NODES" -le 1 ] || echo "# rotations so far (warm-ups included): $(rotations_per_node)"
 done

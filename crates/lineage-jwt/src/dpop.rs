@@ -480,6 +480,27 @@ pub struct ProofClaims<'a> {
 }
 
 impl DeviceKey {
+    /// A new key's PKCS#8 document for `alg` (`ES256` or `EdDSA`), to keep and load again with
+    /// [`DeviceKey::from_pkcs8`].
+    pub fn generate_pkcs8(alg: &str) -> Result<Vec<u8>, KeyError> {
+        let rng = SystemRandom::new();
+        let doc = match alg {
+            "ES256" => EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng),
+            "EdDSA" => Ed25519KeyPair::generate_pkcs8(&rng),
+            _ => return Err(KeyError),
+        };
+        Ok(doc.map_err(|_| KeyError)?.as_ref().to_vec())
+    }
+
+    /// A key of `alg` from its PKCS#8 document.
+    pub fn from_pkcs8(alg: &str, pkcs8: &[u8]) -> Result<Self, KeyError> {
+        match alg {
+            "ES256" => Self::es256_from_pkcs8(pkcs8),
+            "EdDSA" => Self::ed25519_from_pkcs8(pkcs8),
+            _ => Err(KeyError),
+        }
+    }
+
     /// A new P-256 key (ES256).
     pub fn generate_es256() -> Result<Self, KeyError> {
         let rng = SystemRandom::new();

@@ -14,7 +14,7 @@ use super::token_request::{self, TokenRequest};
 use crate::clients::Client;
 use crate::domain::GrantType;
 use crate::state::AppState;
-use crate::tokens::refresh::Origin;
+use crate::tokens::refresh::{self, Origin};
 
 pub async fn token(
     state: Data<AppState>,
@@ -39,11 +39,11 @@ pub async fn token(
             htu: &token_endpoint,
         };
         let proof = state.dpop.proof_of(&req, target, None, now)?;
-        if client.require_dpop && proof.is_none() {
-            return Err(OAuthError::invalid_dpop_proof(
-                "this client's tokens must be bound to a key: send a DPoP proof (RFC 9449)",
-            )
-            .with_dpop_nonce(state.dpop.current_nonce(now)));
+        // A refresh goes on to the rotation, which refuses it without spending the token and,
+        // for a family bound to a key, records the attempt for the user to see.
+        if client.require_dpop && proof.is_none() && grant != GrantType::RefreshToken {
+            return Err(OAuthError::invalid_dpop_proof(refresh::PROOF_REQUIRED)
+                .with_dpop_nonce(state.dpop.current_nonce(now)));
         }
         let jkt = proof.map(|p| p.jkt);
         exchange(&state, &client, request, Origin::of(&req), jkt).await

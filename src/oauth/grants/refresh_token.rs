@@ -27,6 +27,7 @@ pub async fn grant(
         scope,
         origin,
         dpop_jkt: dpop_jkt.clone(),
+        proof_required: client.require_dpop,
     };
     let rotation = state
         .db
@@ -69,6 +70,7 @@ fn wire_error(state: &AppState, refusal: Refusal) -> OAuthError {
             OAuthError::invalid_grant(Refusal::ReuseDetected.to_string())
         }
         Refusal::InvalidScope(d) => OAuthError::invalid_scope(d),
+        Refusal::ProofRequired => OAuthError::invalid_dpop_proof(refresh::PROOF_REQUIRED),
         Refusal::WrongDpopKey { proof_given } => {
             state.metrics.refresh_wrong_dpop_key.inc();
             let why = Refusal::WrongDpopKey { proof_given }.to_string();

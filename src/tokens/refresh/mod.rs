@@ -24,7 +24,8 @@ pub use self::revocation::{
     Ended, FamiliesOf, RevocationReason, revoke_all_for_user, revoke_families, revoke_family,
 };
 pub use self::rotation::{
-    DPOP_KEY_MISMATCH, RETRY, RETRY_ELSEWHERE, Refusal, RotateRequest, Rotated, Rotation, rotate,
+    DPOP_KEY_MISMATCH, PROOF_REQUIRED, RETRY, RETRY_ELSEWHERE, Refusal, RotateRequest, Rotated,
+    Rotation, rotate,
 };
 use crate::configuration::{KeySecret, Settings};
 use crate::db::models::refresh_families::{self, FamilyRow};

@@ -23,6 +23,8 @@ pub struct RotateRequest {
     pub origin: Origin,
     /// The thumbprint of the DPoP key that signed the request's proof, if it carried one.
     pub dpop_jkt: Option<String>,
+    /// The client requires DPoP: an unbound family of it rotates only with a proof too.
+    pub proof_required: bool,
 }
 
 /// A successful rotation: the family as it is now, its user, the token to hand out and the scope
@@ -67,7 +69,15 @@ pub enum Refusal {
         "the refresh token is bound to a DPoP key: the request needs a DPoP proof by that key"
     })]
     WrongDpopKey { proof_given: bool },
+    /// The client requires DPoP and the request carried no proof (the family is not bound: it
+    /// was started before the client required DPoP). Not spent.
+    #[error("{PROOF_REQUIRED}")]
+    ProofRequired,
 }
+
+/// Why a client that requires DPoP is refused a request without a proof.
+pub const PROOF_REQUIRED: &str =
+    "this client's tokens must be bound to a key: send a DPoP proof (RFC 9449)";
 
 /// Ends the rotation's transaction early and rolls it back: the presented token stays unspent.
 pub(super) enum Abort {
@@ -135,8 +145,10 @@ pub fn rotate(
             return Err(Refusal::InvalidGrant(other.into()).into());
         }
         if let Err(refusal) = key_matches(&family, req) {
-            // Rolls back the mark; recorded once the transaction is gone.
-            unproven = Some(family);
+            // Rolls back the mark; a bound family's is recorded once the transaction is gone.
+            if family.dpop_jkt.is_some() {
+                unproven = Some(family);
+            }
             return Err(refusal.into());
         }
         let found = Presented {
@@ -166,6 +178,7 @@ pub fn rotate(
 /// nor counts as a retry, nor revokes the family as reuse.
 pub(super) fn key_matches(family: &FamilyRow, req: &RotateRequest) -> Result<(), Refusal> {
     match (&family.dpop_jkt, &req.dpop_jkt) {
+        (None, None) if req.proof_required => Err(Refusal::ProofRequired),
         (None, _) => Ok(()),
         (Some(bound), Some(given)) if bound == given => Ok(()),
         (Some(_), given) => Err(Refusal::WrongDpopKey {

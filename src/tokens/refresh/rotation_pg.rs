@@ -33,7 +33,8 @@ use crate::tokens::secret::PlainToken;
 /// Spend the presented token at `$now` if its family is live, issued to `$client`, and `$scope` (if
 /// any) is within the family's; then store `$successor` (unless this rotation reaches the cap
 /// `$max_rotations`) and touch the family. A family bound to a DPoP key is only spent with a proof
-/// by that key (`$jkt`). The conditional `UPDATE … WHERE used_at IS NULL` decides
+/// by that key (`$jkt`); an unbound one without a proof only if the client allows that
+/// (`$unproven_ok`). The conditional `UPDATE … WHERE used_at IS NULL` decides
 /// the race exactly as on SQLite. Whatever happened, the one row returned is the token with its
 /// family and user as the statement found them (none: unknown token), and whether its successor
 /// exists unused.
@@ -62,7 +63,7 @@ spent AS (
       AND ($max_rotations::bigint IS NULL OR found.rotation_count < $max_rotations)
       AND found.u_id IS NOT NULL AND NOT found.u_disabled
       AND ($scope::text[] IS NULL OR $scope <@ string_to_array(found.scope, ' '))
-      AND (found.dpop_jkt IS NULL OR found.dpop_jkt = $jkt)
+      AND ((found.dpop_jkt IS NULL AND $unproven_ok) OR found.dpop_jkt = $jkt)
     RETURNING found.id AS family_id, found.t_generation AS generation, found.rotation_count
 ),
 touched AS (
@@ -97,6 +98,8 @@ struct RotateQuery<'a> {
     user_agent: Option<&'a str>,
     scope: Option<Vec<String>>,
     jkt: Option<&'a str>,
+    /// An unbound family may rotate without a proof (the client does not require DPoP).
+    unproven_ok: bool,
 }
 
 impl QueryId for RotateQuery<'_> {
@@ -133,6 +136,7 @@ impl QueryFragment<Pg> for RotateQuery<'_> {
                 "user_agent" => out.push_bind_param::<Nullable<Text>, _>(&self.user_agent)?,
                 "scope" => out.push_bind_param::<Nullable<Array<Text>>, _>(&self.scope)?,
                 "jkt" => out.push_bind_param::<Nullable<Text>, _>(&self.jkt)?,
+                "unproven_ok" => out.push_bind_param::<Bool, _>(&self.unproven_ok)?,
                 other => {
                     let e = format!("the rotation statement has no parameter `{other}`");
                     return Err(diesel::result::Error::QueryBuilderError(e.into()));
@@ -287,6 +291,7 @@ pub(super) fn rotate(
         user_agent: req.origin.user_agent.as_deref(),
         scope,
         jkt: req.dpop_jkt.as_deref(),
+        unproven_ok: req.dpop_jkt.is_some() || !req.proof_required,
     };
     let found = query.get_result::<Found>(pg(conn)?).optional()?;
     let Some(mut found) = found else {
@@ -299,7 +304,9 @@ pub(super) fn rotate(
     }
     if let Err(refusal) = key_matches(&found.family, req) {
         // Nothing was spent: the statement checks the key too.
-        record_unproven_use(conn, &found.family, req, now)?;
+        if found.family.dpop_jkt.is_some() {
+            record_unproven_use(conn, &found.family, req, now)?;
+        }
         return Ok(Rotation::Refused(refusal));
     }
     let (won, next_unused) = (found.won, found.successor_unused);

@@ -302,6 +302,7 @@ fn rotate(
         scope: None,
         origin: Origin::default(),
         dpop_jkt: None,
+        proof_required: false,
     };
     let out = db
         .read_sync(|c| refresh::rotate(c, key, token, &req, policy, now))

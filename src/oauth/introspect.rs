@@ -67,7 +67,7 @@ pub async fn introspect(
 }
 
 async fn inspect_access(state: &AppState, token: &str) -> Result<Option<Value>, OAuthError> {
-    let Ok(live) = bearer::check(state, token).await? else {
+    let Ok(live) = bearer::check(state, token, bearer::WithUser::No).await? else {
         return Ok(None);
     };
     let claims = live.claims;

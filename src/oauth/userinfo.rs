@@ -34,7 +34,7 @@ pub async fn userinfo(
     let Some((scheme, token)) = presented_token(&req, payload).await? else {
         return Err(UserinfoError::NoToken);
     };
-    let live = match bearer::check(&state, &token)
+    let live = match bearer::check(&state, &token, bearer::WithUser::Yes)
         .await
         .map_err(OAuthError::from)?
     {

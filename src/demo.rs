@@ -184,6 +184,11 @@ pub async fn prepare(state: &AppState) -> anyhow::Result<()> {
                 now,
             )?;
             widen_demo_app_scopes(c)?;
+            // The demo app signs a DPoP proof for every token request (`web/demo_device.rs`), so
+            // its tokens must be bound; a demo app registered before it did is switched over.
+            if clients::find(c, DEMO_APP_CLIENT)?.is_some_and(|app| !app.require_dpop) {
+                clients::set_require_dpop(c, DEMO_APP_CLIENT, true, now)?;
+            }
             set_demo_backchannel_uri(c, logout_uri.as_ref(), now)
         })
         .await?;
@@ -194,7 +199,8 @@ pub async fn prepare(state: &AppState) -> anyhow::Result<()> {
         "\nlineage demo is ready at {issuer}\n\n\
          1. In a browser: {issuer}/demo\n   \
             sign in as `{DEMO_USER}` with password `{password}` (if you have not changed it),\n   \
-            allow the Demo notes app, refresh, replay an old refresh token, then see {issuer}/account\n   \
+            allow the Demo notes app, refresh, replay an old refresh token, steal the refresh token\n   \
+            (its tokens are bound to a DPoP key), then see {issuer}/account\n   \
             (the demo app shows its ID token, and each back-channel logout lineage sends it)\n\n\
          2. A service token with curl (client_credentials):\n   \
             client_id:     {DEMO_SERVICE_CLIENT}\n   \

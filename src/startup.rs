@@ -386,6 +386,7 @@ fn routes(cfg: &mut web::ServiceConfig, demo: bool) {
             .service(html("/demo/callback").route(web::get().to(demo::callback)))
             .service(html("/demo/refresh").route(web::post().to(demo::refresh)))
             .service(html("/demo/replay").route(web::post().to(demo::replay)))
+            .service(html("/demo/steal").route(web::post().to(demo::steal)))
             .service(
                 resource("/demo/backchannel-logout")
                     .wrap(no_store())

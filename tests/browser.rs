@@ -1,7 +1,8 @@
 //! The real-browser end-to-end test: headless Chromium driven over WebDriver (chromedriver +
 //! fantoccini) through `serve --demo`: sign in, consent (naming the device), the demo callback
-//! exchanging the code, a refresh, then revoking the device on /account and seeing the refresh
-//! fail; a second sign-in through the one-click confirmation (the demo app is public), removing
+//! exchanging the code, a refresh, "Steal the refresh token" (the copy refused without the app's
+//! DPoP key, the security event shown, the device refreshing after), then revoking the device on
+//! /account and seeing the refresh fail; a second sign-in through the one-click confirmation (the demo app is public), removing
 //! the app's access, and forms whose submission ends in a redirect to another origin (which
 //! Chromium checks against CSP `form-action`). A second test (`browser/cors.rs`): a single-page
 //! app on another origin runs the code + PKCE flow, a refresh and a revocation with `fetch`.
@@ -433,6 +434,36 @@ async fn run(browser: &Client, server: &Server) -> Result<(), String> {
         return Err(format!("the refresh did not rotate: {first} → {rotated}"));
     }
     screenshot(browser, "demo.png").await;
+    let text = page_text(browser).await;
+    if !text.contains("token_type DPoP") || !text.contains("cnf.jkt — the same key") {
+        return Err(format!(
+            "the demo's tokens are not bound to its key: {text}"
+        ));
+    }
+
+    // Steal the refresh token: a copy without the app's key is refused, the page shows the
+    // security event, and the device refreshes with the same token right after.
+    click(browser, "form[action='/demo/steal'] button[type=submit]").await?;
+    let text = wait_for_text(browser, "The stolen refresh token was refused").await;
+    if !text.contains("invalid_grant — the refresh token is bound to another DPoP key")
+        || !text.contains("signed with another key than the one that device holds")
+    {
+        return Err(format!(
+            "the steal's refusal or its event is missing: {text}"
+        ));
+    }
+    screenshot(browser, "demo-steal.png").await;
+    let stolen = rotated;
+    let rotated = input_value(
+        browser,
+        "form[action='/demo/refresh'] input[name=refresh_token]",
+    )
+    .await;
+    if rotated.is_empty() || rotated == stolen {
+        return Err(format!(
+            "the device did not refresh after the steal: {text}"
+        ));
+    }
 
     // The account page, in a second tab, lists the device; revoke it there.
     let demo_tab = browser.window().await.map_err(|e| e.to_string())?;
@@ -501,7 +532,7 @@ async fn run(browser: &Client, server: &Server) -> Result<(), String> {
         return Err(format!("no security event for the revocation: {text}"));
     }
 
-    // The app's refresh now fails, at the token endpoint…
+    // The token alone is refused at the token endpoint (the demo app must prove its key)…
     let resp = reqwest::Client::new()
         .post(format!("{issuer}/token"))
         .form(&[
@@ -514,10 +545,12 @@ async fn run(browser: &Client, server: &Server) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     let status = resp.status();
     let body: Value = resp.json().await.map_err(|e| e.to_string())?;
-    if status != 400 || body["error"] != "invalid_grant" {
-        return Err(format!("refresh after revoking succeeded? {status} {body}"));
+    if status != 400 || body["error"] != "invalid_dpop_proof" {
+        return Err(format!(
+            "a refresh without the key succeeded? {status} {body}"
+        ));
     }
-    // …and on the demo page: back to its tab, press Refresh again.
+    // …and the app's own refresh, with its key, fails now: back to its tab, press Refresh again.
     browser
         .switch_to_window(demo_tab)
         .await

@@ -94,18 +94,20 @@ impl DpopCheck {
         access_token: Option<&str>,
         now: i64,
     ) -> Result<Option<Proof>, OAuthError> {
-        let mut values = req.headers().get_all(PROOF_HEADER);
-        let Some(value) = values.next() else {
-            return Ok(None);
-        };
-        if values.next().is_some() {
-            return Err(OAuthError::invalid_dpop_proof(
-                "more than one DPoP header (RFC 9449 §4.3)",
-            ));
-        }
-        let text = value
-            .to_str()
-            .map_err(|_| OAuthError::invalid_dpop_proof("the DPoP header is not ASCII"))?;
+        proof_header(req)?
+            .map(|proof| self.check(proof, target, access_token, now))
+            .transpose()
+    }
+
+    /// Check one proof as [`DpopCheck::proof_of`] does: what a request's `DPoP` header holds, or
+    /// what the built-in demo app signs for the token requests it makes without HTTP.
+    pub fn check(
+        &self,
+        proof: &str,
+        target: Target<'_>,
+        access_token: Option<&str>,
+        now: i64,
+    ) -> Result<Proof, OAuthError> {
         let expect = Expect {
             htm: target.htm,
             htu: target.htu,
@@ -114,7 +116,7 @@ impl DpopCheck {
             max_skew: MAX_SKEW,
             access_token,
         };
-        let proof = dpop::verify(text, &expect)
+        let proof = dpop::verify(proof, &expect)
             .map_err(|e| OAuthError::invalid_dpop_proof(e.to_string()))?;
         if self.settings.nonce
             && !proof
@@ -135,8 +137,25 @@ impl DpopCheck {
                 "the DPoP proof was used before (its jti is not new)",
             ));
         }
-        Ok(Some(proof))
+        Ok(proof)
     }
+}
+
+/// The `DPoP` header of a request, if it has one: exactly one, in ASCII (§4.3 items 1–2).
+pub fn proof_header(req: &HttpRequest) -> Result<Option<&str>, OAuthError> {
+    let mut values = req.headers().get_all(PROOF_HEADER);
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(OAuthError::invalid_dpop_proof(
+            "more than one DPoP header (RFC 9449 §4.3)",
+        ));
+    }
+    value
+        .to_str()
+        .map(Some)
+        .map_err(|_| OAuthError::invalid_dpop_proof("the DPoP header is not ASCII"))
 }
 
 #[cfg(test)]

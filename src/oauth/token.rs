@@ -5,7 +5,7 @@ use actix_web::web::{Data, Payload};
 use actix_web::{HttpRequest, HttpResponse};
 
 use super::client_auth;
-use super::dpop::Target;
+use super::dpop::{self, Target};
 use super::error::OAuthError;
 use super::form::Form;
 use super::grants;
@@ -32,20 +32,13 @@ pub async fn token(
             )));
         }
         let request = TokenRequest::parse(grant, &form)?;
-        let now = state.now();
-        let token_endpoint = format!("{}/token", state.issuer);
-        let target = Target {
-            htm: "POST",
-            htu: &token_endpoint,
-        };
-        let proof = state.dpop.proof_of(&req, target, None, now)?;
-        // A refresh goes on to the rotation, which refuses it without spending the token and,
-        // for a family bound to a key, records the attempt for the user to see.
-        if client.require_dpop && proof.is_none() && grant != GrantType::RefreshToken {
-            return Err(OAuthError::invalid_dpop_proof(refresh::PROOF_REQUIRED)
-                .with_dpop_nonce(state.dpop.current_nonce(now)));
-        }
-        let jkt = proof.map(|p| p.jkt);
+        let jkt = proof_key(
+            &state,
+            &client,
+            grant,
+            dpop::proof_header(&req)?,
+            state.now(),
+        )?;
         exchange(&state, &client, request, Origin::of(&req), jkt).await
     }
     .await;
@@ -68,6 +61,36 @@ pub async fn token(
             Err(e)
         }
     }
+}
+
+/// The DPoP part of a token request (RFC 9449 §5): `proof`, the `DPoP` header's value, checked
+/// against `POST {issuer}/token`, and required when the client must bind its tokens. The
+/// thumbprint of the key the tokens are to be bound to, if any. The demo app's requests go
+/// through here too, with the proofs it signs.
+///
+/// A refresh without a proof goes on to the rotation even when the client requires DPoP: it
+/// refuses it without spending the token and, for a family bound to a key, records the attempt
+/// for the user to see.
+pub fn proof_key(
+    state: &AppState,
+    client: &Client,
+    grant: GrantType,
+    proof: Option<&str>,
+    now: i64,
+) -> Result<Option<String>, OAuthError> {
+    let token_endpoint = format!("{}/token", state.issuer);
+    let target = Target {
+        htm: "POST",
+        htu: &token_endpoint,
+    };
+    let proof = proof
+        .map(|p| state.dpop.check(p, target, None, now))
+        .transpose()?;
+    if client.require_dpop && proof.is_none() && grant != GrantType::RefreshToken {
+        return Err(OAuthError::invalid_dpop_proof(refresh::PROOF_REQUIRED)
+            .with_dpop_nonce(state.dpop.current_nonce(now)));
+    }
+    Ok(proof.map(|p| p.jkt))
 }
 
 /// Run a token request for a client already authenticated and allowed its grant: what

@@ -13,6 +13,7 @@ use super::session::{self, SignedIn};
 use super::{PageError, format_time, render};
 use crate::clients;
 use crate::clients::RegistryError;
+use crate::db::models::audit_events::AuditEventRow;
 use crate::db::models::refresh_families::FamilyRow;
 use crate::db::models::{audit_events, browser_sessions, consents, refresh_families, users};
 use crate::db::{DbConnection, StoreError};
@@ -107,22 +108,8 @@ async fn render_account_with(
                 });
             }
             let events = audit_events::recent_for_user(c, &user.id, 15)?
-                .into_iter()
-                .map(|e| EventLine {
-                    at: format_time(e.at),
-                    alarming: matches!(
-                        e.kind.as_str(),
-                        "refresh_token_reuse"
-                            | "code_replayed"
-                            | "sign_in_failed"
-                            | refresh::RETRY_ELSEWHERE
-                            | refresh::DPOP_KEY_MISMATCH
-                    ),
-                    text: match &e.ip {
-                        Some(ip) => format!("{} (from {ip})", capital(&e.detail)),
-                        None => capital(&e.detail),
-                    },
-                })
+                .iter()
+                .map(event_line)
                 .collect::<Vec<_>>();
             Ok::<_, StoreError>((lines, apps, events))
         })
@@ -140,6 +127,25 @@ async fn render_account_with(
         error,
     };
     Ok(render(status, &page))
+}
+
+/// A security event as the account page lists it (the demo page shows some the same way).
+pub fn event_line(e: &AuditEventRow) -> EventLine {
+    EventLine {
+        at: format_time(e.at),
+        alarming: matches!(
+            e.kind.as_str(),
+            "refresh_token_reuse"
+                | "code_replayed"
+                | "sign_in_failed"
+                | refresh::RETRY_ELSEWHERE
+                | refresh::DPOP_KEY_MISMATCH
+        ),
+        text: match &e.ip {
+            Some(ip) => format!("{} (from {ip})", capital(&e.detail)),
+            None => capital(&e.detail),
+        },
+    }
 }
 
 fn device_name(f: &FamilyRow) -> String {

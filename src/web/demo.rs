@@ -3,42 +3,34 @@
 //! token, and replays an old one to show reuse detection. It calls the same grant code as
 //! `POST /token`. It is an OpenID Connect app too: it asks for `openid profile email` with a
 //! `nonce`, shows the ID token next to the access token, and lists the back-channel logouts
-//! lineage sent it (`demo_logout.rs`).
+//! lineage sent it (`demo_logout.rs`). Its tokens are bound to a DPoP key of the browser session
+//! (`demo_device.rs`); "Steal the refresh token" shows a copy of the refresh token refused
+//! without that key, and the security event it leaves.
 
 use actix_web::http::{StatusCode, header};
 use actix_web::web::{Data, Payload};
 use actix_web::{HttpRequest, HttpResponse};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use serde::{Deserialize, Serialize};
+use lineage_jwt::dpop::DeviceKey;
+use serde_json::Value;
 
+use super::demo_device::{self, COOKIE, DemoState, request_tokens};
 use super::demo_logout::DemoLogouts;
 use super::forms::read_form;
-use super::pages::{DemoJwt, DemoLogout, DemoOutcome, DemoPage, DemoTokens};
-use super::{PageError, render};
+use super::pages::{DemoJwt, DemoLogout, DemoOutcome, DemoPage, DemoTokens, EventLine};
+use super::{PageError, account, render};
 use crate::clients::{self, Client};
+use crate::db::StoreError;
+use crate::db::models::{audit_events, refresh_tokens};
 use crate::demo::{DEMO_APP_CLIENT, DEMO_APP_SCOPE, DEMO_USER, demo_backchannel_uri};
 use crate::domain::Seconds;
 use crate::oauth::error::OAuthError;
 use crate::oauth::form::Form;
 use crate::oauth::issue::TokenResponse;
-use crate::oauth::token;
 use crate::oauth::token_request::TokenRequest;
 use crate::state::AppState;
-use crate::tokens::refresh::Origin;
 use crate::tokens::secret::PlainToken;
-
-const COOKIE: &str = "lineage_demo";
-
-#[derive(Serialize, Deserialize)]
-struct DemoState {
-    verifier: String,
-    state: String,
-    /// OIDC Core §3.1.2.1: echoed in the ID token, binding it to this sign-in. A cookie from
-    /// before the demo sent one has none.
-    #[serde(default)]
-    nonce: Option<String>,
-}
 
 fn redirect_uri(state: &AppState) -> String {
     format!("{}/demo/callback", state.issuer)
@@ -85,7 +77,9 @@ fn page(state: &AppState, client: &Client, binding: &str) -> DemoPage {
         demo_user: DEMO_USER.into(),
         csrf_token: state.form_signer.csrf_token(binding),
         tokens: None,
+        device_jkt: None,
         outcomes: Vec::new(),
+        events: Vec::new(),
         logouts: Vec::new(),
         backchannel_note,
         notice: None,
@@ -125,7 +119,8 @@ pub async fn index(
     Ok(render(StatusCode::OK, &with_logouts(view, &logouts)))
 }
 
-/// Make a PKCE verifier and a state, keep them in a cookie, and send the browser to /authorize.
+/// Make a PKCE verifier, a state, a nonce and the device key, keep them in the (encrypted) cookie,
+/// and send the browser to /authorize.
 pub async fn start(state: Data<AppState>) -> Result<HttpResponse, PageError> {
     demo_client(&state).await?;
     let verifier = PlainToken::generate()
@@ -144,15 +139,9 @@ pub async fn start(state: Data<AppState>) -> Result<HttpResponse, PageError> {
         &ring::digest::SHA256,
         verifier.as_bytes(),
     ));
-    let sealed = state.form_signer.seal(
-        "demo",
-        &serde_json::to_vec(&DemoState {
-            verifier,
-            state: client_state.clone(),
-            nonce: Some(nonce.clone()),
-        })
-        .map_err(|_| PageError::internal())?,
-    );
+    let saved = DemoState::new(verifier, client_state.clone(), nonce.clone())?;
+    let jkt = saved.device_key().ok_or_else(PageError::internal)?.jkt();
+    let sealed = saved.seal(&state)?;
     let query = url::form_urlencoded::Serializer::new(String::new())
         .append_pair("response_type", "code")
         .append_pair("client_id", DEMO_APP_CLIENT)
@@ -162,6 +151,8 @@ pub async fn start(state: Data<AppState>) -> Result<HttpResponse, PageError> {
         .append_pair("code_challenge", &challenge)
         .append_pair("code_challenge_method", "S256")
         .append_pair("nonce", &nonce)
+        // RFC 9449 §10: the code can only be redeemed with a proof by this key.
+        .append_pair("dpop_jkt", &jkt)
         .finish();
     let cookie = state
         .cookies
@@ -182,14 +173,18 @@ fn decode_part(jwt: &str, index: usize) -> String {
         .unwrap_or_default()
 }
 
-/// A claim of a JWT's payload, read without checking the signature: the demo received the token
-/// straight from the token endpoint's code, which OIDC Core §3.1.3.7 (6) lets a client trust.
-fn claim(jwt: &str, name: &str) -> Option<String> {
+/// A JWT's payload, read without checking the signature: the demo received the token straight
+/// from the token endpoint's code, which OIDC Core §3.1.3.7 (6) lets a client trust.
+fn payload(jwt: &str) -> Option<Value> {
     jwt.split('.')
         .nth(1)
         .and_then(|p| URL_SAFE_NO_PAD.decode(p).ok())
-        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-        .and_then(|v| v.get(name).and_then(|c| c.as_str()).map(str::to_string))
+        .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+}
+
+/// A string claim of a JWT's payload.
+fn claim(jwt: &str, name: &str) -> Option<String> {
+    payload(jwt).and_then(|v| v.get(name).and_then(Value::as_str).map(str::to_string))
 }
 
 fn tokens_view(t: &TokenResponse, previous: Option<String>, generation: u32) -> DemoTokens {
@@ -201,6 +196,12 @@ fn tokens_view(t: &TokenResponse, previous: Option<String>, generation: u32) -> 
             claims: decode_part(id, 1),
         }),
         sid: claim(&t.access_token, "sid").unwrap_or_default(),
+        token_type: t.token_type.to_string(),
+        cnf_jkt: payload(&t.access_token).and_then(|v| {
+            v.pointer("/cnf/jkt")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        }),
         expires_in: t.expires_in,
         refresh_token: t.refresh_token.clone().unwrap_or_default(),
         previous_refresh_token: previous,
@@ -235,11 +236,11 @@ pub async fn callback(
     let query = Form::parse(req.query_string().as_bytes()).unwrap_or_default();
     let bind = binding(&req).unwrap_or_default();
     let mut view = page(&state, &client, &bind);
-    let saved: Option<DemoState> = state
-        .form_signer
-        .open("demo", &bind)
-        .and_then(|raw| serde_json::from_slice(&raw).ok());
-    let Some(saved) = saved.filter(|s| query.get("state") == Some(s.state.as_str())) else {
+    let saved = demo_device::saved(&state, &req);
+    let Some((saved, key)) = saved
+        .filter(|s| query.get("state") == Some(s.state.as_str()))
+        .and_then(|s| s.device_key().map(|k| (s, k)))
+    else {
         view.error = Some(
             "The state does not match the one this app sent \
              (or the demo cookie expired). Start again."
@@ -265,7 +266,8 @@ pub async fn callback(
         redirect_uri: Some(redirect_uri(&state)),
         code_verifier: Some(saved.verifier),
     };
-    let result = token::exchange(&state, &client, request, Origin::of(&req), None).await;
+    view.device_jkt = Some(key.jkt());
+    let result = request_tokens(&state, &client, &req, request, Some(&key)).await;
     view.outcomes
         .push(outcome("grant_type=authorization_code", &result));
     match result {
@@ -273,15 +275,16 @@ pub async fn callback(
         Ok(t)
             if t.id_token
                 .as_deref()
-                .is_some_and(|id| claim(id, "nonce") != saved.nonce) =>
+                .is_some_and(|id| claim(id, "nonce").as_deref() != Some(saved.nonce.as_str())) =>
         {
             view.heading = "The ID token does not belong to this sign-in".into();
             view.error = Some("Its nonce is not the one this app sent; refusing it.".into());
         }
         Ok(t) => {
             view.heading = "Signed in: the app has its tokens".into();
-            view.lead = "The code was exchanged with its PKCE verifier. \
-                         A new refresh-token family started for this device."
+            view.lead = "The code was exchanged with its PKCE verifier and a DPoP proof by \
+                         this app's key. A new refresh-token family started for this device, \
+                         bound to the key."
                 .into();
             view.tokens = Some(tokens_view(&t, None, 0));
         }
@@ -298,27 +301,56 @@ fn check(state: &AppState, req: &HttpRequest, form: &Form) -> Result<String, Pag
     }
 }
 
+/// A refresh as the demo app sends it, with a proof by `key` (none: without a proof).
 async fn rotate(
     state: &AppState,
     client: &Client,
     req: &HttpRequest,
     token: &str,
+    key: Option<&DeviceKey>,
 ) -> Result<TokenResponse, OAuthError> {
     let request = TokenRequest::refresh(token, None)?;
-    token::exchange(state, client, request, Origin::of(req), None).await
+    request_tokens(state, client, req, request, key).await
 }
 
 /// A post from one of the demo's own pages: its form, the browser binding its CSRF token was
-/// checked against, and the demo app.
+/// checked against, the demo app, and the app's key in this browser.
+struct DemoPost {
+    form: Form,
+    bind: String,
+    client: Client,
+    key: DeviceKey,
+}
+
 async fn demo_post(
     state: &AppState,
     req: &HttpRequest,
     payload: Payload,
-) -> Result<(Form, String, Client), PageError> {
+) -> Result<DemoPost, PageError> {
     let form = read_form(req, payload).await?;
     let bind = check(state, req, &form)?;
     let client = demo_client(state).await?;
-    Ok((form, bind, client))
+    let key = demo_device::saved(state, req)
+        .and_then(|s| s.device_key())
+        .ok_or_else(|| {
+            PageError::bad_request(
+                "The demo's sign-in has ended",
+                "This browser no longer holds the demo app's key. Start the sign-in again.",
+            )
+        })?;
+    Ok(DemoPost {
+        form,
+        bind,
+        client,
+        key,
+    })
+}
+
+/// The generation a form's tokens are at.
+fn generation(form: &Form) -> u32 {
+    form.get("generation")
+        .and_then(|g| g.parse::<u32>().ok())
+        .unwrap_or(0)
 }
 
 pub async fn refresh(
@@ -327,14 +359,16 @@ pub async fn refresh(
     req: HttpRequest,
     payload: Payload,
 ) -> Result<HttpResponse, PageError> {
-    let (form, bind, client) = demo_post(&state, &req, payload).await?;
+    let DemoPost {
+        form,
+        bind,
+        client,
+        key,
+    } = demo_post(&state, &req, payload).await?;
     let current = form.get("refresh_token").unwrap_or("").to_string();
-    let generation = form
-        .get("generation")
-        .and_then(|g| g.parse::<u32>().ok())
-        .unwrap_or(0);
-    let result = rotate(&state, &client, &req, &current).await;
+    let result = rotate(&state, &client, &req, &current, Some(&key)).await;
     let mut view = page(&state, &client, &bind);
+    view.device_jkt = Some(key.jkt());
     view.outcomes
         .push(outcome("grant_type=refresh_token", &result));
     match result {
@@ -343,7 +377,7 @@ pub async fn refresh(
             view.lead = "The old refresh token is now used up; the new one replaces it. \
                          Try replaying the old one."
                 .into();
-            view.tokens = Some(tokens_view(&t, Some(current), generation + 1));
+            view.tokens = Some(tokens_view(&t, Some(current), generation(&form) + 1));
         }
         Err(_) => {
             view.heading = "The refresh failed".into();
@@ -359,20 +393,29 @@ pub async fn replay(
     req: HttpRequest,
     payload: Payload,
 ) -> Result<HttpResponse, PageError> {
-    let (form, bind, client) = demo_post(&state, &req, payload).await?;
+    let DemoPost {
+        form,
+        bind,
+        client,
+        key,
+    } = demo_post(&state, &req, payload).await?;
     let old = form.get("old_refresh_token").unwrap_or("").to_string();
     let current = form.get("refresh_token").unwrap_or("").to_string();
     let mut view = page(&state, &client, &bind);
-    let replayed = rotate(&state, &client, &req, &old).await;
+    view.device_jkt = Some(key.jkt());
+    // With this device's key: a used token proven by the right key is reuse. Without the key it
+    // would be refused before that question is asked (see `steal`).
+    let replayed = rotate(&state, &client, &req, &old, Some(&key)).await;
     view.outcomes
         .push(outcome("replay of the old refresh token", &replayed));
-    let after = rotate(&state, &client, &req, &current).await;
+    let after = rotate(&state, &client, &req, &current, Some(&key)).await;
     view.outcomes
         .push(outcome("the newest refresh token, right after", &after));
     view.heading = "Reuse detected: the whole family was revoked".into();
-    view.lead = "A used refresh token came back, which means it was copied. \
-                 lineage revoked every token of this device's session — the newest one too — \
-                 and recorded a security event on the account page."
+    view.lead = "A used refresh token came back, signed by this device's key, which means \
+                 the token and the key were copied. lineage revoked every token of this \
+                 device's session — the newest one too — and recorded a security event on the \
+                 account page."
         .into();
     if replayed.is_ok() {
         view.heading = "The old token was accepted within the retry grace".into();
@@ -382,4 +425,98 @@ pub async fn replay(
             .into();
     }
     Ok(render(StatusCode::OK, &with_logouts(view, &logouts)))
+}
+
+/// "Steal the refresh token": what someone holding a copy of the current refresh token gets
+/// without this device's key — first with a proof by a key of their own, then with no proof —
+/// and the security event it leaves. Then the device refreshes with its key, which still works:
+/// the refused copy spent nothing (RFC 9449 §1, §5).
+pub async fn steal(
+    state: Data<AppState>,
+    logouts: Data<DemoLogouts>,
+    req: HttpRequest,
+    payload: Payload,
+) -> Result<HttpResponse, PageError> {
+    let DemoPost {
+        form,
+        bind,
+        client,
+        key,
+    } = demo_post(&state, &req, payload).await?;
+    let current = form.get("refresh_token").unwrap_or("").to_string();
+    let started = state.now();
+    let thief = DeviceKey::generate_es256().map_err(|_| PageError::internal())?;
+    let mut view = page(&state, &client, &bind);
+    view.device_jkt = Some(key.jkt());
+    let other_key = rotate(&state, &client, &req, &current, Some(&thief)).await;
+    view.outcomes.push(outcome(
+        &format!(
+            "the copied refresh token, signed by another key ({})",
+            thief.jkt()
+        ),
+        &other_key,
+    ));
+    let no_proof = rotate(&state, &client, &req, &current, None).await;
+    view.outcomes.push(outcome(
+        "the copied refresh token, without a proof",
+        &no_proof,
+    ));
+    let device = rotate(&state, &client, &req, &current, Some(&key)).await;
+    view.outcomes.push(outcome(
+        "this device's refresh with the same token, signed by its key",
+        &device,
+    ));
+    view.events = events_since(&state, &current, started).await?;
+    match (other_key.is_err() && no_proof.is_err(), device) {
+        (true, Ok(t)) => {
+            view.heading = "The stolen refresh token was refused".into();
+            view.lead = "A copy of the refresh token is not enough: the tokens are bound to this \
+                         app's key, and lineage refused the copy signed by another key and the \
+                         copy without a proof. The token was not spent and the session was not \
+                         revoked — this device refreshed with it right after — and the attempt \
+                         is a security event on your account page, where you can sign the device \
+                         out if it was not you. The token endpoint's answers and the event are \
+                         below."
+                .into();
+            view.tokens = Some(tokens_view(&t, Some(current), generation(&form) + 1));
+        }
+        (false, Ok(t)) => {
+            view.heading = "The copied refresh token was accepted".into();
+            view.lead = "These tokens are not bound to a key, so a copy works anywhere.".into();
+            view.tokens = Some(tokens_view(&t, Some(current), generation(&form) + 1));
+        }
+        (_, Err(_)) => {
+            view.heading = "The refresh failed".into();
+            view.lead = "This session has ended. Sign in again to start a new one.".into();
+        }
+    }
+    Ok(render(StatusCode::OK, &with_logouts(view, &logouts)))
+}
+
+/// The security events recorded since `since` about the session `refresh_token` belongs to, as
+/// its user sees them on /account. Only a session of the demo app, whose token this browser holds.
+async fn events_since(
+    state: &AppState,
+    refresh_token: &str,
+    since: i64,
+) -> Result<Vec<EventLine>, PageError> {
+    let hash = PlainToken::new(refresh_token).hash().into_string();
+    let rows = state
+        .db
+        .read(move |c| {
+            let Some((_, family, _)) = refresh_tokens::find_with_family(c, &hash)?
+                .filter(|(_, f, _)| f.client_id == DEMO_APP_CLIENT)
+            else {
+                return Ok(Vec::new());
+            };
+            let events = audit_events::recent_for_user(c, &family.user_id, 15)?;
+            Ok::<_, StoreError>(
+                events
+                    .into_iter()
+                    .filter(|e| e.family_id.as_deref() == Some(family.id.as_str()) && e.at >= since)
+                    .collect::<Vec<_>>(),
+            )
+        })
+        .await?;
+    Ok(rows.iter().map(account::event_line).collect())
 }

@@ -4,6 +4,7 @@ pub mod account;
 pub mod consent;
 pub mod csrf;
 pub mod demo;
+pub mod demo_device;
 pub mod demo_logout;
 pub mod end_session;
 pub mod forms;

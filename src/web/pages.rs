@@ -193,6 +193,10 @@ pub struct DemoTokens {
     pub id_token: Option<DemoJwt>,
     /// The session (`sid`, the refresh family) these tokens belong to.
     pub sid: String,
+    /// `DPoP` for tokens bound to the app's key (RFC 9449 §5), `Bearer` otherwise.
+    pub token_type: String,
+    /// The access token's `cnf.jkt`: the thumbprint of the key it is bound to.
+    pub cnf_jkt: Option<String>,
     pub expires_in: i64,
     pub refresh_token: String,
     pub previous_refresh_token: Option<String>,
@@ -228,7 +232,11 @@ pub struct DemoPage {
     pub demo_user: String,
     pub csrf_token: String,
     pub tokens: Option<DemoTokens>,
+    /// The thumbprint (`jkt`) of the app's DPoP key in this browser session.
+    pub device_jkt: Option<String>,
     pub outcomes: Vec<DemoOutcome>,
+    /// Security events a demonstration caused, as the account page lists them.
+    pub events: Vec<EventLine>,
     /// Logout tokens the demo app received, newest first.
     pub logouts: Vec<DemoLogout>,
     /// Why the demo app has no back-channel logout URI, when it has none.

@@ -1,19 +1,27 @@
 //! `serve --demo`: `demo::prepare` creates the demo client and user once, and the /demo pages walk
 //! through sign-in, consent, the code exchange, a rotation and a replay, then a second sign-in
-//! (a one-click confirmation: the demo app is public) and removing the app's access.
+//! (a one-click confirmation: the demo app is public) and removing the app's access. The demo
+//! app's tokens are DPoP-bound to a key of the browser session; "Steal the refresh token" shows a
+//! copy refused without that key, the security event, and the device refreshing afterwards.
+
+use std::collections::BTreeMap;
 
 use lineage::clients;
+use lineage::db::models::refresh_families;
 use reqwest::StatusCode;
+use serde_json::Value;
 
 use crate::helpers::{
-    Backend, Page, TestApp, assert_html_security_headers, create_user, expect_invalid_grant,
-    parse_redirect, refresh, set_password, spawn_app, spawn_demo_app,
+    Backend, Page, TestApp, assert_html_security_headers, create_user, parse_redirect, refresh,
+    set_password, spawn_app, spawn_demo_app,
 };
 
 both_backends!(
     demo_pages_exist_only_with_demo_on,
     prepare_creates_the_demo_client_and_user_once,
     demo_walks_through_sign_in_refresh_and_replay,
+    demo_tokens_are_bound_to_the_browser_sessions_key,
+    demo_steal_is_refused_recorded_and_the_device_refreshes_after,
     demo_callback_refuses_a_foreign_state,
 );
 
@@ -41,6 +49,7 @@ async fn prepare_creates_the_demo_client_and_user_once(backend: Backend) {
         .expect("lookup")
         .expect("demo-app exists");
     assert!(client.is_public, "the demo app is a public client");
+    assert!(client.require_dpop, "the demo app's tokens are DPoP-bound");
     let redirects: Vec<&str> = client.redirect_uris.iter().map(|r| r.as_str()).collect();
     assert_eq!(
         redirects,
@@ -60,6 +69,21 @@ async fn prepare_creates_the_demo_client_and_user_once(backend: Backend) {
         matches!(again, Err(lineage::clients::RegistryError::Conflict(_))),
         "the demo user already exists: {again:?}"
     );
+
+    // A demo app registered before it used DPoP gets the requirement at the next start.
+    let now = app.now();
+    app.db
+        .write(move |c| clients::set_require_dpop(c, "demo-app", false, now))
+        .await
+        .expect("an old demo app");
+    lineage::demo::prepare(&app.state).await.expect("prepare");
+    let client = app
+        .db
+        .read(|c| clients::find(c, "demo-app"))
+        .await
+        .expect("lookup")
+        .expect("demo-app exists");
+    assert!(client.require_dpop, "prepare requires DPoP again");
 }
 
 /// Submit a demo page's form posting to `action`, with all its hidden fields.
@@ -87,28 +111,26 @@ async fn submit(app: &TestApp, b: &crate::helpers::Browser, page: &Page, action:
     resp
 }
 
-async fn demo_walks_through_sign_in_refresh_and_replay(backend: Backend) {
-    let Some(app) = spawn_demo_app(backend).await else {
-        return;
-    };
-    set_password(&app, "demo", DEMO_PASSWORD).await;
-    let b = app.browser();
-    let index = b.get("/demo").await;
-    assert_eq!(index.status, 200, "{}", index.describe());
-    assert_html_security_headers(&index);
-    assert!(index.text().contains("Start sign-in"));
-
-    // /demo/start: PKCE and state in a cookie, then /authorize for demo-app.
+/// Sign in to the demo app as `demo` on `b`, allowing it as "Demo laptop": the authorization
+/// request's parameters and the page the callback shows.
+async fn demo_sign_in(
+    app: &TestApp,
+    b: &crate::helpers::Browser,
+) -> (BTreeMap<String, String>, Page) {
+    // /demo/start: PKCE, state and the device key in a cookie, then /authorize for demo-app.
     let start = b.get("/demo/start").await;
     assert_eq!(start.status, StatusCode::SEE_OTHER);
     let location = start.location().expect("Location").to_string();
     let authorize = url::Url::parse(&app.url(&location)).expect("URL");
     assert_eq!(authorize.path(), "/authorize");
-    let q: std::collections::BTreeMap<String, String> =
-        authorize.query_pairs().into_owned().collect();
+    let q: BTreeMap<String, String> = authorize.query_pairs().into_owned().collect();
     assert_eq!(q["client_id"], "demo-app");
     assert_eq!(q["code_challenge_method"], "S256");
     assert_eq!(q["redirect_uri"], format!("{}/demo/callback", app.issuer));
+    assert!(
+        lineage_jwt::dpop::is_thumbprint(&q["dpop_jkt"]),
+        "the code is bound to the app's key: {q:?}"
+    );
     assert!(b.cookie("lineage_demo").is_some());
 
     // Sign in (the page names the demo app), consent with a device name.
@@ -128,6 +150,21 @@ async fn demo_walks_through_sign_in_refresh_and_replay(backend: Backend) {
     // The callback exchanges the code and shows the tokens.
     let tokens = b.get(back.location().expect("Location")).await;
     assert_eq!(tokens.status, 200, "{}", tokens.describe());
+    (q, tokens)
+}
+
+async fn demo_walks_through_sign_in_refresh_and_replay(backend: Backend) {
+    let Some(app) = spawn_demo_app(backend).await else {
+        return;
+    };
+    set_password(&app, "demo", DEMO_PASSWORD).await;
+    let b = app.browser();
+    let index = b.get("/demo").await;
+    assert_eq!(index.status, 200, "{}", index.describe());
+    assert_html_security_headers(&index);
+    assert!(index.text().contains("Start sign-in"));
+
+    let (_, tokens) = demo_sign_in(&app, &b).await;
     let text = tokens.text();
     assert!(text.contains("Signed in: the app has its tokens"), "{text}");
     assert!(
@@ -158,17 +195,26 @@ async fn demo_walks_through_sign_in_refresh_and_replay(backend: Backend) {
         "the replay form carries the used token"
     );
 
-    // Replay after the retry grace: reuse detected, the family is revoked.
+    // Replay after the retry grace, with the device's key: reuse detected, the family is
+    // revoked, and the newest token is refused to the device too.
     app.clock.advance(30);
     let replayed = submit(&app, &b, &rotated, "/demo/replay").await;
     let text = replayed.text();
     assert!(text.contains("Reuse detected"), "{text}");
     assert!(text.contains("invalid_grant"), "{text}");
-    expect_invalid_grant(
-        refresh(&app, "demo-app", &second).await,
-        "the newest token after the demo's replay",
-    )
-    .await;
+    let csrf = rotated.value("csrf_token").expect("csrf");
+    let after = b
+        .post(
+            &app.url("/demo/refresh"),
+            &[
+                ("csrf_token", csrf.as_str()),
+                ("refresh_token", second.as_str()),
+            ],
+        )
+        .await;
+    let text = after.text();
+    assert!(text.contains("The refresh failed"), "{text}");
+    assert!(text.contains("invalid_grant"), "{text}");
     // The account page tells the story.
     let account = b.get("/account").await;
     assert!(
@@ -247,4 +293,159 @@ async fn demo_callback_refuses_a_foreign_state(backend: Backend) {
     let fresh = app.browser();
     let page = fresh.get("/demo/callback?code=abc&state=x").await;
     assert_eq!(page.status, StatusCode::BAD_REQUEST);
+}
+
+/// The text of the `pre` blocks in the element `#id` of a page.
+fn shown(page: &Page, id: &str) -> Vec<String> {
+    let document = scraper::Html::parse_document(&page.body);
+    let selector = scraper::Selector::parse(&format!("#{id} pre")).expect("selector");
+    document
+        .select(&selector)
+        .map(|pre| pre.text().collect::<String>().trim().to_string())
+        .collect()
+}
+
+/// The family (session) of the demo's tokens, as stored.
+async fn stored_family(app: &TestApp, page: &Page) -> refresh_families::FamilyRow {
+    let text = page.text();
+    let sid = text
+        .split("\"sid\": \"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or_else(|| panic!("a sid in the decoded claims: {text}"))
+        .to_string();
+    app.db
+        .read(move |c| refresh_families::find(c, &sid))
+        .await
+        .expect("lookup")
+        .expect("the family exists")
+}
+
+async fn demo_tokens_are_bound_to_the_browser_sessions_key(backend: Backend) {
+    let Some(app) = spawn_demo_app(backend).await else {
+        return;
+    };
+    set_password(&app, "demo", DEMO_PASSWORD).await;
+    let b = app.browser();
+    let (q, tokens) = demo_sign_in(&app, &b).await;
+    let text = tokens.text();
+    assert!(text.contains("Signed in: the app has its tokens"), "{text}");
+
+    // The page shows the key's thumbprint (the one the authorization request named), the token
+    // type, and the access token's cnf.jkt: the same key.
+    let jkt = q["dpop_jkt"].clone();
+    let dpop = shown(&tokens, "dpop");
+    assert_eq!(dpop, [jkt.clone(), jkt.clone()], "jkt and cnf.jkt: {text}");
+    assert!(text.contains("token_type DPoP"), "{text}");
+    assert!(text.contains("cnf.jkt — the same key"), "{text}");
+    assert!(
+        text.contains("they only work with this key"),
+        "the page says what binding means: {text}"
+    );
+    let claims: Value = serde_json::from_str(&shown(&tokens, "access-token")[1]).expect("claims");
+    assert_eq!(claims["cnf"]["jkt"], jkt.as_str(), "{claims}");
+    let family = stored_family(&app, &tokens).await;
+    assert_eq!(family.dpop_jkt.as_deref(), Some(jkt.as_str()));
+
+    // A rotation keeps the binding.
+    let rotated = submit(&app, &b, &tokens, "/demo/refresh").await;
+    assert!(rotated.text().contains("Rotated"), "{}", rotated.text());
+    assert_eq!(shown(&rotated, "dpop"), [jkt.clone(), jkt]);
+
+    // Outside the demo, the token without the key is refused before it is even looked at: the
+    // demo app must prove its key.
+    let current = rotated
+        .form("/demo/refresh")
+        .and_then(|f| f.value("refresh_token"))
+        .expect("the current refresh token");
+    let resp = refresh(&app, "demo-app", &current).await;
+    assert_eq!(resp.status(), 400);
+    let body: Value = resp.json().await.expect("JSON");
+    assert_eq!(body["error"], "invalid_dpop_proof", "{body}");
+}
+
+async fn demo_steal_is_refused_recorded_and_the_device_refreshes_after(backend: Backend) {
+    let Some(app) = spawn_demo_app(backend).await else {
+        return;
+    };
+    set_password(&app, "demo", DEMO_PASSWORD).await;
+    let b = app.browser();
+    let (q, tokens) = demo_sign_in(&app, &b).await;
+    let stolen = tokens
+        .form("/demo/steal")
+        .and_then(|f| f.value("refresh_token"))
+        .expect("the steal form carries the current refresh token");
+
+    app.clock.advance(5);
+    let page = submit(&app, &b, &tokens, "/demo/steal").await;
+    let text = page.text();
+    assert!(
+        text.contains("The stolen refresh token was refused"),
+        "{text}"
+    );
+    // The server's answers: another key's proof is invalid_grant, no proof is invalid_dpop_proof.
+    assert!(
+        text.contains("invalid_grant — the refresh token is bound to another DPoP key"),
+        "{text}"
+    );
+    assert!(
+        text.contains("invalid_dpop_proof — the refresh token is bound to a DPoP key"),
+        "{text}"
+    );
+    // The security events, as the account page shows them: one per attempt.
+    let event = "from another device (signed with another key than the one that device holds); \
+                 it was refused and the device stays signed in";
+    let unproven = "from another device (without proof of the key that device holds); it was \
+                    refused and the device stays signed in";
+    let document = scraper::Html::parse_document(&page.body);
+    let alarms: Vec<String> = document
+        .select(&scraper::Selector::parse("#security-events li.alarm").expect("selector"))
+        .map(|li| li.text().collect::<String>())
+        .collect();
+    assert_eq!(alarms.len(), 2, "one event per attempt: {alarms:?}");
+    assert!(alarms.iter().any(|a| a.contains(event)), "{alarms:?}");
+    assert!(alarms.iter().any(|a| a.contains(unproven)), "{alarms:?}");
+    assert!(
+        alarms.iter().all(|a| a.contains("Demo laptop")),
+        "{alarms:?}"
+    );
+    let account = b.get("/account").await;
+    assert!(account.text().contains(event), "{}", account.text());
+    assert!(account.text().contains(unproven), "{}", account.text());
+
+    // The copy spent nothing: the device refreshed with the same token right after, the session
+    // is still bound to its key, and its next refresh works too.
+    assert!(
+        text.contains("this device's refresh with the same token, signed by its key 200 OK"),
+        "{text}"
+    );
+    let after_steal = page
+        .form("/demo/refresh")
+        .and_then(|f| f.value("refresh_token"))
+        .expect("the device's new refresh token");
+    assert_ne!(after_steal, stolen);
+    assert_eq!(
+        page.form("/demo/replay")
+            .and_then(|f| f.value("old_refresh_token"))
+            .as_deref(),
+        Some(stolen.as_str()),
+        "the token the copy was made of is now the used one"
+    );
+    let family = stored_family(&app, &page).await;
+    assert!(family.revoked_at.is_none(), "{family:?}");
+    assert_eq!(family.dpop_jkt.as_deref(), Some(q["dpop_jkt"].as_str()));
+    app.clock.advance(5);
+    let next = submit(&app, &b, &page, "/demo/refresh").await;
+    assert!(next.text().contains("Rotated"), "{}", next.text());
+
+    // Reuse detection still works with the key: replaying the used token revokes the family.
+    app.clock.advance(30);
+    let replayed = submit(&app, &b, &next, "/demo/replay").await;
+    assert!(
+        replayed.text().contains("Reuse detected"),
+        "{}",
+        replayed.text()
+    );
+    let family = stored_family(&app, &page).await;
+    assert!(family.revoked_at.is_some(), "{family:?}");
 }

@@ -211,6 +211,7 @@ async fn an_unbound_family_refreshed_with_a_proof_binds_only_the_access_token(ba
     assert_eq!(family(&app, &sid).await.dpop_jkt, None);
     let shown = introspect(&app, &client, &bound.refresh_token).await;
     assert_eq!(shown["active"], true, "{shown}");
+    assert!(shown.get("cnf").is_none(), "{shown}");
     let resp = refresh_with_key(&app, &client, &bound.refresh_token, None).await;
     let plain = expect_tokens(resp).await;
     assert_unbound(&app, &plain.body).await;

@@ -11,8 +11,8 @@ mod userinfo;
 use lineage::configuration::Settings;
 
 use crate::helpers::{
-    Backend, DeviceKey, TestApp, TestClient, app_client, create_user, es256_key, spawn_app_with,
-    start_family_bound, token_with_proofs,
+    Backend, DeviceKey, TestApp, TestClient, app_client, create_user, es256_key,
+    refresh_with_proofs, spawn_app_with, start_family_bound,
 };
 
 /// What the DPoP tests' clients may ask for.
@@ -49,7 +49,6 @@ impl BoundFamily {
 
     /// Refresh `token` with these `DPoP` headers.
     async fn refresh_with(&self, token: &str, proofs: &[&str]) -> reqwest::Response {
-        let params = [("grant_type", "refresh_token"), ("refresh_token", token)];
-        token_with_proofs(&self.app, &self.client, &params, proofs).await
+        refresh_with_proofs(&self.app, &self.client, token, proofs).await
     }
 }

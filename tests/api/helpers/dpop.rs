@@ -102,11 +102,22 @@ pub async fn refresh_with_key(
     refresh_token: &str,
     key: Option<&DeviceKey>,
 ) -> reqwest::Response {
+    let proof = key.map(|k| token_proof(app, k));
+    refresh_with_proofs(app, client, refresh_token, proof.as_deref().as_slice()).await
+}
+
+/// `grant_type=refresh_token` as `client`, with one `DPoP` header per proof.
+pub async fn refresh_with_proofs(
+    app: &TestApp,
+    client: &TestClient,
+    refresh_token: &str,
+    proofs: &[&str],
+) -> reqwest::Response {
     let params = [
         ("grant_type", "refresh_token"),
         ("refresh_token", refresh_token),
     ];
-    token_with_key(app, client, &params, key).await
+    token_with_proofs(app, client, &params, proofs).await
 }
 
 /// An authorization code as the client receives it, with what its exchange needs.

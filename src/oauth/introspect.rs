@@ -44,8 +44,7 @@ pub async fn introspect(
                     return Ok(None);
                 }
                 let username = users::find(c, &family.user_id)?.map(|u| u.username);
-                let cnf = family.dpop_jkt.as_ref().map(|jkt| json!({ "jkt": jkt }));
-                Ok::<_, StoreError>(Some(json!({
+                let mut answer = json!({
                     "active": true,
                     "token_type": "refresh_token",
                     "scope": family.scope,
@@ -56,8 +55,12 @@ pub async fn introspect(
                     "exp": family.idle_expires_at.min(family.absolute_expires_at),
                     "iss": issuer,
                     "sid": family.id,
-                    "cnf": cnf,
-                })))
+                });
+                // RFC 7800 §3.1: `cnf` is an object; an unbound family has none, not `null`.
+                if let (Some(jkt), Some(o)) = (family.dpop_jkt, answer.as_object_mut()) {
+                    o.insert("cnf".into(), json!({ "jkt": jkt }));
+                }
+                Ok::<_, StoreError>(Some(answer))
             })
             .await?
     } else {

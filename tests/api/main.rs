@@ -35,6 +35,10 @@ mod operations;
 /// Abuse limits: sign-in back-off, client-authentication failures, trusted proxies, hashing pool.
 mod limits;
 
+/// DPoP (RFC 9449): tokens and refresh families bound to a key, the proofs `/token` and
+/// `/userinfo` check, `dpop_jkt`, clients that require proofs, server nonces.
+mod dpop;
+
 /// OpenID Connect: profile claims, `/userinfo`, discovery, ID tokens, back-channel logout.
 mod oidc;
 

@@ -175,14 +175,17 @@ pub async fn app_client(app: &TestApp, scopes: &str) -> TestClient {
     register(app, app_spec(scopes)).await
 }
 
-/// A confidential web app at `https://web.example/cb` (PKCE optional, enforced if sent).
+/// The registered redirect URI of `web_app_client`.
+pub const WEB_REDIRECT: &str = "https://web.example/cb";
+
+/// A confidential web app at `WEB_REDIRECT` (PKCE optional, enforced if sent).
 pub async fn web_app_client(app: &TestApp, scopes: &str) -> TestClient {
     register(
         app,
         NewClient {
             name: "Web dashboard".into(),
             public: false,
-            redirect_uris: vec![RedirectUri::parse("https://web.example/cb").expect("uri")],
+            redirect_uris: vec![RedirectUri::parse(WEB_REDIRECT).expect("uri")],
             ..app_spec(scopes)
         },
     )

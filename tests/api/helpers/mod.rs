@@ -11,6 +11,7 @@
 //! * `refresh`: refresh-family fixtures, `/revoke`, `/introspect`, the revocation feed, and
 //!   direct looks at the tables.
 //! * `cli`: the `lineage` binary run against a test app's database.
+//! * `dpop`: device keys, DPoP proofs and the token requests that carry them.
 
 /// Generate `<name>::sqlite` and `<name>::postgres` tests for `async fn <name>(backend: Backend)`.
 /// A module per test keeps the names apart without an identifier-pasting macro crate.
@@ -36,6 +37,7 @@ mod accounts;
 mod app;
 mod browser;
 mod cli;
+mod dpop;
 mod flow;
 mod jwt;
 mod refresh;
@@ -46,6 +48,7 @@ pub use accounts::*;
 pub use app::*;
 pub use browser::*;
 pub use cli::*;
+pub use dpop::*;
 pub use flow::*;
 pub use jwt::*;
 pub use refresh::*;

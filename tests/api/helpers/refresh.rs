@@ -66,6 +66,18 @@ pub async fn start_family(
     client_id: &str,
     scope: &str,
 ) -> (String, String) {
+    start_family_bound(app, user_id, client_id, scope, None).await
+}
+
+/// `start_family` bound to the DPoP key with thumbprint `dpop_jkt` (as a code exchange with a
+/// proof by that key binds it), or to none.
+pub async fn start_family_bound(
+    app: &TestApp,
+    user_id: &str,
+    client_id: &str,
+    scope: &str,
+    dpop_jkt: Option<&str>,
+) -> (String, String) {
     let spec = NewFamily {
         user_id: user_id.to_string(),
         client_id: client_id.to_string(),
@@ -75,7 +87,7 @@ pub async fn start_family(
             ip: Some("127.0.0.1".into()),
             user_agent: Some("refresh tests".into()),
         },
-        dpop_jkt: None,
+        dpop_jkt: dpop_jkt.map(str::to_string),
     };
     let policy = RefreshPolicy::from_settings(&app.settings);
     let now = app.now();

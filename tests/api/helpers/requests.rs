@@ -145,6 +145,18 @@ pub async fn post_as(
     params: &[(&str, &str)],
     user_agent: Option<&str>,
 ) -> reqwest::Response {
+    let user_agent = user_agent.map(|ua| ("User-Agent", ua));
+    post_as_with(app, path, client, params, user_agent.as_slice()).await
+}
+
+/// `post_as` with these headers; a name given twice is sent twice.
+pub async fn post_as_with(
+    app: &TestApp,
+    path: &str,
+    client: &TestClient,
+    params: &[(&str, &str)],
+    headers: &[(&str, &str)],
+) -> reqwest::Response {
     let mut all = params.to_vec();
     let mut req = app
         .api
@@ -155,8 +167,8 @@ pub async fn post_as(
     } else {
         req = req.header("Authorization", basic_auth(&client.id, &client.secret));
     }
-    if let Some(ua) = user_agent {
-        req = req.header("User-Agent", ua);
+    for (name, value) in headers {
+        req = req.header(*name, *value);
     }
     req.body(form_body(&all))
         .send()

@@ -104,6 +104,23 @@ pub fn recent_for_user(
         .load(conn)?)
 }
 
+/// Whether an event of `kind` about `family_id` was recorded at or after `since`.
+pub fn recorded_since(
+    conn: &mut DbConnection,
+    kind: &str,
+    family_id: &str,
+    since: i64,
+) -> Result<bool, StoreError> {
+    use diesel::dsl::exists;
+    Ok(diesel::select(exists(
+        audit_events::table
+            .filter(audit_events::kind.eq(kind))
+            .filter(audit_events::family_id.eq(family_id))
+            .filter(audit_events::at.ge(since)),
+    ))
+    .get_result(conn)?)
+}
+
 pub fn list_kind(conn: &mut DbConnection, kind: &str) -> Result<Vec<AuditEventRow>, StoreError> {
     Ok(audit_events::table
         .filter(audit_events::kind.eq(kind))

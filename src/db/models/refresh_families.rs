@@ -73,6 +73,16 @@ pub fn touch(
     Ok(())
 }
 
+/// Bind a family that is not bound yet to a DPoP key (a public client's first refresh with a
+/// proof, RFC 9449 §5).
+pub fn bind_key(conn: &mut DbConnection, id: &str, jkt: &str) -> Result<(), StoreError> {
+    use refresh_families::dsl as f;
+    diesel::update(f::refresh_families.find(id).filter(f::dpop_jkt.is_null()))
+        .set(f::dpop_jkt.eq(jkt))
+        .execute(conn)?;
+    Ok(())
+}
+
 /// Revoke if still live; returns whether this call did it.
 pub fn revoke(
     conn: &mut DbConnection,

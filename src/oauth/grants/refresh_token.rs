@@ -28,6 +28,7 @@ pub async fn grant(
         origin,
         dpop_jkt: dpop_jkt.clone(),
         proof_required: client.require_dpop,
+        bind_on_proof: client.is_public,
     };
     let rotation = state
         .db
@@ -49,7 +50,7 @@ pub async fn grant(
         scope: rotated.scope.clone(),
         sid: Some(family.id.clone()),
         // A bound family's proof is by its key; an unbound family refreshed with a proof gets an
-        // access token bound to that proof's key (the family itself stays as it started).
+        // access token bound to that proof's key (and, a public client's, is bound from now on).
         jkt: dpop_jkt,
         // Never beyond the family's end: its idle expiry (which is never past the absolute one).
         expires_no_later: Some(family.idle_expires_at.min(family.absolute_expires_at)),

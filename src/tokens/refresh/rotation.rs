@@ -25,6 +25,9 @@ pub struct RotateRequest {
     pub dpop_jkt: Option<String>,
     /// The client requires DPoP: an unbound family of it rotates only with a proof too.
     pub proof_required: bool,
+    /// A public client: an unbound family refreshed with a proof becomes bound to its key (RFC
+    /// 9449 §5: a public client's refresh token issued on a proof is bound to that key).
+    pub bind_on_proof: bool,
 }
 
 /// A successful rotation: the family as it is now, its user, the token to hand out and the scope
@@ -196,24 +199,32 @@ pub(super) fn record_unproven_use(
     req: &RotateRequest,
     now: i64,
 ) -> Result<(), StoreError> {
+    tracing::warn!(family = %family.id, user = %family.user_id, client = %family.client_id,
+        "a DPoP-bound refresh token was presented without its key; refused");
+    // One event per family a minute: whoever holds a copy cannot flood the user's list of
+    // security events (and push a reuse alert out of it) by trying again and again.
+    if audit_events::recorded_since(conn, DPOP_KEY_MISMATCH, &family.id, now - 60)? {
+        return Ok(());
+    }
     let how = if req.dpop_jkt.is_some() {
         "signed with another key than the one that device holds"
     } else {
         "without proof of the key that device holds"
     };
+    let after = if family.revoked_at.is_some() {
+        "it was refused (that device was already signed out)"
+    } else {
+        "it was refused and the device stays signed in. If that was not you, a copy of the token \
+         exists: sign the device out"
+    };
     let detail = format!(
-        "someone tried to use the refresh token of {} from another device ({how}); it was \
-         refused and the device stays signed in. If that was not you, a copy of the token exists: \
-         sign the device out",
+        "someone tried to use the refresh token of {} from another device ({how}); {after}",
         device_of(family)
     );
     let event = AuditEventRow::new(now, DPOP_KEY_MISMATCH, detail)
         .for_family(family)
         .from_origin(&req.origin);
-    audit_events::insert(conn, &event)?;
-    tracing::warn!(family = %family.id, user = %family.user_id, client = %family.client_id,
-        "a DPoP-bound refresh token was presented without its key; refused");
-    Ok(())
+    audit_events::insert(conn, &event)
 }
 
 /// Audit kind of a bound refresh token presented without its DPoP key.
@@ -245,6 +256,9 @@ fn issue_successor(c: &mut DbConnection, p: Presented<'_>) -> Result<Rotation, A
     let origin = &p.req.origin;
     let (ip, ua) = (origin.ip.as_deref(), origin.user_agent.as_deref());
     refresh_families::touch(c, &p.family.id, p.now, idle_expiry(&p), ip, ua)?;
+    if let Some(jkt) = binds(&p) {
+        refresh_families::bind_key(c, &p.family.id, jkt)?;
+    }
     Ok(rotated(p, scope, last)?)
 }
 
@@ -263,6 +277,14 @@ pub(super) fn admit(p: &Presented<'_>) -> Result<(Scope, bool), Refusal> {
     Ok((scope, last))
 }
 
+/// The key an unbound family becomes bound to with this rotation, if it does.
+pub(super) fn binds<'p>(p: &'p Presented<'_>) -> Option<&'p str> {
+    match (&p.family.dpop_jkt, &p.req.dpop_jkt) {
+        (None, Some(jkt)) if p.req.bind_on_proof => Some(jkt),
+        _ => None,
+    }
+}
+
 /// The family's idle expiry after this rotation: extended, never past the absolute one.
 pub(super) fn idle_expiry(p: &Presented<'_>) -> i64 {
     (p.now + p.policy.idle_ttl).min(p.family.absolute_expires_at)
@@ -272,9 +294,11 @@ pub(super) fn idle_expiry(p: &Presented<'_>) -> i64 {
 /// reading it back).
 pub(super) fn rotated(p: Presented<'_>, scope: Scope, last: bool) -> Result<Rotation, Refusal> {
     let idle = idle_expiry(&p);
+    let dpop_jkt = p.family.dpop_jkt.clone().or(binds(&p).map(str::to_string));
     let user = p.user.ok_or_else(unknown)?;
     let origin = &p.req.origin;
     let family = FamilyRow {
+        dpop_jkt,
         last_used_at: p.now,
         idle_expires_at: idle,
         rotation_count: p.family.rotation_count + 1,

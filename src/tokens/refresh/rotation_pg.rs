@@ -34,7 +34,8 @@ use crate::tokens::secret::PlainToken;
 /// any) is within the family's; then store `$successor` (unless this rotation reaches the cap
 /// `$max_rotations`) and touch the family. A family bound to a DPoP key is only spent with a proof
 /// by that key (`$jkt`); an unbound one without a proof only if the client allows that
-/// (`$unproven_ok`). The conditional `UPDATE … WHERE used_at IS NULL` decides
+/// (`$unproven_ok`), and a public client's unbound family refreshed with a proof becomes bound to
+/// its key (`$bind`, NULL otherwise). The conditional `UPDATE … WHERE used_at IS NULL` decides
 /// the race exactly as on SQLite. Whatever happened, the one row returned is the token with its
 /// family and user as the statement found them (none: unknown token), and whether its successor
 /// exists unused.
@@ -69,7 +70,8 @@ spent AS (
 touched AS (
     UPDATE refresh_families f
     SET last_used_at = $now, idle_expires_at = LEAST($now + $idle_ttl, f.absolute_expires_at),
-        rotation_count = f.rotation_count + 1, ip = $ip, user_agent = $user_agent
+        rotation_count = f.rotation_count + 1, ip = $ip, user_agent = $user_agent,
+        dpop_jkt = COALESCE(f.dpop_jkt, $bind)
     FROM spent
     WHERE f.id = spent.family_id
 ),
@@ -100,6 +102,8 @@ struct RotateQuery<'a> {
     jkt: Option<&'a str>,
     /// An unbound family may rotate without a proof (the client does not require DPoP).
     unproven_ok: bool,
+    /// The key an unbound family becomes bound to (a public client's refresh with a proof).
+    bind: Option<&'a str>,
 }
 
 impl QueryId for RotateQuery<'_> {
@@ -137,6 +141,7 @@ impl QueryFragment<Pg> for RotateQuery<'_> {
                 "scope" => out.push_bind_param::<Nullable<Array<Text>>, _>(&self.scope)?,
                 "jkt" => out.push_bind_param::<Nullable<Text>, _>(&self.jkt)?,
                 "unproven_ok" => out.push_bind_param::<Bool, _>(&self.unproven_ok)?,
+                "bind" => out.push_bind_param::<Nullable<Text>, _>(&self.bind)?,
                 other => {
                     let e = format!("the rotation statement has no parameter `{other}`");
                     return Err(diesel::result::Error::QueryBuilderError(e.into()));
@@ -292,6 +297,7 @@ pub(super) fn rotate(
         scope,
         jkt: req.dpop_jkt.as_deref(),
         unproven_ok: req.dpop_jkt.is_some() || !req.proof_required,
+        bind: req.dpop_jkt.as_deref().filter(|_| req.bind_on_proof),
     };
     let found = query.get_result::<Found>(pg(conn)?).optional()?;
     let Some(mut found) = found else {

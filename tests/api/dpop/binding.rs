@@ -1,7 +1,8 @@
 //! Refresh families and access tokens bound to a key: a code exchanged with a proof binds the
 //! family, which then rotates only with proofs by that key; a copy of its refresh token without
 //! the key is refused without spending it, and the user is told. An unbound family refreshed with
-//! a proof gets a bound access token and stays unbound.
+//! a proof gets a bound access token; a public client's family becomes bound with it, a
+//! confidential client's stays unbound.
 
 use std::collections::HashSet;
 
@@ -19,6 +20,7 @@ both_backends!(
     a_code_exchanged_with_an_es256_proof_binds_the_family,
     a_code_exchanged_with_an_eddsa_proof_binds_the_family,
     a_bound_refresh_token_without_its_key_is_refused_unspent_and_reported,
+    a_public_clients_unbound_family_refreshed_with_a_proof_becomes_bound,
     an_unbound_family_refreshed_with_a_proof_binds_only_the_access_token,
 );
 
@@ -124,6 +126,11 @@ async fn a_bound_refresh_token_without_its_key_is_refused_unspent_and_reported(b
     let thief = ed25519_key();
     let resp = refresh_with_key(&app, &client, &tokens.refresh_token, Some(&thief)).await;
     assert_oauth_error(resp, 400, "invalid_grant").await;
+    // Tried again and again within a minute: refused each time, recorded once a minute.
+    assert_eq!(audit_events_of_kind(&app, WRONG_KEY).await.len(), 1);
+    app.clock.advance(61);
+    let resp = refresh_with_key(&app, &client, &tokens.refresh_token, Some(&thief)).await;
+    assert_oauth_error(resp, 400, "invalid_grant").await;
 
     // Neither spent the token nor ended the family; both were recorded for alice.
     let row = family(&app, &sid).await;
@@ -178,6 +185,42 @@ async fn a_bound_refresh_token_without_its_key_is_refused_unspent_and_reported(b
     );
     assert_eq!(audit_events_of_kind(&app, WRONG_KEY).await.len(), 3);
     let resp = refresh_with_key(&app, &client, &next.refresh_token, Some(&key)).await;
+    expect_bound_tokens(&app, resp, &key).await;
+}
+
+async fn a_public_clients_unbound_family_refreshed_with_a_proof_becomes_bound(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    create_user(&app, "alice").await;
+    let client = app_client(&app, SCOPE).await;
+    let browser = app.browser();
+    let code = authorized_code(
+        &browser,
+        &client,
+        APP_REDIRECT,
+        SCOPE,
+        ("alice", "phone"),
+        &[],
+    )
+    .await;
+    let tokens = expect_tokens(exchange_with_key(&app, &client, &code, None).await).await;
+    let sid = tokens.sid();
+    assert_eq!(family(&app, &sid).await.dpop_jkt, None);
+
+    // RFC 9449 §5: a public client's refresh token issued on a proof is bound to that key.
+    let key = es256_key();
+    let resp = refresh_with_key(&app, &client, &tokens.refresh_token, Some(&key)).await;
+    let bound = expect_bound_tokens(&app, resp, &key).await;
+    assert_eq!(family(&app, &sid).await.dpop_jkt, Some(key.jkt()));
+
+    // From now on only that key rotates it; a grace retry of the binding rotation too.
+    let resp = refresh_with_key(&app, &client, &bound.refresh_token, None).await;
+    assert_oauth_error(resp, 400, "invalid_dpop_proof").await;
+    let resp = refresh_with_key(&app, &client, &tokens.refresh_token, Some(&key)).await;
+    let retried = expect_bound_tokens(&app, resp, &key).await;
+    assert_eq!(retried.refresh_token, bound.refresh_token);
+    let resp = refresh_with_key(&app, &client, &bound.refresh_token, Some(&key)).await;
     expect_bound_tokens(&app, resp, &key).await;
 }
 

@@ -54,20 +54,24 @@ async fn a_client_that_requires_dpop_needs_a_proof_on_every_token_request(backen
     let resp = exchange_with_key(&app, &client, &code, Some(&key)).await;
     let tokens = expect_bound_tokens(&app, resp, &key).await;
 
-    // The older session refreshes only with a proof too, and stays unbound.
+    // The older session refreshes only with a proof too, and (a public client's) is bound to
+    // that key from then on (RFC 9449 §5).
     let resp = refresh_with_key(&app, &client, &older, None).await;
     assert_oauth_error(resp, 400, "invalid_dpop_proof").await;
     let resp = refresh_with_key(&app, &client, &older, Some(&key)).await;
     let older = expect_bound_tokens(&app, resp, &key).await;
-    assert_eq!(family(&app, &older_sid).await.dpop_jkt, None);
+    assert_eq!(family(&app, &older_sid).await.dpop_jkt, Some(key.jkt()));
 
-    // Once proofs are optional again, the unbound session refreshes without one; the bound one
-    // still needs its key.
+    // Once proofs are optional again, an unbound session refreshes without one; the bound ones
+    // still need their key.
+    let (_, unbound) = start_family(&app, &alice.id, &client.id, SCOPE).await;
     set_require_dpop(&app, &client.id, false).await;
-    let resp = refresh_with_key(&app, &client, &older.refresh_token, None).await;
+    let resp = refresh_with_key(&app, &client, &unbound, None).await;
     assert_unbound(&app, &expect_tokens(resp).await.body).await;
-    let resp = refresh_with_key(&app, &client, &tokens.refresh_token, None).await;
-    assert_oauth_error(resp, 400, "invalid_dpop_proof").await;
+    for bound in [&tokens.refresh_token, &older.refresh_token] {
+        let resp = refresh_with_key(&app, &client, bound, None).await;
+        assert_oauth_error(resp, 400, "invalid_dpop_proof").await;
+    }
     let resp = refresh_with_key(&app, &client, &tokens.refresh_token, Some(&key)).await;
     expect_bound_tokens(&app, resp, &key).await;
 }

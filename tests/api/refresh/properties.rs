@@ -303,6 +303,7 @@ fn rotate(
         origin: Origin::default(),
         dpop_jkt: None,
         proof_required: false,
+        bind_on_proof: false,
     };
     let out = db
         .read_sync(|c| refresh::rotate(c, key, token, &req, policy, now))

@@ -115,7 +115,11 @@ pub async fn respond(
     };
     Ok(TokenResponse {
         access_token,
-        token_type: if grant.jkt.is_some() { "DPoP" } else { "Bearer" },
+        token_type: if grant.jkt.is_some() {
+            "DPoP"
+        } else {
+            "Bearer"
+        },
         expires_in: expires_at - now,
         refresh_token: refresh_token.map(|t| t.expose().to_string()),
         scope: grant.scope.to_string(),

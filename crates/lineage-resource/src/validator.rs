@@ -167,8 +167,8 @@ impl ValidatorBuilder {
         self
     }
 
-    /// How many DPoP proof `jti`s are remembered to refuse replays (default 100,000, about
-    /// 7 MB). A proof's `jti` is kept while its `iat` is inside the accepted window. When the
+    /// How many DPoP proof `jti`s are remembered to refuse replays (default 100,000: a few
+    /// MB). A proof's `jti` is kept while its `iat` is inside the accepted window. When the
     /// cache is full the oldest entry is dropped and proofs no newer than it are refused, so a
     /// flood shrinks the window but never lets a replay through.
     pub fn dpop_replay_capacity(mut self, capacity: usize) -> Self {

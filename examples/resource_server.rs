@@ -11,7 +11,21 @@
 //! (`--revocation-poll`, 5 s), which the API reads as a lineage client holding the
 //! `revocations` permission (`lineage client create … --permission revocations`).
 //!
-//! `tests/resource.rs` compiles this file as a module and starts [`serve`] on port 0.
+//! A plain token is sent as a bearer token; a token bound to the client's DPoP key (`cnf.jkt`,
+//! RFC 9449) with the DPoP scheme and a fresh proof per request, signed by that key:
+//!
+//! ```text
+//! curl -H "Authorization: Bearer $ACCESS" http://127.0.0.1:8081/notes
+//! # proof: a JWT with typ dpop+jwt, alg ES256 or EdDSA and the public key as jwk in its header,
+//! # and {"jti": <unique>, "htm": "GET", "htu": "http://127.0.0.1:8081/notes", "iat": <now>,
+//! #      "ath": base64url(SHA-256($ACCESS))} as payload
+//! curl -H "Authorization: DPoP $ACCESS" -H "DPoP: $PROOF" http://127.0.0.1:8081/notes
+//! ```
+//!
+//! The proof's `htu` is this API's URL as the client called it: behind a proxy, pass
+//! `--public-url https://notes.example.com` so the API does not take it from the request.
+//!
+//! `tests/resource/` compiles this file as a module and starts [`serve`] on port 0.
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Mutex;
@@ -35,6 +49,10 @@ struct Args {
     /// The audience (`aud`) tokens must be issued for: the clients' configured audience.
     #[arg(long, env = "NOTES_AUDIENCE", default_value = "notes-api")]
     audience: String,
+    /// The URL clients call this API at, when it differs from what the request shows (behind a
+    /// proxy): the base of DPoP proofs' `htu`.
+    #[arg(long, env = "NOTES_PUBLIC_URL")]
+    public_url: Option<String>,
     /// Seconds between polls of the revocation feed; 0 turns revocation checks off.
     #[arg(long, env = "NOTES_REVOCATION_POLL", default_value_t = 5)]
     revocation_poll: u64,
@@ -158,6 +176,9 @@ async fn run() -> anyhow::Result<()> {
     let mut builder = Validator::builder(&args.issuer)
         .audience(&args.audience)
         .revocation_poll(poll);
+    if let Some(url) = &args.public_url {
+        builder = builder.public_url(url);
+    }
     if let (Some(id), Some(secret)) = (args.client_id, args.client_secret) {
         builder = builder.client_credentials(id, secret);
     } else if poll.is_some() {

@@ -305,7 +305,7 @@ impl Drop for NotesApi {
     }
 }
 
-/// What the API answered: status, `WWW-Authenticate`, body.
+/// What the API answered: status, `WWW-Authenticate` (several joined by `, `), body.
 #[derive(Debug)]
 struct Answer {
     status: u16,
@@ -351,9 +351,11 @@ impl NotesApi {
         let status = resp.status().as_u16();
         let challenge = resp
             .headers()
-            .get("WWW-Authenticate")
-            .map(|v| v.to_str().unwrap().to_string())
-            .unwrap_or_default();
+            .get_all("WWW-Authenticate")
+            .iter()
+            .map(|v| v.to_str().unwrap())
+            .collect::<Vec<_>>()
+            .join(", ");
         let text = resp.text().await.unwrap();
         let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
         Answer {
@@ -361,6 +363,14 @@ impl NotesApi {
             challenge,
             body,
         }
+    }
+
+    /// `Authorization: DPoP <token>` and a `DPoP: <proof>` header.
+    async fn send_dpop(&self, req: reqwest::RequestBuilder, token: &str, proof: &str) -> Answer {
+        let req = req
+            .header("Authorization", format!("DPoP {token}"))
+            .header("DPoP", proof);
+        self.send(req, None).await
     }
 
     async fn list(&self, token: &str) -> Answer {
@@ -377,5 +387,6 @@ impl NotesApi {
     }
 }
 
+mod dpop;
 mod jwks_fetching;
 mod served;

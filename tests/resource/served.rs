@@ -20,7 +20,10 @@ async fn the_example_api_accepts_lineage_tokens_and_enforces_scopes() {
         .send(api.http.get(format!("{}/notes", api.base)), None)
         .await;
     assert_eq!(anonymous.status, 401);
-    assert_eq!(anonymous.challenge, r#"Bearer realm="notes-api""#);
+    assert_eq!(
+        anonymous.challenge,
+        r#"Bearer realm="notes-api", DPoP realm="notes-api", algs="ES256 EdDSA""#
+    );
 
     let reader = lineage
         .client_credentials(&client, Some("notes:read"))

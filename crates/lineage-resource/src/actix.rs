@@ -1,7 +1,11 @@
 //! actix-web integration: the [`Authenticated`] extractor and the [`RequireScope`] middleware.
 //!
 //! Register the validator once with `App::new().app_data(web::Data::new(validator))` (a plain
-//! `.app_data(validator)` works too), then:
+//! `.app_data(validator)` works too), then take [`Authenticated`] in a handler. It accepts
+//! `Authorization: Bearer <token>` for unbound tokens and `Authorization: DPoP <token>` with one
+//! `DPoP: <proof>` header for tokens bound to a key (RFC 9449 §7.1), the proof's `htu` being
+//! the request's URL ([`ValidatorBuilder::public_url`](crate::ValidatorBuilder::public_url)
+//! behind a proxy).
 //!
 //! ```text
 //! async fn list(auth: Authenticated) -> Result<HttpResponse, AuthError> {
@@ -25,8 +29,8 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::{FromRequest, HttpMessage, HttpRequest, HttpResponse, ResponseError, web};
 
 use crate::claims::{AccessClaims, Scopes};
-use crate::error::{AuthError, AuthErrorKind};
-use crate::validator::{Validator, bearer_token};
+use crate::error::{AuthError, AuthErrorKind, DpopError, ProofError, Scheme};
+use crate::validator::{Credentials, Validator};
 
 impl ResponseError for AuthError {
     fn status_code(&self) -> StatusCode {
@@ -38,10 +42,12 @@ impl ResponseError for AuthError {
             tracing::error!(%why, "rejecting a request: the resource server is misconfigured");
         }
         let mut resp = HttpResponse::build(ResponseError::status_code(self));
-        if let Some(challenge) = self.www_authenticate()
-            && let Ok(value) = HeaderValue::from_str(&challenge)
-        {
-            resp.insert_header((header::WWW_AUTHENTICATE, value));
+        // One header per challenge (RFC 9110 §11.6.1 allows either form; this one is easier
+        // for clients to parse).
+        for challenge in self.challenges() {
+            if let Ok(value) = HeaderValue::from_str(&challenge) {
+                resp.append_header((header::WWW_AUTHENTICATE, value));
+            }
         }
         resp.insert_header((header::CACHE_CONTROL, "no-store"));
         match self.body() {
@@ -62,7 +68,8 @@ impl FromAccessClaims for AccessClaims {
     }
 }
 
-/// A request carrying a valid lineage access token. Derefs to the claims.
+/// A request carrying a valid lineage access token: a bearer token, or a DPoP-bound token with
+/// a valid proof. Derefs to the claims.
 ///
 /// Rejects the request (401, or 400 for a malformed header) before the handler runs when the
 /// token is missing or invalid. `Option<Authenticated>` makes authentication optional.
@@ -71,6 +78,7 @@ pub struct Authenticated<C = AccessClaims> {
     claims: C,
     scopes: Scopes,
     realm: Option<Arc<str>>,
+    scheme: Scheme,
 }
 
 impl<C> Authenticated<C> {
@@ -90,12 +98,19 @@ impl<C> Authenticated<C> {
         self.scopes.contains(scope)
     }
 
+    /// How the token was presented: `Bearer`, or `DPoP` with a proof.
+    pub fn scheme(&self) -> Scheme {
+        self.scheme
+    }
+
     /// `Err` (403 `insufficient_scope` naming `scope`) unless the token grants `scope`.
     pub fn require_scope(&self, scope: &str) -> Result<(), AuthError> {
         if self.has_scope(scope) {
             Ok(())
         } else {
-            Err(AuthError::insufficient_scope(scope).with_realm(self.realm.clone()))
+            Err(AuthError::insufficient_scope(scope)
+                .with_realm(self.realm.clone())
+                .with_scheme(self.scheme))
         }
     }
 }
@@ -108,10 +123,19 @@ impl<C> Deref for Authenticated<C> {
     }
 }
 
-/// Claims already validated by [`RequireScope`] for this request, so the extractor does not
-/// verify the signature a second time.
+/// What a request authenticated with: the claims, and the realm and scheme a later refusal
+/// names.
 #[derive(Clone)]
-struct Validated(AccessClaims);
+struct Authentication {
+    claims: AccessClaims,
+    realm: Option<Arc<str>>,
+    scheme: Scheme,
+}
+
+/// A request already authenticated (by [`RequireScope`] or another extractor), so it is not
+/// verified a second time: a second check would also see the DPoP proof's `jti` as a replay.
+#[derive(Clone)]
+struct Validated(Authentication);
 
 fn validator_of(req: &HttpRequest) -> Option<Validator> {
     req.app_data::<web::Data<Validator>>()
@@ -119,16 +143,16 @@ fn validator_of(req: &HttpRequest) -> Option<Validator> {
         .or_else(|| req.app_data::<Validator>().cloned())
 }
 
-/// Validate the request's bearer token with the app's validator.
-async fn authenticate(req: &HttpRequest) -> Result<(AccessClaims, Option<Arc<str>>), AuthError> {
+/// Validate the request's access token (and DPoP proof) with the app's validator.
+async fn authenticate(req: &HttpRequest) -> Result<Authentication, AuthError> {
     let Some(validator) = validator_of(req) else {
         return Err(
             AuthErrorKind::Misconfigured("no lineage_resource::Validator in app_data").into(),
         );
     };
     let realm = validator.realm_arc();
-    if let Some(Validated(claims)) = req.extensions().get::<Validated>().cloned() {
-        return Ok((claims, realm));
+    if let Some(Validated(done)) = req.extensions().get::<Validated>().cloned() {
+        return Ok(done);
     }
     let mut values = req.headers().get_all(header::AUTHORIZATION);
     let first = values.next();
@@ -146,9 +170,40 @@ async fn authenticate(req: &HttpRequest) -> Result<(AccessClaims, Option<Arc<str
             )));
         }
     };
-    let token = bearer_token(value).map_err(|e| e.with_realm(realm.clone()))?;
-    let claims = validator.validate(token).await?;
-    Ok((claims, realm))
+    let credentials = Credentials::parse(value).map_err(|e| e.with_realm(realm.clone()))?;
+    let claims = match credentials {
+        Credentials::Bearer(token) => validator.validate(token).await?,
+        Credentials::Dpop(token) => {
+            let proof =
+                dpop_proof(req).map_err(|e| AuthError::from(e).with_realm(realm.clone()))?;
+            let htu = {
+                let connection = req.connection_info();
+                validator.expected_htu(connection.scheme(), connection.host(), req.uri().path())
+            };
+            validator
+                .validate_dpop(token, proof, req.method().as_str(), &htu)
+                .await?
+        }
+    };
+    let done = Authentication {
+        claims,
+        realm,
+        scheme: credentials.scheme(),
+    };
+    req.extensions_mut().insert(Validated(done.clone()));
+    Ok(done)
+}
+
+/// The value of the request's one `DPoP` header (RFC 9449 §4.3 item 1).
+fn dpop_proof(req: &HttpRequest) -> Result<&str, DpopError> {
+    let mut values = req.headers().get_all("dpop");
+    let first = values.next().ok_or(DpopError::Missing)?;
+    if values.next().is_some() {
+        return Err(DpopError::Multiple);
+    }
+    first
+        .to_str()
+        .map_err(|_| ProofError::Malformed("the DPoP header is not ASCII").into())
 }
 
 impl<C: FromAccessClaims + 'static> FromRequest for Authenticated<C> {
@@ -158,13 +213,19 @@ impl<C: FromAccessClaims + 'static> FromRequest for Authenticated<C> {
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let req = req.clone();
         Box::pin(async move {
-            let (claims, realm) = authenticate(&req).await?;
+            let Authentication {
+                claims,
+                realm,
+                scheme,
+            } = authenticate(&req).await?;
             let scopes = claims.scopes.clone();
-            let claims = C::from_access_claims(claims).map_err(|e| e.with_realm(realm.clone()))?;
+            let claims = C::from_access_claims(claims)
+                .map_err(|e| e.with_realm(realm.clone()).with_scheme(scheme))?;
             Ok(Authenticated {
                 claims,
                 scopes,
                 realm,
+                scheme,
             })
         })
     }
@@ -217,21 +278,21 @@ where
         let scope = self.scope;
         Box::pin(async move {
             // Refusals are responses, not `Err`, so outer middleware sees an ordinary 401/403.
-            let claims = match authenticate(req.request()).await {
-                Ok((claims, _)) if claims.has_scope(scope) => claims,
-                Ok((_, realm)) => {
-                    let refusal = AuthError::insufficient_scope(scope).with_realm(realm);
-                    return Ok(req
-                        .into_response(refusal.error_response())
-                        .map_into_right_body());
-                }
-                Err(refusal) => {
-                    return Ok(req
-                        .into_response(refusal.error_response())
-                        .map_into_right_body());
-                }
+            // A success is kept in the request's extensions for the handler's extractor.
+            let refusal = match authenticate(req.request()).await {
+                Ok(done) if done.claims.has_scope(scope) => None,
+                Ok(Authentication { realm, scheme, .. }) => Some(
+                    AuthError::insufficient_scope(scope)
+                        .with_realm(realm)
+                        .with_scheme(scheme),
+                ),
+                Err(refusal) => Some(refusal),
             };
-            req.extensions_mut().insert(Validated(claims));
+            if let Some(refusal) = refusal {
+                return Ok(req
+                    .into_response(refusal.error_response())
+                    .map_into_right_body());
+            }
             Ok(service.call(req).await?.map_into_left_body())
         })
     }

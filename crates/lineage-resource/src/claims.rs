@@ -54,13 +54,28 @@ pub struct AccessClaims {
     pub exp: i64,
     pub iat: i64,
     pub nbf: Option<i64>,
+    /// The DPoP key the token is bound to (RFC 9449 §6.1), if any: such a token is accepted only
+    /// with the DPoP scheme and a proof signed by that key.
+    pub cnf: Option<Confirmation>,
     /// Every other claim, e.g. `preferred_username`, read fresh from the user at each refresh.
     pub extra: Map<String, Value>,
+}
+
+/// `cnf` (RFC 7800): the key a token is bound to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Confirmation {
+    /// The RFC 7638 SHA-256 thumbprint of the client's DPoP public key, base64url.
+    pub jkt: String,
 }
 
 impl AccessClaims {
     pub fn has_scope(&self, scope: &str) -> bool {
         self.scopes.contains(scope)
+    }
+
+    /// The thumbprint of the DPoP key the token is bound to (`cnf.jkt`), if it is bound.
+    pub fn dpop_jkt(&self) -> Option<&str> {
+        self.cnf.as_ref().map(|c| c.jkt.as_str())
     }
 
     /// A string claim from `extra`, e.g. `claims.extra_str("preferred_username")`.
@@ -82,6 +97,7 @@ pub(crate) struct RawClaims {
     pub client_id: Option<String>,
     pub scope: Option<String>,
     pub sid: Option<String>,
+    pub cnf: Option<Map<String, Value>>,
     pub extra: Map<String, Value>,
 }
 
@@ -104,8 +120,18 @@ impl RawClaims {
             scopes: Scopes::parse(&self.scope.ok_or(MissingClaim("scope"))?),
             sid: self.sid,
             nbf: self.nbf,
+            cnf: self.cnf.map(confirmation).transpose()?,
             extra: self.extra,
         })
+    }
+}
+
+/// `cnf` must hold exactly a `jkt`: a binding this crate cannot check (an mTLS `x5t#S256`, a
+/// `jwk`…) must not be ignored, or the token would work for anyone holding it.
+fn confirmation(mut cnf: Map<String, Value>) -> Result<Confirmation, TokenError> {
+    match cnf.remove("jkt") {
+        Some(Value::String(jkt)) if cnf.is_empty() && !jkt.is_empty() => Ok(Confirmation { jkt }),
+        _ => Err(TokenError::UnsupportedConfirmation),
     }
 }
 
@@ -169,6 +195,7 @@ impl<'de> Visitor<'de> for RawClaimsVisitor {
                 ClaimName::ClientId => set(&mut c.client_id, map.next_value()?, "client_id")?,
                 ClaimName::Scope => set(&mut c.scope, map.next_value()?, "scope")?,
                 ClaimName::Sid => set(&mut c.sid, map.next_value()?, "sid")?,
+                ClaimName::Cnf => set(&mut c.cnf, map.next_value()?, "cnf")?,
                 ClaimName::Other(name) => {
                     let value: Value = map.next_value()?;
                     c.extra.insert(name, value);
@@ -190,6 +217,7 @@ enum ClaimName {
     ClientId,
     Scope,
     Sid,
+    Cnf,
     Other(String),
 }
 
@@ -213,6 +241,7 @@ impl<'de> Deserialize<'de> for ClaimName {
                     "client_id" => ClaimName::ClientId,
                     "scope" => ClaimName::Scope,
                     "sid" => ClaimName::Sid,
+                    "cnf" => ClaimName::Cnf,
                     other => ClaimName::Other(other.to_owned()),
                 })
             }
@@ -330,6 +359,38 @@ mod tests {
         );
         assert_eq!(
             RawClaims::parse(b"[1]").err(),
+            Some(TokenError::MalformedClaims)
+        );
+    }
+
+    #[test]
+    fn cnf_holds_exactly_a_jkt() {
+        let base = r#""iss":"i","sub":"s","aud":"a","exp":20,"iat":10,"jti":"j","client_id":"c","scope":"""#;
+        let parse = |cnf: &str| {
+            RawClaims::parse(format!("{{{base}{cnf}}}").as_bytes()).and_then(RawClaims::into_claims)
+        };
+        let bound =
+            parse(r#","cnf":{"jkt":"0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}"#).unwrap();
+        assert_eq!(
+            bound.dpop_jkt(),
+            Some("0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I")
+        );
+        assert!(!bound.extra.contains_key("cnf"));
+        assert_eq!(parse("").unwrap().dpop_jkt(), None);
+        assert_eq!(parse(r#","cnf":null"#).unwrap().cnf, None);
+        for other in [r#"{}"#, r#"{"jkt":1}"#, r#"{"jkt":"k","jwk":{}}"#] {
+            assert_eq!(
+                parse(&format!(r#","cnf":{other}"#)).err(),
+                Some(TokenError::UnsupportedConfirmation),
+                "{other}"
+            );
+        }
+        assert_eq!(
+            parse(r#","cnf":"k""#).err(),
+            Some(TokenError::MalformedClaims)
+        );
+        assert_eq!(
+            parse(r#","cnf":{"jkt":"a"},"cnf":{"jkt":"b"}"#).err(),
             Some(TokenError::MalformedClaims)
         );
     }

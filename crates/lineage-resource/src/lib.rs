@@ -20,8 +20,12 @@
 //! # Ok(()) }
 //! ```
 //!
-//! With the `actix` feature (on by default), [`Authenticated`] is an extractor and
-//! [`RequireScope`] a middleware.
+//! A token bound to a client's key (DPoP, RFC 9449: `cnf.jkt`) is accepted only as
+//! `Authorization: DPoP <token>` with a `DPoP` proof header, through
+//! [`Validator::validate_dpop`]; `validate` refuses it.
+//!
+//! With the `actix` feature (on by default), [`Authenticated`] is an extractor (Bearer and
+//! DPoP) and [`RequireScope`] a middleware.
 
 #[cfg(feature = "actix")]
 mod actix;
@@ -34,11 +38,17 @@ mod validator;
 
 #[cfg(feature = "actix")]
 pub use actix::{Authenticated, FromAccessClaims, RequireScope};
-pub use claims::{AccessClaims, Scopes};
+pub use claims::{AccessClaims, Confirmation, Scopes};
 pub use clock::{Clock, SystemClock};
-pub use error::{AuthError, AuthErrorKind, BuildError, FeedError, TokenError};
+pub use error::{
+    AuthError, AuthErrorKind, BuildError, DpopError, FeedError, ProofError, Scheme, TokenError,
+};
+/// The `alg` values accepted for DPoP proofs, as `WWW-Authenticate: DPoP algs="…"` lists them.
+pub use lineage_jwt::dpop::ALGORITHMS as DPOP_ALGORITHMS;
 pub use revocation::{PollOutcome, RevocationStatus};
-pub use validator::{METADATA_PATH, REVOCATIONS_PATH, Validator, ValidatorBuilder, bearer_token};
+pub use validator::{
+    Credentials, METADATA_PATH, REVOCATIONS_PATH, Validator, ValidatorBuilder, bearer_token,
+};
 
 /// A reqwest error with its causes ("error sending request …: connection refused").
 pub(crate) fn describe(e: &reqwest::Error) -> String {

@@ -467,6 +467,7 @@ mod tests {
             exp: iat + 600,
             iat,
             nbf: Some(iat),
+            cnf: None,
             extra: Default::default(),
         }
     }

@@ -1,5 +1,6 @@
 //! `Validator`: checks lineage access tokens locally — signature by a key from the issuer's JWKS,
-//! then header and claims (RFC 9068 §4) — and, optionally, against the revocation feed.
+//! then header and claims (RFC 9068 §4) — and, optionally, against the revocation feed. A token
+//! bound to a DPoP key (RFC 9449) is accepted only with a proof signed by that key.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -7,12 +8,15 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::Algorithm;
+use lineage_jwt::dpop::{self, ReplayCache};
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 
 use crate::claims::{AccessClaims, RawClaims};
 use crate::clock::{Clock, SharedClock, SystemClock};
-use crate::error::{AuthError, AuthErrorKind, BuildError, FeedError, TokenError};
+use crate::error::{
+    AuthError, AuthErrorKind, BuildError, DpopError, FeedError, ProofError, Scheme, TokenError,
+};
 use crate::jwks::{CachePolicy, JwksSource, KeySnapshot, KeyStore, Metadata, parse_jwks};
 use crate::revocation::{
     ClientCredentials, FeedOptions, PollOutcome, RevocationStatus, Revocations,
@@ -43,6 +47,12 @@ struct Inner {
     audiences: Vec<String>,
     leeway: i64,
     realm: Option<Arc<str>>,
+    /// How old a DPoP proof's `iat` may be, in seconds.
+    dpop_max_age: i64,
+    /// The `jti`s of the DPoP proofs accepted within the `iat` window.
+    replay: ReplayCache,
+    /// The API's URL as clients see it, without a trailing `/`: the base of a proof's `htu`.
+    public_url: Option<String>,
     clock: SharedClock,
     keys: KeyStore,
     revocations: Option<Arc<Revocations>>,
@@ -64,6 +74,9 @@ pub struct ValidatorBuilder {
     leeway: Duration,
     realm: Option<String>,
     clock: SharedClock,
+    dpop_max_age: Duration,
+    dpop_replay_capacity: usize,
+    public_url: Option<String>,
     jwks_uri: Option<String>,
     static_jwks: Option<String>,
     jwks_refetch_interval: Duration,
@@ -84,8 +97,9 @@ impl Validator {
     /// Defaults: leeway 10 s; JWKS refetched at most every 10 s, cached for its `max-age`
     /// (300 s without one, at most 1 h); revocation feed polled every 5 s, 1,000 entries per
     /// page, entries kept as long as the feed says (the server's access-token lifetime plus
-    /// skew); HTTP timeout 5 s. The feed needs `.client_credentials(..)` unless the server
-    /// serves it publicly.
+    /// skew); HTTP timeout 5 s; DPoP proofs accepted up to 60 s old, their `jti`s remembered in
+    /// a cache of 100,000. The feed needs `.client_credentials(..)` unless the server serves it
+    /// publicly.
     pub fn builder(issuer: impl Into<String>) -> ValidatorBuilder {
         let issuer: String = issuer.into();
         ValidatorBuilder {
@@ -94,6 +108,9 @@ impl Validator {
             leeway: Duration::from_secs(10),
             realm: None,
             clock: Arc::new(SystemClock),
+            dpop_max_age: Duration::from_secs(60),
+            dpop_replay_capacity: 100_000,
+            public_url: None,
             jwks_uri: None,
             static_jwks: None,
             jwks_refetch_interval: Duration::from_secs(10),
@@ -123,7 +140,8 @@ impl ValidatorBuilder {
         self
     }
 
-    /// Allowed clock skew for `exp`, `nbf` and `iat`. Keep it small.
+    /// Allowed clock skew for `exp`, `nbf` and `iat`, and how far in the future a DPoP proof's
+    /// `iat` may be. Keep it small.
     pub fn leeway(mut self, leeway: Duration) -> Self {
         self.leeway = leeway;
         self
@@ -138,6 +156,33 @@ impl ValidatorBuilder {
     /// Where "now" comes from, in unix seconds; any `Fn() -> i64` works.
     pub fn clock(mut self, clock: impl Clock) -> Self {
         self.clock = Arc::new(clock);
+        self
+    }
+
+    /// How old a DPoP proof may be (its `iat`, RFC 9449 §11.1), default 60 s. Proofs are made
+    /// per request, so this only needs to cover the client's clock skew and the request's
+    /// time in flight.
+    pub fn dpop_proof_max_age(mut self, max_age: Duration) -> Self {
+        self.dpop_max_age = max_age;
+        self
+    }
+
+    /// How many DPoP proof `jti`s are remembered to refuse replays (default 100,000: a few
+    /// MB). A proof's `jti` is kept while its `iat` is inside the accepted window. When the
+    /// cache is full the oldest entry is dropped and proofs no newer than it are refused, so a
+    /// flood shrinks the window but never lets a replay through.
+    pub fn dpop_replay_capacity(mut self, capacity: usize) -> Self {
+        self.dpop_replay_capacity = capacity.max(1);
+        self
+    }
+
+    /// The URL clients call this API at, e.g. `https://api.example.com` behind a proxy: the
+    /// scheme, host and port of a DPoP proof's `htu`, and a path prefix if the proxy strips one
+    /// (`https://example.com/api` + request path `/notes` = `https://example.com/api/notes`).
+    /// Without it the actix extractor takes them from the request's connection info, which
+    /// trusts `Forwarded` and `X-Forwarded-*` headers: set this in production.
+    pub fn public_url(mut self, url: impl Into<String>) -> Self {
+        self.public_url = Some(url.into());
         self
     }
 
@@ -232,6 +277,7 @@ impl ValidatorBuilder {
         if !(self.issuer.starts_with("http://") || self.issuer.starts_with("https://")) {
             return Err(BuildError::InvalidIssuer(self.issuer));
         }
+        let public_url = self.public_url.map(public_base).transpose()?;
         let now = self.clock.now();
         let http = match self.http {
             Some(c) => c,
@@ -296,12 +342,20 @@ impl ValidatorBuilder {
             .realm
             .or_else(|| self.audiences.first().cloned())
             .map(Arc::from);
+        let (leeway, dpop_max_age) = (secs(self.leeway), secs(self.dpop_max_age));
         Ok(Validator {
             inner: Arc::new(Inner {
                 issuer: self.issuer,
                 audiences: self.audiences,
-                leeway: secs(self.leeway),
+                leeway,
                 realm,
+                dpop_max_age,
+                // The whole window a proof's iat may be in: as old as allowed, plus the skew.
+                replay: ReplayCache::new(
+                    self.dpop_replay_capacity,
+                    dpop_max_age.saturating_add(leeway),
+                ),
+                public_url,
                 clock: self.clock,
                 keys,
                 revocations,
@@ -309,6 +363,23 @@ impl ValidatorBuilder {
             }),
         })
     }
+}
+
+/// A public URL checked and reduced to what prefixes a request path: `scheme://host[:port]` and
+/// the path without its trailing `/`.
+fn public_base(url: String) -> Result<String, BuildError> {
+    let invalid = || BuildError::InvalidPublicUrl(url.clone());
+    let parsed = reqwest::Url::parse(&url).map_err(|_| invalid())?;
+    if !matches!(parsed.scheme(), "http" | "https")
+        || parsed.host_str().is_none()
+        || parsed.query().is_some()
+        || parsed.fragment().is_some()
+        || !parsed.username().is_empty()
+        || parsed.password().is_some()
+    {
+        return Err(invalid());
+    }
+    Ok(parsed.as_str().trim_end_matches('/').to_string())
 }
 
 async fn discover(http: &reqwest::Client, issuer: &str) -> Result<Metadata, BuildError> {
@@ -395,12 +466,16 @@ fn split(token: &str) -> Result<Parts<'_>, TokenError> {
 
 impl Validator {
     /// Validate a bearer token: signature, header, claims and (if enabled) revocation. May fetch
-    /// the JWKS once (stale cache, or an unknown `kid` within the rate limit).
+    /// the JWKS once (stale cache, or an unknown `kid` within the rate limit). A token bound to
+    /// a DPoP key is refused ([`TokenError::BoundToDpopKey`], RFC 9449 §7.2): it needs
+    /// [`validate_dpop`](Self::validate_dpop).
     pub async fn validate(&self, token: &str) -> Result<AccessClaims, AuthError> {
         let now = self.inner.clock.now();
         let parts = split(token).map_err(|e| self.reject(e))?;
         let keys = self.inner.keys.keys_for(&parts.kid, now).await;
-        self.finish(&parts, &keys, now).map_err(|e| self.reject(e))
+        self.finish(&parts, &keys, now)
+            .and_then(unbound)
+            .map_err(|e| self.reject(e))
     }
 
     /// The same without any I/O: an unknown `kid` is rejected instead of refetched. For
@@ -409,11 +484,88 @@ impl Validator {
         let now = self.inner.clock.now();
         let parts = split(token).map_err(|e| self.reject(e))?;
         let keys = self.inner.keys.snapshot();
-        self.finish(&parts, &keys, now).map_err(|e| self.reject(e))
+        self.finish(&parts, &keys, now)
+            .and_then(unbound)
+            .map_err(|e| self.reject(e))
+    }
+
+    /// Validate a DPoP-bound token sent as `Authorization: DPoP <token>` with its proof, the
+    /// `DPoP` header (RFC 9449 §7.1). The token is checked as [`validate`](Self::validate)
+    /// does, then: it must be bound (`cnf.jkt`); the proof must verify (§4.3) with `htm` =
+    /// `method`, `htu` = `htu` (the URI the client called, query and fragment ignored), `iat`
+    /// no older than `dpop_proof_max_age` nor further ahead than the leeway, and `ath` = the
+    /// token's hash; its key must be the one the token is bound to; and its `jti` must not have
+    /// been seen before. The `jti` is recorded only when everything else passed, so a refused
+    /// request does not use up its proof.
+    ///
+    /// Refusals answer with the `DPoP` scheme: `invalid_token` for the token,
+    /// `invalid_dpop_proof` for the proof.
+    pub async fn validate_dpop(
+        &self,
+        token: &str,
+        proof: &str,
+        method: &str,
+        htu: &str,
+    ) -> Result<AccessClaims, AuthError> {
+        let now = self.inner.clock.now();
+        let reject = |e: AuthError| {
+            e.with_realm(self.inner.realm.clone())
+                .with_scheme(Scheme::Dpop)
+        };
+        let parts = split(token).map_err(|e| reject(e.into()))?;
+        let keys = self.inner.keys.keys_for(&parts.kid, now).await;
+        let claims = self
+            .finish(&parts, &keys, now)
+            .map_err(|e| reject(e.into()))?;
+        self.check_proof(&claims, token, proof, method, htu, now)
+            .map_err(reject)?;
+        Ok(claims)
+    }
+
+    /// RFC 9449 §7.1 for an already valid token.
+    fn check_proof(
+        &self,
+        claims: &AccessClaims,
+        token: &str,
+        proof: &str,
+        method: &str,
+        htu: &str,
+        now: i64,
+    ) -> Result<(), AuthError> {
+        let Some(jkt) = claims.dpop_jkt() else {
+            return Err(TokenError::NotDpopBound.into());
+        };
+        let expect = dpop::Expect {
+            htm: method,
+            htu,
+            now,
+            max_age: self.inner.dpop_max_age,
+            max_skew: self.inner.leeway,
+            access_token: Some(token),
+        };
+        let proof = dpop::verify(proof, &expect).map_err(DpopError::Proof)?;
+        if proof.jkt != jkt {
+            return Err(DpopError::KeyMismatch.into());
+        }
+        if !self.inner.replay.first_use(&proof, now) {
+            return Err(DpopError::Proof(ProofError::Replayed).into());
+        }
+        Ok(())
+    }
+
+    /// The `htu` a DPoP proof for a request to `path` must carry: the [public
+    /// URL](ValidatorBuilder::public_url) and `path` when one is configured, else
+    /// `{scheme}://{host}{path}` with the scheme and host (with port) the request arrived with.
+    pub fn expected_htu(&self, scheme: &str, host: &str, path: &str) -> String {
+        match &self.inner.public_url {
+            Some(base) => format!("{base}{path}"),
+            None => format!("{scheme}://{host}{path}"),
+        }
     }
 
     /// Validate the token of an `Authorization` header value (RFC 6750 §2.1). `None`, or another
-    /// scheme, is [`AuthErrorKind::MissingToken`].
+    /// scheme (including `DPoP`, which needs the proof: see
+    /// [`validate_dpop`](Self::validate_dpop)), is [`AuthErrorKind::MissingToken`].
     pub async fn authenticate(
         &self,
         authorization: Option<&str>,
@@ -522,26 +674,98 @@ impl Validator {
         self.inner.realm.as_deref()
     }
 
+    /// The configured [public URL](ValidatorBuilder::public_url), without a trailing `/`.
+    pub fn public_url(&self) -> Option<&str> {
+        self.inner.public_url.as_deref()
+    }
+
     #[cfg_attr(not(feature = "actix"), allow(dead_code))]
     pub(crate) fn realm_arc(&self) -> Option<Arc<str>> {
         self.inner.realm.clone()
     }
 }
 
+/// Bearer tokens are not bound: one carrying `cnf` needs its proof (RFC 9449 §7.2).
+fn unbound(claims: AccessClaims) -> Result<AccessClaims, TokenError> {
+    match claims.cnf {
+        Some(_) => Err(TokenError::BoundToDpopKey),
+        None => Ok(claims),
+    }
+}
+
+/// The access token of an `Authorization` header and the scheme it came with.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Credentials<'a> {
+    /// `Authorization: Bearer <token>` (RFC 6750 §2.1).
+    Bearer(&'a str),
+    /// `Authorization: DPoP <token>` (RFC 9449 §7.1); the proof is in the `DPoP` header.
+    Dpop(&'a str),
+}
+
+impl std::fmt::Debug for Credentials<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}([redacted])", self.scheme().as_str())
+    }
+}
+
+impl<'a> Credentials<'a> {
+    /// Parse an `Authorization` header value; schemes are case-insensitive. `None`, or a scheme
+    /// other than `Bearer` and `DPoP`, is [`AuthErrorKind::MissingToken`] (RFC 6750 §3.1).
+    pub fn parse(authorization: Option<&'a str>) -> Result<Self, AuthError> {
+        let (scheme, token) = split_scheme(authorization)?;
+        if scheme.eq_ignore_ascii_case("bearer") {
+            token68(token, Scheme::Bearer).map(Credentials::Bearer)
+        } else if scheme.eq_ignore_ascii_case("dpop") {
+            token68(token, Scheme::Dpop).map(Credentials::Dpop)
+        } else {
+            Err(AuthError::missing_token())
+        }
+    }
+
+    pub fn token(&self) -> &'a str {
+        match self {
+            Credentials::Bearer(t) | Credentials::Dpop(t) => t,
+        }
+    }
+
+    pub fn scheme(&self) -> Scheme {
+        match self {
+            Credentials::Bearer(_) => Scheme::Bearer,
+            Credentials::Dpop(_) => Scheme::Dpop,
+        }
+    }
+}
+
 /// The token of `Authorization: Bearer <token>` (RFC 6750 §2.1; the scheme is case-insensitive).
+/// Any other scheme, `DPoP` included, is [`AuthErrorKind::MissingToken`].
 pub fn bearer_token(authorization: Option<&str>) -> Result<&str, AuthError> {
+    let (scheme, token) = split_scheme(authorization)?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        // Another scheme: as if no credentials were sent (RFC 6750 §3.1).
+        return Err(AuthError::missing_token());
+    }
+    token68(token, Scheme::Bearer)
+}
+
+/// The scheme and the credentials after it.
+fn split_scheme(authorization: Option<&str>) -> Result<(&str, &str), AuthError> {
     let Some(value) = authorization else {
         return Err(AuthError::missing_token());
     };
     let value = value.trim();
     let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
-    if !scheme.eq_ignore_ascii_case("bearer") {
-        // Another scheme: as if no credentials were sent (RFC 6750 §3.1).
-        return Err(AuthError::missing_token());
-    }
-    let token = rest.trim_start_matches(' ');
+    Ok((scheme, rest.trim_start_matches(' ')))
+}
+
+/// The credentials must be one token of the b64token / token68 syntax (RFC 6750 §2.1,
+/// RFC 9449 §7.1).
+fn token68(token: &str, scheme: Scheme) -> Result<&str, AuthError> {
+    let refuse = |why| AuthError::from(AuthErrorKind::InvalidRequest(why)).with_scheme(scheme);
     if token.is_empty() {
-        return Err(AuthErrorKind::InvalidRequest("the Bearer credentials are empty").into());
+        return Err(refuse(match scheme {
+            Scheme::Bearer => "the Bearer credentials are empty",
+            Scheme::Dpop => "the DPoP credentials are empty",
+        }));
     }
     // b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
     let body = token.trim_end_matches('=');
@@ -550,9 +774,10 @@ pub fn bearer_token(authorization: Option<&str>) -> Result<&str, AuthError> {
             b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
         })
     {
-        return Err(
-            AuthErrorKind::InvalidRequest("the Bearer credentials are not a b64token").into(),
-        );
+        return Err(refuse(match scheme {
+            Scheme::Bearer => "the Bearer credentials are not a b64token",
+            Scheme::Dpop => "the DPoP credentials are not a token68",
+        }));
     }
     Ok(token)
 }

@@ -2,7 +2,7 @@
 //! and a valid token mutated every way an attacker might try (a changed character anywhere, a bit
 //! flipped inside the decoded header, payload or signature, another `alg` with or without a fresh
 //! signature, `none`, another key, huge inputs). Never a panic, and nothing is accepted but the
-//! exact token that was signed.
+//! exact token that was signed; the same for a DPoP proof.
 //!
 //! `PROPTEST_CASES` raises the number of cases for a longer local run (BENCHMARKS.md).
 
@@ -12,7 +12,8 @@ use std::sync::OnceLock;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use lineage_resource::{Validator, bearer_token};
+use lineage_jwt::dpop::{DeviceKey, ProofClaims};
+use lineage_resource::{Credentials, Validator, bearer_token};
 use proptest::prelude::*;
 use proptest::test_runner::Config;
 use ring::rand::SystemRandom;
@@ -87,6 +88,9 @@ struct Fixture {
     stranger: Key,
     validator: Validator,
     token: String,
+    /// A DPoP key and a token bound to it.
+    device: DeviceKey,
+    bound: String,
 }
 
 fn fixture() -> &'static Fixture {
@@ -108,12 +112,18 @@ fn fixture() -> &'static Fixture {
             )
             .unwrap();
         let token = trusted.sign_raw(&header("EdDSA", "k1"), &claims());
+        let device = DeviceKey::generate_es256().unwrap();
+        let mut bound_claims: Value = serde_json::from_slice(&claims()).unwrap();
+        bound_claims["cnf"] = json!({ "jkt": device.jkt() });
+        let bound = trusted.sign_raw(&header("EdDSA", "k1"), bound_claims.to_string().as_bytes());
         Fixture {
             trusted,
             other_trusted,
             stranger,
             validator,
             token,
+            device,
+            bound,
         }
     })
 }
@@ -121,6 +131,36 @@ fn fixture() -> &'static Fixture {
 /// Whether the validator accepts `token`; the property is that only the signed one is.
 fn accepted(token: &str) -> bool {
     fixture().validator.validate_cached(token).is_ok()
+}
+
+const HTU: &str = "https://api.test/notes";
+
+/// A fresh proof (its own `jti`) for the fixture's bound token.
+fn fresh_proof() -> String {
+    let mut jti = [0u8; 16];
+    ring::rand::SecureRandom::fill(&SystemRandom::new(), &mut jti).unwrap();
+    let f = fixture();
+    f.device
+        .proof(&ProofClaims {
+            htm: "GET",
+            htu: HTU,
+            iat: NOW,
+            jti: &URL_SAFE_NO_PAD.encode(jti),
+            access_token: Some(&f.bound),
+            nonce: None,
+        })
+        .unwrap()
+}
+
+/// Whether the validator accepts the bound token with `proof`.
+fn proof_accepted(proof: &str) -> bool {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let f = fixture();
+    runtime
+        .block_on(f.validator.validate_dpop(&f.bound, proof, "GET", HTU))
+        .is_ok()
 }
 
 /// A byte of a compact JWS, or something that should never be in one.
@@ -139,6 +179,13 @@ fn flip_decoded_bit(token: &str, part: usize, bit: usize) -> String {
     bytes[bit / 8] ^= 1 << (bit % 8);
     parts[part] = URL_SAFE_NO_PAD.encode(bytes);
     parts.join(".")
+}
+
+#[test]
+fn the_signed_proof_is_accepted_once() {
+    let proof = fresh_proof();
+    assert!(proof_accepted(&proof));
+    assert!(!proof_accepted(&proof));
 }
 
 #[test]
@@ -233,6 +280,22 @@ proptest! {
         prop_assert!(!accepted(&parts.join(".")));
     }
 
+    /// One character of a DPoP proof replaced, inserted or removed anywhere: never accepted
+    /// unless unchanged (each case signs a proof of its own, so none is a replay).
+    #[test]
+    fn an_edited_dpop_proof_is_refused(at in any::<prop::sample::Index>(), c in replacement(),
+                                       edit in 0u8..3) {
+        let proof = fresh_proof();
+        let i = at.index(proof.len());
+        let mut edited = proof.clone();
+        match edit {
+            0 => edited.replace_range(i..=i, c.encode_utf8(&mut [0; 4])),
+            1 => edited.insert(i, c),
+            _ => { edited.remove(i); }
+        }
+        prop_assert_eq!(proof_accepted(&edited), edited == proof);
+    }
+
     /// Any `Authorization` header: no panic; what `bearer_token` finds is part of the header, and
     /// only the header that carries the exact token passes validation.
     #[test]
@@ -244,6 +307,9 @@ proptest! {
                 .prop_map(|(pad, scheme)| format!("{}{scheme} {}{}", " ".repeat(pad.into()), fixture().token, "=".repeat(pad.into()))),
         ],
     ) {
+        if let Ok(credentials) = Credentials::parse(Some(&header)) {
+            prop_assert!(!credentials.token().is_empty() && header.contains(credentials.token()));
+        }
         let Ok(token) = bearer_token(Some(&header)) else { return Ok(()) };
         prop_assert!(!token.is_empty() && header.contains(token));
         prop_assert_eq!(accepted(token), token == fixture().token);

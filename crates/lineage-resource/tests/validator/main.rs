@@ -1,6 +1,7 @@
 //! The validation rules against a fixed JWKS and an injected clock: no network, no sleeping.
 //! Tokens are built here with ring and base64 directly, so a bug in the validator's own parsing
-//! cannot hide behind a matching bug in a shared helper.
+//! cannot hide behind a matching bug in a shared helper. DPoP-bound tokens and their proofs:
+//! `dpop.rs`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -14,7 +15,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use lineage_resource::{
     AccessClaims, AuthErrorKind, Authenticated, BuildError, RequireScope, TokenError, Validator,
-    bearer_token,
+    ValidatorBuilder, bearer_token,
 };
 use ring::rand::SystemRandom;
 use ring::signature::{Ed25519KeyPair, KeyPair};
@@ -94,19 +95,22 @@ struct Fixture {
 }
 
 async fn fixture() -> Fixture {
+    fixture_with(|b| b).await
+}
+
+/// The fixture's validator with more builder settings.
+async fn fixture_with(configure: impl FnOnce(ValidatorBuilder) -> ValidatorBuilder) -> Fixture {
     let key = Key::new("k1");
     let time = Arc::new(AtomicI64::new(NOW));
     let t = Arc::clone(&time);
-    let validator = Validator::builder(format!("{ISSUER}/"))
+    let builder = Validator::builder(format!("{ISSUER}/"))
         .audience("notes-api")
         .audience("other-api")
         .leeway(Duration::from_secs(5))
         .clock(move || t.load(Ordering::SeqCst))
         .static_jwks(json!({"keys": [key.jwk()]}).to_string())
-        .revocation_poll(None)
-        .build()
-        .await
-        .unwrap();
+        .revocation_poll(None);
+    let validator = configure(builder).build().await.unwrap();
     Fixture {
         key,
         time,
@@ -478,9 +482,21 @@ async fn the_actix_extractor_and_scope_guard_answer_per_rfc_6750() {
         json!({"sub": "user-1", "scope": "notes:read profile"})
     );
 
+    // No token: both schemes are offered, one challenge per header.
     let resp = actix_test::call_service(&app, call("/me", None, false)).await;
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
-    assert_eq!(challenge(&resp), r#"Bearer realm="notes-api""#);
+    let challenges: Vec<&str> = resp
+        .headers()
+        .get_all("WWW-Authenticate")
+        .map(|v| v.to_str().unwrap())
+        .collect();
+    assert_eq!(
+        challenges,
+        [
+            r#"Bearer realm="notes-api""#,
+            r#"DPoP realm="notes-api", algs="ES256 EdDSA""#
+        ]
+    );
 
     let resp =
         actix_test::call_service(&app, call("/me", Some("Bearer not-a-jwt".into()), false)).await;
@@ -522,3 +538,5 @@ async fn the_actix_extractor_and_scope_guard_answer_per_rfc_6750() {
         actix_test::call_service(&bare, call("/me", Some(format!("Bearer {token}")), false)).await;
     assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
 }
+
+mod dpop;

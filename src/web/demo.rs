@@ -322,6 +322,15 @@ struct DemoPost {
     key: DeviceKey,
 }
 
+impl DemoPost {
+    /// The page this post answers with, showing the device key.
+    fn page(&self, state: &AppState) -> DemoPage {
+        let mut view = page(state, &self.client, &self.bind);
+        view.device_jkt = Some(self.key.jkt());
+        view
+    }
+}
+
 async fn demo_post(
     state: &AppState,
     req: &HttpRequest,
@@ -359,16 +368,13 @@ pub async fn refresh(
     req: HttpRequest,
     payload: Payload,
 ) -> Result<HttpResponse, PageError> {
+    let post = demo_post(&state, &req, payload).await?;
+    let mut view = post.page(&state);
     let DemoPost {
-        form,
-        bind,
-        client,
-        key,
-    } = demo_post(&state, &req, payload).await?;
+        form, client, key, ..
+    } = post;
     let current = form.get("refresh_token").unwrap_or("").to_string();
     let result = rotate(&state, &client, &req, &current, Some(&key)).await;
-    let mut view = page(&state, &client, &bind);
-    view.device_jkt = Some(key.jkt());
     view.outcomes
         .push(outcome("grant_type=refresh_token", &result));
     match result {
@@ -393,16 +399,13 @@ pub async fn replay(
     req: HttpRequest,
     payload: Payload,
 ) -> Result<HttpResponse, PageError> {
+    let post = demo_post(&state, &req, payload).await?;
+    let mut view = post.page(&state);
     let DemoPost {
-        form,
-        bind,
-        client,
-        key,
-    } = demo_post(&state, &req, payload).await?;
+        form, client, key, ..
+    } = post;
     let old = form.get("old_refresh_token").unwrap_or("").to_string();
     let current = form.get("refresh_token").unwrap_or("").to_string();
-    let mut view = page(&state, &client, &bind);
-    view.device_jkt = Some(key.jkt());
     // With this device's key: a used token proven by the right key is reuse. Without the key it
     // would be refused before that question is asked (see `steal`).
     let replayed = rotate(&state, &client, &req, &old, Some(&key)).await;
@@ -437,17 +440,14 @@ pub async fn steal(
     req: HttpRequest,
     payload: Payload,
 ) -> Result<HttpResponse, PageError> {
+    let post = demo_post(&state, &req, payload).await?;
+    let mut view = post.page(&state);
     let DemoPost {
-        form,
-        bind,
-        client,
-        key,
-    } = demo_post(&state, &req, payload).await?;
+        form, client, key, ..
+    } = post;
     let current = form.get("refresh_token").unwrap_or("").to_string();
     let started = state.now();
     let thief = DeviceKey::generate_es256().map_err(|_| PageError::internal())?;
-    let mut view = page(&state, &client, &bind);
-    view.device_jkt = Some(key.jkt());
     let other_key = rotate(&state, &client, &req, &current, Some(&thief)).await;
     view.outcomes.push(outcome(
         &format!(

@@ -17,7 +17,6 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use lineage_jwt::dpop::{DeviceKey, ProofClaims};
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use ring::rand::{SecureRandom, SystemRandom};
-use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair};
 use serde::{Deserialize, Serialize};
 
 use super::PageError;
@@ -58,14 +57,12 @@ fn cookie_key(state: &AppState) -> Option<LessSafeKey> {
 impl DemoState {
     /// A sign-in with a new device key.
     pub fn new(verifier: String, state: String, nonce: String) -> Result<Self, PageError> {
-        let pkcs8 =
-            EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &SystemRandom::new())
-                .map_err(|_| PageError::internal())?;
+        let pkcs8 = DeviceKey::generate_pkcs8("ES256").map_err(|_| PageError::internal())?;
         Ok(Self {
             verifier,
             state,
             nonce,
-            device_key: URL_SAFE_NO_PAD.encode(pkcs8.as_ref()),
+            device_key: URL_SAFE_NO_PAD.encode(pkcs8),
         })
     }
 

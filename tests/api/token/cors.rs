@@ -125,6 +125,14 @@ async fn token_and_revoke_answer_only_the_named_clients_origins(backend: Backend
     let resp = refresh_from(&app, &spa, "not-a-token", APP_ORIGIN).await;
     assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
     assert_eq!(allowed_origin(resp.headers()), Some(APP_ORIGIN));
+    // The page may read the DPoP nonce for its next proof and the challenge of a refusal.
+    let exposed = header(resp.headers(), "access-control-expose-headers")
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    assert!(
+        exposed.contains("dpop-nonce") && exposed.contains("www-authenticate"),
+        "{exposed}"
+    );
 
     // Another client's origin, an unregistered one, and `null`: the request is answered (the
     // browser sent it), but without CORS headers the browser withholds the answer from the page.
@@ -196,7 +204,9 @@ async fn preflights_answer_origins_of_registered_clients(backend: Backend) {
                 .unwrap_or_default()
                 .to_ascii_lowercase();
             assert!(
-                allowed.contains("content-type") && allowed.contains("authorization"),
+                allowed.contains("content-type")
+                    && allowed.contains("authorization")
+                    && allowed.contains("dpop"),
                 "{what}: {allowed}"
             );
             assert!(

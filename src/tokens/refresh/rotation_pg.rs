@@ -10,6 +10,8 @@
 //! back-channel logout and its feed entry, again one statement); a retry within the grace takes
 //! one audit insert.
 
+use std::marker::PhantomData;
+
 use diesel::pg::Pg;
 use diesel::prelude::*;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
@@ -86,65 +88,74 @@ SELECT found.*,
 FROM found
 LEFT JOIN refresh_tokens nx ON nx.token_hash = $successor";
 
-/// `ROTATE` with its parameters, as a query diesel prepares once per connection and then only
-/// executes: a `sql_query` is parsed and planned anew every time, which for this statement costs
-/// the server more (~1 ms) than running it.
-struct RotateQuery<'a> {
-    hash: &'a str,
-    now: i64,
-    client: &'a str,
-    successor: &'a str,
-    idle_ttl: i64,
-    max_rotations: Option<i64>,
-    ip: Option<&'a str>,
-    user_agent: Option<&'a str>,
-    scope: Option<Vec<String>>,
-    jkt: Option<&'a str>,
-    /// An unbound family may rotate without a proof (the client does not require DPoP).
-    unproven_ok: bool,
-    /// The key an unbound family becomes bound to (a public client's refresh with a proof).
-    bind: Option<&'a str>,
+/// A statement with `$name` parameters (each occurrence one bind parameter), which diesel prepares
+/// once per connection and then only executes: a `sql_query` is parsed and planned anew every
+/// time, which for the rotation statement costs the server more (~1 ms) than running it. `S`
+/// names the statement in diesel's cache, so each SQL text has a type of its own.
+struct Prepared<'a, S> {
+    sql: &'static str,
+    binds: Vec<(&'static str, Param<'a>)>,
+    statement: PhantomData<S>,
 }
 
-impl QueryId for RotateQuery<'_> {
-    type QueryId = RotateQuery<'static>;
+/// One parameter's value with its SQL type.
+enum Param<'a> {
+    Text(&'a str),
+    OptionalText(Option<&'a str>),
+    BigInt(i64),
+    OptionalBigInt(Option<i64>),
+    Bool(bool),
+    OptionalTextArray(Option<Vec<String>>),
+}
+
+impl<'a, S> Prepared<'a, S> {
+    fn new(sql: &'static str, binds: Vec<(&'static str, Param<'a>)>) -> Self {
+        Self {
+            sql,
+            binds,
+            statement: PhantomData,
+        }
+    }
+}
+
+/// The statement types of diesel's cache.
+struct RotateStatement;
+struct RevokeForReuseStatement;
+
+impl<S: 'static> QueryId for Prepared<'_, S> {
+    type QueryId = S;
     const HAS_STATIC_QUERY_ID: bool = true;
 }
 
-impl Query for RotateQuery<'_> {
+impl<S> Query for Prepared<'_, S> {
     type SqlType = Untyped;
 }
 
-impl RunQueryDsl<PgConnection> for RotateQuery<'_> {}
+impl<S> RunQueryDsl<PgConnection> for Prepared<'_, S> {}
 
-impl QueryFragment<Pg> for RotateQuery<'_> {
+impl<S> QueryFragment<Pg> for Prepared<'_, S> {
     /// The SQL with each `$name` replaced by a bind parameter (one per occurrence).
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
-        let mut rest = ROTATE;
+        let mut rest = self.sql;
         while let Some(at) = rest.find('$') {
             out.push_sql(&rest[..at]);
             let tail = &rest[at + 1..];
             let len = tail
                 .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
                 .unwrap_or(tail.len());
-            match &tail[..len] {
-                "hash" => out.push_bind_param::<Text, _>(self.hash)?,
-                "now" => out.push_bind_param::<BigInt, _>(&self.now)?,
-                "client" => out.push_bind_param::<Text, _>(self.client)?,
-                "successor" => out.push_bind_param::<Text, _>(self.successor)?,
-                "idle_ttl" => out.push_bind_param::<BigInt, _>(&self.idle_ttl)?,
-                "max_rotations" => {
-                    out.push_bind_param::<Nullable<BigInt>, _>(&self.max_rotations)?
-                }
-                "ip" => out.push_bind_param::<Nullable<Text>, _>(&self.ip)?,
-                "user_agent" => out.push_bind_param::<Nullable<Text>, _>(&self.user_agent)?,
-                "scope" => out.push_bind_param::<Nullable<Array<Text>>, _>(&self.scope)?,
-                "jkt" => out.push_bind_param::<Nullable<Text>, _>(&self.jkt)?,
-                "unproven_ok" => out.push_bind_param::<Bool, _>(&self.unproven_ok)?,
-                "bind" => out.push_bind_param::<Nullable<Text>, _>(&self.bind)?,
-                other => {
-                    let e = format!("the rotation statement has no parameter `{other}`");
-                    return Err(diesel::result::Error::QueryBuilderError(e.into()));
+            let name = &tail[..len];
+            let Some((_, param)) = self.binds.iter().find(|(n, _)| *n == name) else {
+                let e = format!("the statement has no parameter `{name}`");
+                return Err(diesel::result::Error::QueryBuilderError(e.into()));
+            };
+            match param {
+                Param::Text(v) => out.push_bind_param::<Text, _>(v)?,
+                Param::OptionalText(v) => out.push_bind_param::<Nullable<Text>, _>(v)?,
+                Param::BigInt(v) => out.push_bind_param::<BigInt, _>(v)?,
+                Param::OptionalBigInt(v) => out.push_bind_param::<Nullable<BigInt>, _>(v)?,
+                Param::Bool(v) => out.push_bind_param::<Bool, _>(v)?,
+                Param::OptionalTextArray(v) => {
+                    out.push_bind_param::<Nullable<Array<Text>>, _>(v)?
                 }
             }
             rest = &tail[len..];
@@ -154,37 +165,37 @@ impl QueryFragment<Pg> for RotateQuery<'_> {
     }
 }
 
-/// End the family $1 with reason $3 at $2 if it is live; then, only if it did, record the audit
-/// event ($4 id, $5 kind, $6 user, $7 client, $8 ip, $9 user agent, $10 detail), queue a
-/// back-channel logout token when the family's client has a logout URI (as
-/// `logout_deliveries::queue` does) and append the family to the revocation feed (kind $11). The
+/// End the family `$family` with `$reason` at `$now` if it is live; then, only if it did, record
+/// the audit event, queue a back-channel logout token when the family's client has a logout URI
+/// (as `logout_deliveries::queue` does) and append the family to the revocation feed
+/// (`$feed_kind`, under the head row `$head`). The
 /// feed's head row is updated in this statement and stays locked until it commits, so entries are
 /// numbered in commit order (`revocation_feed.rs`); a missing head row leaves the entry's number
 /// NULL and fails the whole statement.
 const REVOKE_FOR_REUSE: &str = "
 WITH revoked AS (
-    UPDATE refresh_families SET revoked_at = $2, revoked_reason = $3
-    WHERE id = $1 AND revoked_at IS NULL
+    UPDATE refresh_families SET revoked_at = $now, revoked_reason = $reason
+    WHERE id = $family AND revoked_at IS NULL
     RETURNING id, client_id, user_id
 ),
 event AS (
     INSERT INTO audit_events (id, at, kind, user_id, client_id, family_id, ip, user_agent, detail)
-    SELECT $4, $2, $5, $6, $7, id, $8, $9, $10 FROM revoked
+    SELECT $event_id, $now, $kind, $user_id, $client_id, id, $ip, $user_agent, $detail FROM revoked
 ),
 logout AS (
     INSERT INTO logout_deliveries (family_id, client_id, user_id, created_at, attempts,
                                    next_attempt_at)
-    SELECT r.id, r.client_id, r.user_id, $2, 0, $2
+    SELECT r.id, r.client_id, r.user_id, $now, 0, $now
     FROM revoked r JOIN clients c ON c.client_id = r.client_id
     WHERE c.backchannel_logout_uri IS NOT NULL
 ),
 head AS (
     UPDATE revocation_feed_head SET last_seq = last_seq + 1
-    WHERE id = $12 AND EXISTS (SELECT 1 FROM revoked)
+    WHERE id = $head AND EXISTS (SELECT 1 FROM revoked)
     RETURNING last_seq
 )
 INSERT INTO revocation_feed (seq, kind, subject, at, expires_at)
-SELECT head.last_seq, $11, revoked.id, $2, NULL::bigint
+SELECT head.last_seq, $feed_kind, revoked.id, $now, NULL::bigint
 FROM revoked LEFT JOIN head ON true";
 
 /// One row of `ROTATE`: the token's columns (`t_`), the family's (as stored), the user's (`u_`,
@@ -285,20 +296,32 @@ pub(super) fn rotate(
         .as_ref()
         .filter(|s| !s.is_empty())
         .map(|s| s.iter().map(str::to_string).collect());
-    let query = RotateQuery {
-        hash: hash.as_str(),
-        now,
-        client: req.client_id.as_str(),
-        successor: successor_hash.as_str(),
-        idle_ttl: i64::from(policy.idle_ttl),
-        max_rotations: policy.max_rotations,
-        ip: req.origin.ip.as_deref(),
-        user_agent: req.origin.user_agent.as_deref(),
-        scope,
-        jkt: req.dpop_jkt.as_deref(),
-        unproven_ok: req.dpop_jkt.is_some() || !req.proof_required,
-        bind: req.dpop_jkt.as_deref().filter(|_| req.bind_on_proof),
-    };
+    let query = Prepared::<RotateStatement>::new(
+        ROTATE,
+        vec![
+            ("hash", Param::Text(hash.as_str())),
+            ("now", Param::BigInt(now)),
+            ("client", Param::Text(req.client_id.as_str())),
+            ("successor", Param::Text(successor_hash.as_str())),
+            ("idle_ttl", Param::BigInt(i64::from(policy.idle_ttl))),
+            ("max_rotations", Param::OptionalBigInt(policy.max_rotations)),
+            ("ip", Param::OptionalText(req.origin.ip.as_deref())),
+            (
+                "user_agent",
+                Param::OptionalText(req.origin.user_agent.as_deref()),
+            ),
+            ("scope", Param::OptionalTextArray(scope)),
+            ("jkt", Param::OptionalText(req.dpop_jkt.as_deref())),
+            (
+                "unproven_ok",
+                Param::Bool(req.dpop_jkt.is_some() || !req.proof_required),
+            ),
+            (
+                "bind",
+                Param::OptionalText(req.dpop_jkt.as_deref().filter(|_| req.bind_on_proof)),
+            ),
+        ],
+    );
     let found = query.get_result::<Found>(pg(conn)?).optional()?;
     let Some(mut found) = found else {
         return Ok(Rotation::Refused(unknown()));
@@ -388,20 +411,27 @@ fn answer_used(
 fn revoke_for_reuse(conn: &mut DbConnection, p: Presented<'_>) -> Result<Rotation, StoreError> {
     let event = reuse_event(&p);
     let reason = RevocationReason::ReuseDetected.as_str();
-    let published = diesel::sql_query(REVOKE_FOR_REUSE)
-        .bind::<Text, _>(&p.family.id)
-        .bind::<BigInt, _>(p.now)
-        .bind::<Text, _>(reason)
-        .bind::<Text, _>(&event.id)
-        .bind::<Text, _>(&event.kind)
-        .bind::<Nullable<Text>, _>(&event.user_id)
-        .bind::<Nullable<Text>, _>(&event.client_id)
-        .bind::<Nullable<Text>, _>(&event.ip)
-        .bind::<Nullable<Text>, _>(&event.user_agent)
-        .bind::<Text, _>(&event.detail)
-        .bind::<Text, _>(Kind::Family.as_str())
-        .bind::<BigInt, _>(revocation_feed::HEAD)
-        .execute(pg(conn)?)?;
+    let query = Prepared::<RevokeForReuseStatement>::new(
+        REVOKE_FOR_REUSE,
+        vec![
+            ("family", Param::Text(&p.family.id)),
+            ("now", Param::BigInt(p.now)),
+            ("reason", Param::Text(reason)),
+            ("event_id", Param::Text(&event.id)),
+            ("kind", Param::Text(&event.kind)),
+            ("user_id", Param::OptionalText(event.user_id.as_deref())),
+            ("client_id", Param::OptionalText(event.client_id.as_deref())),
+            ("ip", Param::OptionalText(event.ip.as_deref())),
+            (
+                "user_agent",
+                Param::OptionalText(event.user_agent.as_deref()),
+            ),
+            ("detail", Param::Text(&event.detail)),
+            ("feed_kind", Param::Text(Kind::Family.as_str())),
+            ("head", Param::BigInt(revocation_feed::HEAD)),
+        ],
+    );
+    let published = query.execute(pg(conn)?)?;
     metrics::families_revoked(reason, published as u64);
     if published == 1 {
         log_reuse(&p.family);

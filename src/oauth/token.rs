@@ -78,19 +78,26 @@ pub fn proof_key(
     proof: Option<&str>,
     now: i64,
 ) -> Result<Option<String>, OAuthError> {
-    let token_endpoint = format!("{}/token", state.issuer);
-    let target = Target {
-        htm: "POST",
-        htu: &token_endpoint,
-    };
     let proof = proof
-        .map(|p| state.dpop.check(p, target, None, now))
+        .map(|p| {
+            let htu = token_endpoint(state);
+            let target = Target {
+                htm: "POST",
+                htu: &htu,
+            };
+            state.dpop.check(p, target, None, now)
+        })
         .transpose()?;
     if client.require_dpop && proof.is_none() && grant != GrantType::RefreshToken {
         return Err(OAuthError::invalid_dpop_proof(refresh::PROOF_REQUIRED)
             .with_dpop_nonce(state.dpop.current_nonce(now)));
     }
     Ok(proof.map(|p| p.jkt))
+}
+
+/// This server's token endpoint: the `htu` of every proof sent to it.
+pub fn token_endpoint(state: &AppState) -> String {
+    format!("{}/token", state.issuer)
 }
 
 /// Run a token request for a client already authenticated and allowed its grant: what

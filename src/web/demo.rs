@@ -22,7 +22,7 @@ use super::pages::{DemoJwt, DemoLogout, DemoOutcome, DemoPage, DemoTokens, Event
 use super::{PageError, account, render};
 use crate::clients::{self, Client};
 use crate::db::StoreError;
-use crate::db::models::{audit_events, refresh_tokens};
+use crate::db::models::audit_events;
 use crate::demo::{DEMO_APP_CLIENT, DEMO_APP_SCOPE, DEMO_USER, demo_backchannel_uri};
 use crate::domain::Seconds;
 use crate::oauth::error::OAuthError;
@@ -30,6 +30,7 @@ use crate::oauth::form::Form;
 use crate::oauth::issue::TokenResponse;
 use crate::oauth::token_request::TokenRequest;
 use crate::state::AppState;
+use crate::tokens;
 use crate::tokens::secret::PlainToken;
 
 fn redirect_uri(state: &AppState) -> String {
@@ -500,12 +501,12 @@ async fn events_since(
     refresh_token: &str,
     since: i64,
 ) -> Result<Vec<EventLine>, PageError> {
-    let hash = PlainToken::new(refresh_token).hash().into_string();
+    let presented = PlainToken::new(refresh_token);
     let rows = state
         .db
         .read(move |c| {
-            let Some((_, family, _)) = refresh_tokens::find_with_family(c, &hash)?
-                .filter(|(_, f, _)| f.client_id == DEMO_APP_CLIENT)
+            let Some(family) = tokens::refresh::family_of(c, &presented)?
+                .filter(|f| f.client_id == DEMO_APP_CLIENT)
             else {
                 return Ok(Vec::new());
             };

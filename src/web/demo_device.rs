@@ -114,7 +114,7 @@ pub fn saved(state: &AppState, req: &HttpRequest) -> Option<DemoState> {
 /// A proof for a request to this server's token endpoint, signed by `key` (RFC 9449 §4.2), with
 /// the server's current nonce when it asks for one (§8).
 fn token_proof(state: &AppState, key: &DeviceKey, now: i64) -> Result<String, OAuthError> {
-    let htu = format!("{}/token", state.issuer);
+    let htu = token::token_endpoint(state);
     let jti = uuid::Uuid::new_v4().to_string();
     let nonce = state.dpop.current_nonce(now);
     key.proof(&ProofClaims {

@@ -22,15 +22,6 @@ pub fn insert(conn: &mut DbConnection, row: &RevokedAccessTokenRow) -> Result<bo
     })
 }
 
-pub fn is_revoked(conn: &mut DbConnection, jti: &str) -> Result<bool, StoreError> {
-    use revoked_access_tokens::dsl as r;
-    let n: i64 = r::revoked_access_tokens
-        .filter(r::jti.eq(jti))
-        .count()
-        .get_result(conn)?;
-    Ok(n > 0)
-}
-
 /// Delete up to `limit` entries whose token has expired anyway.
 pub fn delete_expired(conn: &mut DbConnection, now: i64, limit: i64) -> Result<usize, StoreError> {
     use revoked_access_tokens::dsl as r;

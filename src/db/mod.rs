@@ -1,9 +1,27 @@
 //! Storage: one diesel connection type over SQLite and PostgreSQL, chosen by URL, behind an r2d2
 //! pool.
 
+/// Run a diesel query on the backend's own connection (`|c|` is a `PgConnection` in one arm and a
+/// `SqliteConnection` in the other; the body is compiled for each). Through `DbConnection`,
+/// diesel's multi-backend connection, every execution serializes the whole query to SQL text —
+/// once to ask whether it may be cached and again around its binds — even when its prepared
+/// statement is cached. On the concrete connection a query with a static id is found in the
+/// statement cache by its type and only its binds are collected. For the statements of the hot
+/// paths (rotation on the SQLite writer, where that text building took more time than SQLite).
+macro_rules! on_backend {
+    ($conn:expr, |$c:ident| $body:expr) => {
+        match $conn {
+            $crate::db::DbConnection::Postgresql($c) => $body,
+            $crate::db::DbConnection::Sqlite($c) => $body,
+        }
+    };
+}
+pub(crate) use on_backend;
+
 pub mod backup;
 pub mod metrics;
 pub mod models;
+pub mod prepared;
 pub mod schema;
 mod writer;
 

@@ -118,6 +118,7 @@ struct Facts {
 }
 
 fn facts(c: &mut DbConnection, claims: &AccessClaims) -> Result<Facts, StoreError> {
+    use crate::db::on_backend;
     use crate::db::schema::{
         clients, refresh_families as f, revoked_access_tokens as r, users as u,
     };
@@ -133,8 +134,9 @@ fn facts(c: &mut DbConnection, claims: &AccessClaims) -> Result<Facts, StoreErro
     };
     let user_row = || u::table.filter(u::id.eq(user));
     let family_row = || f::table.filter(f::id.eq(sid));
+    // On the backend's own connection: it runs on every introspection and `/userinfo` call.
     let (revoked, client_created_at, family_found, family_revoked_at, user_found, disabled, nb) =
-        diesel::select((
+        on_backend!(c, |c| diesel::select((
             exists(r::table.filter(r::jti.eq(&claims.jti))),
             clients::table
                 .filter(clients::client_id.eq(&claims.client_id))
@@ -154,7 +156,7 @@ fn facts(c: &mut DbConnection, claims: &AccessClaims) -> Result<Facts, StoreErro
             bool,
             Option<bool>,
             Option<i64>,
-        )>(c)?;
+        )>(c))?;
     Ok(Facts {
         revoked,
         client_created_at,

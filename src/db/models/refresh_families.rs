@@ -1,5 +1,6 @@
 use diesel::prelude::*;
 
+use crate::db::prepared::{Param, Prepared};
 use crate::db::schema::refresh_families;
 use crate::db::{DbConnection, StoreError, metrics};
 
@@ -51,7 +52,8 @@ pub fn list_for_user(conn: &mut DbConnection, user: &str) -> Result<Vec<FamilyRo
         .load(conn)?)
 }
 
-/// Record a rotation: last use, idle expiry, count, and where it came from.
+/// Record a rotation: last use, idle expiry, count, and where it came from (prepared once per
+/// connection, like `refresh_tokens::mark_used`).
 pub fn touch(
     conn: &mut DbConnection,
     id: &str,
@@ -60,16 +62,19 @@ pub fn touch(
     ip: Option<&str>,
     user_agent: Option<&str>,
 ) -> Result<(), StoreError> {
-    use refresh_families::dsl as f;
-    diesel::update(f::refresh_families.find(id))
-        .set((
-            f::last_used_at.eq(now),
-            f::idle_expires_at.eq(idle_expires_at),
-            f::rotation_count.eq(f::rotation_count + 1),
-            f::ip.eq(ip),
-            f::user_agent.eq(user_agent),
-        ))
-        .execute(conn)?;
+    struct Touch;
+    let touch = Prepared::<Touch>::new(
+        "UPDATE refresh_families SET last_used_at = $now, idle_expires_at = $idle, \
+         rotation_count = rotation_count + 1, ip = $ip, user_agent = $user_agent WHERE id = $id",
+        vec![
+            ("now", Param::BigInt(now)),
+            ("idle", Param::BigInt(idle_expires_at)),
+            ("ip", Param::OptionalText(ip)),
+            ("user_agent", Param::OptionalText(user_agent)),
+            ("id", Param::Text(id)),
+        ],
+    );
+    on_backend!(conn, |c| touch.execute(c))?;
     Ok(())
 }
 

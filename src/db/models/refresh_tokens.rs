@@ -2,6 +2,7 @@ use diesel::prelude::*;
 
 use crate::db::models::refresh_families::FamilyRow;
 use crate::db::models::users::UserRow;
+use crate::db::prepared::{Param, Prepared};
 use crate::db::schema::refresh_tokens;
 use crate::db::{DbConnection, StoreError};
 
@@ -18,9 +19,9 @@ pub struct RefreshTokenRow {
 }
 
 pub fn insert(conn: &mut DbConnection, row: &RefreshTokenRow) -> Result<(), StoreError> {
-    diesel::insert_into(refresh_tokens::table)
+    on_backend!(conn, |c| diesel::insert_into(refresh_tokens::table)
         .values(row)
-        .execute(conn)?;
+        .execute(c))?;
     Ok(())
 }
 
@@ -33,16 +34,15 @@ pub fn find(conn: &mut DbConnection, hash: &str) -> Result<Option<RefreshTokenRo
 }
 
 /// The atomic primitive of rotation: mark the token used only if nobody has. Exactly one caller
-/// can get 1 back, on SQLite or PostgreSQL, across processes.
+/// can get 1 back, on SQLite or PostgreSQL, across processes. A prepared statement: it runs on
+/// every rotation on SQLite, and diesel would parse an `UPDATE` anew each time.
 pub fn mark_used(conn: &mut DbConnection, hash: &str, now: i64) -> Result<bool, StoreError> {
-    use refresh_tokens::dsl as t;
-    let n = diesel::update(
-        t::refresh_tokens
-            .filter(t::token_hash.eq(hash))
-            .filter(t::used_at.is_null()),
-    )
-    .set(t::used_at.eq(now))
-    .execute(conn)?;
+    struct MarkUsed;
+    let spend = Prepared::<MarkUsed>::new(
+        "UPDATE refresh_tokens SET used_at = $now WHERE token_hash = $hash AND used_at IS NULL",
+        vec![("now", Param::BigInt(now)), ("hash", Param::Text(hash))],
+    );
+    let n = on_backend!(conn, |c| spend.execute(c))?;
     Ok(n == 1)
 }
 
@@ -83,7 +83,7 @@ pub fn find_with_family(
     hash: &str,
 ) -> Result<Option<(RefreshTokenRow, FamilyRow, Option<UserRow>)>, StoreError> {
     use crate::db::schema::{refresh_families, users};
-    Ok(refresh_tokens::table
+    let found = on_backend!(conn, |c| refresh_tokens::table
         .inner_join(refresh_families::table.left_join(users::table))
         .filter(refresh_tokens::token_hash.eq(hash))
         .select((
@@ -91,6 +91,7 @@ pub fn find_with_family(
             FamilyRow::as_select(),
             Option::<UserRow>::as_select(),
         ))
-        .get_result(conn)
-        .optional()?)
+        .get_result(c)
+        .optional());
+    Ok(found?)
 }

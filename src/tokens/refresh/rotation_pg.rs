@@ -10,12 +10,8 @@
 //! back-channel logout and its feed entry, again one statement); a retry within the grace takes
 //! one audit insert.
 
-use std::marker::PhantomData;
-
-use diesel::pg::Pg;
 use diesel::prelude::*;
-use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
-use diesel::sql_types::{Array, BigInt, Bool, Nullable, Text, Untyped};
+use diesel::sql_types::{BigInt, Bool, Nullable, Text};
 
 use super::revocation::RevocationReason;
 use super::rotation::{
@@ -29,6 +25,7 @@ use crate::db::models::refresh_families::FamilyRow;
 use crate::db::models::refresh_tokens::{self, RefreshTokenRow};
 use crate::db::models::revocation_feed::{self, Kind};
 use crate::db::models::users::UserRow;
+use crate::db::prepared::{Param, Prepared};
 use crate::db::{DbConnection, StoreError};
 use crate::tokens::secret::PlainToken;
 
@@ -88,82 +85,9 @@ SELECT found.*,
 FROM found
 LEFT JOIN refresh_tokens nx ON nx.token_hash = $successor";
 
-/// A statement with `$name` parameters (each occurrence one bind parameter), which diesel prepares
-/// once per connection and then only executes: a `sql_query` is parsed and planned anew every
-/// time, which for the rotation statement costs the server more (~1 ms) than running it. `S`
-/// names the statement in diesel's cache, so each SQL text has a type of its own.
-struct Prepared<'a, S> {
-    sql: &'static str,
-    binds: Vec<(&'static str, Param<'a>)>,
-    statement: PhantomData<S>,
-}
-
-/// One parameter's value with its SQL type.
-enum Param<'a> {
-    Text(&'a str),
-    OptionalText(Option<&'a str>),
-    BigInt(i64),
-    OptionalBigInt(Option<i64>),
-    Bool(bool),
-    OptionalTextArray(Option<Vec<String>>),
-}
-
-impl<'a, S> Prepared<'a, S> {
-    fn new(sql: &'static str, binds: Vec<(&'static str, Param<'a>)>) -> Self {
-        Self {
-            sql,
-            binds,
-            statement: PhantomData,
-        }
-    }
-}
-
 /// The statement types of diesel's cache.
 struct RotateStatement;
 struct RevokeForReuseStatement;
-
-impl<S: 'static> QueryId for Prepared<'_, S> {
-    type QueryId = S;
-    const HAS_STATIC_QUERY_ID: bool = true;
-}
-
-impl<S> Query for Prepared<'_, S> {
-    type SqlType = Untyped;
-}
-
-impl<S> RunQueryDsl<PgConnection> for Prepared<'_, S> {}
-
-impl<S> QueryFragment<Pg> for Prepared<'_, S> {
-    /// The SQL with each `$name` replaced by a bind parameter (one per occurrence).
-    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
-        let mut rest = self.sql;
-        while let Some(at) = rest.find('$') {
-            out.push_sql(&rest[..at]);
-            let tail = &rest[at + 1..];
-            let len = tail
-                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-                .unwrap_or(tail.len());
-            let name = &tail[..len];
-            let Some((_, param)) = self.binds.iter().find(|(n, _)| *n == name) else {
-                let e = format!("the statement has no parameter `{name}`");
-                return Err(diesel::result::Error::QueryBuilderError(e.into()));
-            };
-            match param {
-                Param::Text(v) => out.push_bind_param::<Text, _>(v)?,
-                Param::OptionalText(v) => out.push_bind_param::<Nullable<Text>, _>(v)?,
-                Param::BigInt(v) => out.push_bind_param::<BigInt, _>(v)?,
-                Param::OptionalBigInt(v) => out.push_bind_param::<Nullable<BigInt>, _>(v)?,
-                Param::Bool(v) => out.push_bind_param::<Bool, _>(v)?,
-                Param::OptionalTextArray(v) => {
-                    out.push_bind_param::<Nullable<Array<Text>>, _>(v)?
-                }
-            }
-            rest = &tail[len..];
-        }
-        out.push_sql(rest);
-        Ok(())
-    }
-}
 
 /// End the family `$family` with `$reason` at `$now` if it is live; then, only if it did, record
 /// the audit event, queue a back-channel logout token when the family's client has a logout URI

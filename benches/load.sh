@@ -19,6 +19,14 @@
 # haproxy`). wrk's refresh script hands each family's next token to whichever of its thread's
 # connections is free, so a chain's rotations alternate between the nodes at random. After every run
 # each node's rotation count (from its /metrics listener) is printed.
+#
+# PEER_URL=http://127.0.0.1:3901 pairs every measured run with the same run against the
+# oidc-provider peer of ../shared/bench/peer (start it first with its bench-setup.sh; seeds from
+# PEER_SEED_URL, default http://127.0.0.1:3902; client bench-client / bench-secret): lineage, then
+# the peer at once, REPEAT times, each pair's ratio printed and their median at the end. On a
+# machine whose speed drifts from minute to minute (a shared host), adjacent pairs compare fairly
+# where two series measured minutes apart do not. Scenarios the peer offers: refresh,
+# client_credentials, jwks.
 set -euo pipefail
 
 BACKEND=${1:-sqlite}
@@ -144,9 +152,36 @@ dpop_scenario() { # dpop_scenario CONNS
 
 SHARED_SCENARIOS=$(tr ',' '\n' <<<"$SCENARIOS" | grep -vx refresh_dpop | paste -sd, - || true)
 
+# One run of SCENARIO at CONNS against lineage and one against the peer, and their ratio.
+PEER_SEED_URL=${PEER_SEED_URL:-http://127.0.0.1:3902}
+rps_of() { sed -n 's/.* rps=\([^ ]*\).*/\1/p' <<<"$1"; }
+paired_runs() { # paired_runs SCENARIO CONNS
+  local scenario=$1 c=$2 rep ours theirs ratios=()
+  for rep in $(seq 1 "${REPEAT:-1}"); do
+    ours=$(REPEAT=1 "$BENCH/run.sh" "http://127.0.0.1:$PORT" "$scenario" "$DURATION" "$c" | grep '^scenario=' \
+      || echo "# run.sh exited $? (errors in this run)")
+    theirs=$(REPEAT=1 CLIENT_ID=bench-client CLIENT_SECRET=bench-secret \
+      REFRESH_SEED_CMD="curl -s '$PEER_SEED_URL/seed?n='\$SEED_COUNT" \
+      "$BENCH/run.sh" "$PEER_URL" "$scenario" "$DURATION" "$c" | grep '^scenario=' \
+      || echo "# the peer's run.sh exited $? (errors in this run)")
+    echo "lineage ${ours/rep=1\/1/rep=$rep/${REPEAT:-1}}"
+    echo "peer    ${theirs/rep=1\/1/rep=$rep/${REPEAT:-1}}"
+    if [ -n "$(rps_of "$ours")" ] && [ -n "$(rps_of "$theirs")" ]; then
+      ratios+=("$(awk -v a="$(rps_of "$ours")" -v b="$(rps_of "$theirs")" 'BEGIN { printf "%.2f", a / b }')")
+      echo "pair    scenario=$scenario conns=$c rep=$rep ratio=${ratios[-1]}"
+    fi
+  done
+  [ ${#ratios[@]} -eq 0 ] || echo "pairs   scenario=$scenario conns=$c n=${#ratios[@]} ratio_median=$(printf '%s\n' "${ratios[@]}" | sort -g | awk '{a[NR]=$1} END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }') ratios=$(IFS=,; echo "${ratios[*]}")"
+}
+
 echo "# backend=$BACKEND nodes=$NODES database=$LINEAGE_DATABASE_URL cores=$(nproc) $(date -u +%FT%TZ)"
 for c in "${CONNS[@]}"; do
-  if [ -n "$SHARED_SCENARIOS" ]; then
+  if [ -n "$SHARED_SCENARIOS" ] && [ -n "${PEER_URL:-}" ]; then
+    IFS=, read -r -a shared <<<"$SHARED_SCENARIOS"
+    for scenario in "${shared[@]}"; do
+      paired_runs "$scenario" "$c"
+    done
+  elif [ -n "$SHARED_SCENARIOS" ]; then
     "$BENCH/run.sh" "http://127.0.0.1:$PORT" "$SHARED_SCENARIOS" "$DURATION" "$c" || echo "# run.sh exited $? (errors in the run above)"
   fi
   if grep -qx refresh_dpop <<<"$(tr ',' '\n' <<<"$SCENARIOS")"; then

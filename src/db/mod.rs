@@ -176,7 +176,7 @@ pub struct PoolOptions {
 }
 
 /// The default bound of the SQLite writer's queue: far above what one writer drains between two
-/// commits at full load (a group is at most 64 jobs), small enough to stay a few MiB.
+/// commits at full load (a group is at most 16 jobs), small enough to stay a few MiB.
 pub const DEFAULT_WRITER_QUEUE: usize = 4096;
 
 impl Default for PoolOptions {

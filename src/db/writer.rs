@@ -22,8 +22,11 @@ use diesel::connection::{SimpleConnection, TransactionManager};
 use super::metrics::DbMetrics;
 use super::{DbConnection, StoreError};
 
-/// At most this many jobs share one commit.
-const MAX_GROUP: usize = 64;
+/// At most this many jobs share one commit. Not more: the jobs of a group get their answers all at
+/// once, after its commit, and while the HTTP workers sign and send a group's responses the writer
+/// should already be committing the next one. At 64 connections a cap of 16 instead of 64 gave
+/// ~13 % more rotations and a lower p99 (BENCHMARKS.md); 8 and 32 measured within noise of 16.
+pub(crate) const MAX_GROUP: usize = 16;
 
 /// How often the writer finishes a checkpoint itself (see `close_wal`).
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(20);

@@ -48,8 +48,8 @@ pub const POOL_WAIT_SECONDS: &[u64] = &[
     5_000_000_000,
 ];
 
-/// Upper bounds of the SQLite writer's group sizes (a group is at most 64 jobs).
-pub const GROUP_SIZES: &[u64] = &[1, 2, 4, 8, 16, 32, 64];
+/// Upper bounds of the SQLite writer's group sizes (a group is at most 16 jobs).
+pub const GROUP_SIZES: &[u64] = &[1, 2, 4, 8, 16];
 
 #[derive(Debug)]
 struct Buckets {

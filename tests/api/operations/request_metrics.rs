@@ -259,7 +259,7 @@ async fn storage_metrics_are_served(backend: Backend) {
             assert!(groups >= 4.0, "{text}");
             assert_value(
                 &text,
-                r#"lineage_db_writer_group_size_bucket{le="64.0"}"#,
+                r#"lineage_db_writer_group_size_bucket{le="16.0"}"#,
                 groups,
             );
             assert!(

@@ -14,7 +14,8 @@ use diesel::backend::Backend;
 use diesel::pg::Pg;
 use diesel::prelude::*;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
-use diesel::sql_types::{Array, BigInt, Bool, Nullable, Text, Untyped};
+use diesel::serialize::ToSql;
+use diesel::sql_types::{Array, BigInt, Bool, HasSqlType, Nullable, Text, Untyped};
 use diesel::sqlite::Sqlite;
 
 /// SQL with `$name` parameters (each occurrence becomes one bind parameter: `$1`… on
@@ -82,30 +83,49 @@ impl<S> Query for Prepared<'_, S> {
 
 impl<S, Conn> RunQueryDsl<Conn> for Prepared<'_, S> {}
 
-impl<S> QueryFragment<Pg> for Prepared<'_, S> {
-    fn walk_ast<'b>(&'b self, out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+impl<S, DB> QueryFragment<DB> for Prepared<'_, S>
+where
+    DB: Backend + ArrayParam + HasSqlType<Text> + HasSqlType<BigInt> + HasSqlType<Bool>,
+    str: ToSql<Text, DB>,
+    i64: ToSql<BigInt, DB>,
+    bool: ToSql<Bool, DB>,
+{
+    fn walk_ast<'b>(&'b self, out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
         self.walk(out, |out, param| match param {
-            Param::Text(v) => out.push_bind_param::<Text, _>(v),
+            Param::Text(v) => out.push_bind_param::<Text, _>(*v),
             Param::OptionalText(v) => out.push_bind_param::<Nullable<Text>, _>(v),
             Param::BigInt(v) => out.push_bind_param::<BigInt, _>(v),
             Param::OptionalBigInt(v) => out.push_bind_param::<Nullable<BigInt>, _>(v),
             Param::Bool(v) => out.push_bind_param::<Bool, _>(v),
-            Param::OptionalTextArray(v) => out.push_bind_param::<Nullable<Array<Text>>, _>(v),
+            Param::OptionalTextArray(v) => DB::push_text_array(out, v),
         })
     }
 }
 
-impl<S> QueryFragment<Sqlite> for Prepared<'_, S> {
-    fn walk_ast<'b>(&'b self, out: AstPass<'_, 'b, Sqlite>) -> QueryResult<()> {
-        self.walk(out, |out, param| match param {
-            Param::Text(v) => out.push_bind_param::<Text, _>(v),
-            Param::OptionalText(v) => out.push_bind_param::<Nullable<Text>, _>(v),
-            Param::BigInt(v) => out.push_bind_param::<BigInt, _>(v),
-            Param::OptionalBigInt(v) => out.push_bind_param::<Nullable<BigInt>, _>(v),
-            Param::Bool(v) => out.push_bind_param::<Bool, _>(v),
-            Param::OptionalTextArray(_) => Err(diesel::result::Error::QueryBuilderError(
-                "SQLite has no array parameters".into(),
-            )),
-        })
+/// How a backend binds a text array: PostgreSQL has array parameters, SQLite none.
+pub trait ArrayParam: Backend + Sized {
+    fn push_text_array<'b>(
+        out: &mut AstPass<'_, 'b, Self>,
+        value: &'b Option<Vec<String>>,
+    ) -> QueryResult<()>;
+}
+
+impl ArrayParam for Pg {
+    fn push_text_array<'b>(
+        out: &mut AstPass<'_, 'b, Self>,
+        value: &'b Option<Vec<String>>,
+    ) -> QueryResult<()> {
+        out.push_bind_param::<Nullable<Array<Text>>, _>(value)
+    }
+}
+
+impl ArrayParam for Sqlite {
+    fn push_text_array<'b>(
+        _: &mut AstPass<'_, 'b, Self>,
+        _: &'b Option<Vec<String>>,
+    ) -> QueryResult<()> {
+        Err(diesel::result::Error::QueryBuilderError(
+            "SQLite has no array parameters".into(),
+        ))
     }
 }

@@ -45,31 +45,6 @@ impl<'a, S> Prepared<'a, S> {
             statement: PhantomData,
         }
     }
-
-    /// Push the SQL with each `$name` replaced by its parameter, bound by `bind`.
-    fn walk<'b, DB: Backend>(
-        &'b self,
-        mut out: AstPass<'_, 'b, DB>,
-        bind: impl Fn(&mut AstPass<'_, 'b, DB>, &'b Param<'a>) -> QueryResult<()>,
-    ) -> QueryResult<()> {
-        let mut rest = self.sql;
-        while let Some(at) = rest.find('$') {
-            out.push_sql(&rest[..at]);
-            let tail = &rest[at + 1..];
-            let len = tail
-                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-                .unwrap_or(tail.len());
-            let name = &tail[..len];
-            let Some((_, param)) = self.binds.iter().find(|(n, _)| *n == name) else {
-                let e = format!("the statement has no parameter `{name}`");
-                return Err(diesel::result::Error::QueryBuilderError(e.into()));
-            };
-            bind(&mut out, param)?;
-            rest = &tail[len..];
-        }
-        out.push_sql(rest);
-        Ok(())
-    }
 }
 
 impl<S: 'static> QueryId for Prepared<'_, S> {
@@ -90,15 +65,32 @@ where
     i64: ToSql<BigInt, DB>,
     bool: ToSql<Bool, DB>,
 {
-    fn walk_ast<'b>(&'b self, out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
-        self.walk(out, |out, param| match param {
-            Param::Text(v) => out.push_bind_param::<Text, _>(*v),
-            Param::OptionalText(v) => out.push_bind_param::<Nullable<Text>, _>(v),
-            Param::BigInt(v) => out.push_bind_param::<BigInt, _>(v),
-            Param::OptionalBigInt(v) => out.push_bind_param::<Nullable<BigInt>, _>(v),
-            Param::Bool(v) => out.push_bind_param::<Bool, _>(v),
-            Param::OptionalTextArray(v) => DB::push_text_array(out, v),
-        })
+    /// The SQL with each `$name` replaced by its parameter, bound with its type.
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
+        let mut rest = self.sql;
+        while let Some(at) = rest.find('$') {
+            out.push_sql(&rest[..at]);
+            let tail = &rest[at + 1..];
+            let len = tail
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(tail.len());
+            let name = &tail[..len];
+            let Some((_, param)) = self.binds.iter().find(|(n, _)| *n == name) else {
+                let e = format!("the statement has no parameter `{name}`");
+                return Err(diesel::result::Error::QueryBuilderError(e.into()));
+            };
+            match param {
+                Param::Text(v) => out.push_bind_param::<Text, _>(*v)?,
+                Param::OptionalText(v) => out.push_bind_param::<Nullable<Text>, _>(v)?,
+                Param::BigInt(v) => out.push_bind_param::<BigInt, _>(v)?,
+                Param::OptionalBigInt(v) => out.push_bind_param::<Nullable<BigInt>, _>(v)?,
+                Param::Bool(v) => out.push_bind_param::<Bool, _>(v)?,
+                Param::OptionalTextArray(v) => DB::push_text_array(&mut out, v)?,
+            }
+            rest = &tail[len..];
+        }
+        out.push_sql(rest);
+        Ok(())
     }
 }
 

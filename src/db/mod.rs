@@ -22,6 +22,7 @@ pub mod backup;
 pub mod metrics;
 pub mod models;
 pub mod prepared;
+mod runner;
 pub mod schema;
 mod writer;
 
@@ -312,12 +313,9 @@ pub struct Database {
     /// Background helpers hold a weak reference and stop when every handle is gone.
     alive: std::sync::Arc<()>,
     metrics: Arc<metrics::DbMetrics>,
-    /// One permit per pooled connection: jobs beyond the pool's size wait here, in arrival order
-    /// and without a thread each, rather than as blocked threads racing for a freed connection.
-    slots: Arc<tokio::sync::Semaphore>,
-    /// How long a job waits for a permit before the database counts as unavailable (the pool's
-    /// own connection timeout).
-    slot_timeout: Duration,
+    /// One thread per pooled connection runs `read` jobs (and PostgreSQL writes) in arrival
+    /// order; see `runner.rs`.
+    runner: Arc<runner::Runner>,
 }
 
 impl fmt::Debug for Database {
@@ -344,8 +342,11 @@ impl Database {
             DatabaseUrl::Postgres { .. } => None,
         };
         Ok(Self {
-            slots: Arc::new(tokio::sync::Semaphore::new(pool.max_size() as usize)),
-            slot_timeout: options.connection_timeout,
+            runner: Arc::new(runner::Runner::start(
+                &pool,
+                &metrics,
+                options.connection_timeout,
+            )?),
             pool,
             writer,
             url: url.clone(),
@@ -434,30 +435,16 @@ impl Database {
         on_pooled(&self.pool, &self.metrics, f)
     }
 
-    /// Read from the database on a pooled connection, on the blocking thread pool (never on an
-    /// actix worker: diesel is synchronous). The closure returns the caller's own error type, so
-    /// a lookup that finds a client error answers with it directly.
+    /// Read from the database on a pooled connection, on one of the database's own threads
+    /// (never on an actix worker: diesel is synchronous). The closure returns the caller's own
+    /// error type, so a lookup that finds a client error answers with it directly.
     pub async fn read<T, E, F>(&self, f: F) -> Result<T, E>
     where
         F: FnOnce(&mut DbConnection) -> Result<T, E> + Send + 'static,
         T: Send + 'static,
         E: From<StoreError> + Send + 'static,
     {
-        let queued = Instant::now();
-        let slot = tokio::time::timeout(self.slot_timeout, Arc::clone(&self.slots).acquire_owned())
-            .await
-            .map_err(|_| StoreError::Unavailable("no database connection became free".into()))?
-            .map_err(|e| StoreError::Other(e.into()))?;
-        let pool = self.pool.clone();
-        let metrics = Arc::clone(&self.metrics);
-        let span = tracing::Span::current();
-        tokio::task::spawn_blocking(move || {
-            let _entered = span.enter();
-            let _slot = slot;
-            on_pooled_since(queued, &pool, &metrics, f)
-        })
-        .await
-        .unwrap_or_else(|e| Err(task_failed(&e).into()))
+        self.runner.run(f).await
     }
 
     /// Write: on SQLite through the single writer thread (one transaction per queued group), on
@@ -530,11 +517,7 @@ impl Database {
     }
 }
 
-fn task_failed(e: &tokio::task::JoinError) -> StoreError {
-    StoreError::Other(anyhow::anyhow!("database task failed: {e}"))
-}
-
-/// A pooled connection; the time since `queued` (the job's wait for a slot and `get()`) is the
+/// A pooled connection; the time since `queued` (the job's wait for a thread and `get()`) is the
 /// pool-wait histogram.
 fn pooled(
     queued: Instant,
@@ -563,7 +546,7 @@ where
     on_pooled_since(Instant::now(), pool, metrics, job)
 }
 
-/// `on_pooled` for a job that has been waiting for a slot since `queued`.
+/// `on_pooled` for a job that has been waiting for a thread since `queued`.
 fn on_pooled_since<T, E>(
     queued: Instant,
     pool: &DbPool,

@@ -2,6 +2,7 @@ mod database_unavailable;
 mod health;
 mod lifecycle;
 mod metrics;
+mod pool;
 mod request_id;
 mod request_log;
 mod request_metrics;

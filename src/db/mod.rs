@@ -378,22 +378,11 @@ impl Database {
                 ..PoolOptions::default()
             },
         )?;
-        // The pages a checkpoint copies stay in the page cache until something syncs the file,
-        // and SQLite syncs it only when a checkpoint reaches the end of the WAL — under load,
-        // only the writer's own (`writer::close_wal`), which then had to flush every page this
-        // thread had copied since the last one: milliseconds during which no write can commit.
-        // This thread syncs what it copied itself, so the writer's sync finds little to flush.
-        // An extra sync of pages already written never weakens durability.
-        let database_file = match &self.url {
-            DatabaseUrl::Sqlite { path } => std::fs::File::open(path).ok(),
-            DatabaseUrl::Postgres { .. } => None,
-        };
         let alive = std::sync::Arc::downgrade(&self.alive);
         std::thread::Builder::new()
             .name("sqlite-checkpoint".into())
             .spawn(move || {
                 let (mut wal_frames, mut busy) = (None, false);
-                let mut copied = 0;
                 while alive.upgrade().is_some() {
                     // Under load, copy often: whatever this thread has copied, the writer's own
                     // checkpoint between two groups (which stalls every write behind it) no
@@ -411,13 +400,6 @@ impl Database {
                             // Writes came in since the last look, or some are still to copy.
                             busy = wal_frames != Some(done.log) || done.log > done.checkpointed;
                             wal_frames = Some(done.log);
-                            if done.checkpointed != copied {
-                                copied = done.checkpointed;
-                                if let Some(Err(e)) = database_file.as_ref().map(|f| f.sync_data())
-                                {
-                                    tracing::debug!(error = %e, "syncing the database file failed");
-                                }
-                            }
                         }
                         Err(e) => {
                             tracing::debug!(error = %e, "WAL checkpoint failed; retrying");

@@ -371,13 +371,14 @@ impl Database {
             // journal_size_limit: after a burst, the rewound WAL file is cut back to 64 MiB.
             .configure("PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = 67108864")
             .await?;
-        let checkpointer = connect(
-            &self.url,
-            &PoolOptions {
-                max_size: 1,
-                ..PoolOptions::default()
-            },
-        )?;
+        let url = self.url.clone();
+        let options = PoolOptions {
+            max_size: 1,
+            ..PoolOptions::default()
+        };
+        let checkpointer = tokio::task::spawn_blocking(move || connect(&url, &options))
+            .await
+            .map_err(|e| anyhow::anyhow!("opening the checkpoint connection failed: {e}"))??;
         let alive = std::sync::Arc::downgrade(&self.alive);
         std::thread::Builder::new()
             .name("sqlite-checkpoint".into())

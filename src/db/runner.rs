@@ -13,6 +13,9 @@
 //! `Unavailable` (503) and never runs, as with the semaphore before; one a thread has taken always
 //! runs to its end and its caller gets its answer, so a committed write is never reported as
 //! failed. A job whose caller went away before a thread took it is skipped.
+//!
+//! These are plain threads, outside any tokio runtime: a job must not call `tokio::spawn` or
+//! `Handle::current` (none does; diesel work is all they run).
 
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};

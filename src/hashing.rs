@@ -7,8 +7,8 @@
 //! full speed.
 
 use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
 
 use prometheus_client::metrics::counter::Counter;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -54,28 +54,8 @@ impl HashingPool {
     /// Start `workers` hashing threads (they end when the pool is dropped).
     pub fn start(workers: usize, queue: usize, busy: Counter) -> anyhow::Result<Self> {
         let workers = workers.max(1);
-        let (jobs, receiver) = mpsc::channel::<Job>();
-        let receiver = Arc::new(Mutex::new(receiver));
-        for i in 0..workers {
-            let receiver = Arc::clone(&receiver);
-            std::thread::Builder::new()
-                .name(format!("password-hash-{i}"))
-                .spawn(move || {
-                    lower_priority();
-                    loop {
-                        // The lock is held only while waiting for the next job, not while
-                        // running it.
-                        let job = match receiver.lock() {
-                            Ok(r) => r.recv(),
-                            Err(_) => return,
-                        };
-                        match job {
-                            Ok(job) => job(),
-                            Err(_) => return,
-                        }
-                    }
-                })?;
-        }
+        let jobs =
+            crate::job_threads::start("password-hash", workers, lower_priority, |job: Job| job())?;
         Ok(Self {
             admission: Arc::new(Semaphore::new(workers + queue)),
             jobs,
@@ -162,7 +142,7 @@ mod tests {
         };
         let pool = Arc::new(pool);
         let (release, hold) = std::sync::mpsc::channel::<()>();
-        let hold = Arc::new(Mutex::new(hold));
+        let hold = Arc::new(std::sync::Mutex::new(hold));
         let mut held = Vec::new();
         // One job runs, one waits in the queue, both blocked until released.
         for _ in 0..2 {

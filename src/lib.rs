@@ -10,6 +10,7 @@ pub mod demo;
 pub mod domain;
 pub mod hashing;
 pub mod housekeeping;
+pub mod job_threads;
 pub mod limits;
 pub mod metrics;
 pub mod oauth;

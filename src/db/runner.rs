@@ -19,7 +19,7 @@
 
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 use super::metrics::DbMetrics;
@@ -49,36 +49,23 @@ impl Runner {
         metrics: &Arc<DbMetrics>,
         timeout: Duration,
     ) -> anyhow::Result<Self> {
-        let (jobs, receiver) = mpsc::channel::<Job>();
-        let receiver = Arc::new(Mutex::new(receiver));
-        for n in 0..pool.max_size() {
-            let receiver = Arc::clone(&receiver);
-            let (pool, metrics) = (pool.clone(), Arc::clone(metrics));
-            std::thread::Builder::new()
-                .name(format!("db-{n}"))
-                .spawn(move || {
-                    loop {
-                        // The lock is held only while waiting for the next job, not while
-                        // running it.
-                        let job = match receiver.lock() {
-                            Ok(r) => r.recv(),
-                            Err(_) => return,
-                        };
-                        let Ok(job) = job else { return };
-                        if job.taken.swap(true, Ordering::AcqRel) {
-                            continue; // its caller gave up on it
-                        }
-                        // A panicking job drops its answer's sender (its caller sees an error)
-                        // and its connection, which the pool then discards.
-                        let ran = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                            (job.run)(&pool, &metrics)
-                        }));
-                        if ran.is_err() {
-                            tracing::error!("a database job panicked");
-                        }
-                    }
-                })?;
-        }
+        let (pool, metrics) = (pool.clone(), Arc::clone(metrics));
+        let jobs = crate::job_threads::start(
+            "db",
+            pool.max_size() as usize,
+            || {},
+            move |job: Job| {
+                if job.taken.swap(true, Ordering::AcqRel) {
+                    return; // its caller gave up on it
+                }
+                // A panicking job drops its answer's sender (its caller sees an error) and its
+                // connection, which the pool then discards.
+                let ran = std::panic::catch_unwind(AssertUnwindSafe(|| (job.run)(&pool, &metrics)));
+                if ran.is_err() {
+                    tracing::error!("a database job panicked");
+                }
+            },
+        )?;
         Ok(Self { jobs, timeout })
     }
 

@@ -37,22 +37,16 @@ async fn hold(
     tokio::task::JoinHandle<Result<&'static str, StoreError>>,
     std::sync::mpsc::Sender<()>,
 ) {
-    let (started_tx, started_rx) = std::sync::mpsc::channel::<()>();
-    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let (gate, held) = super::gate();
     let db = db.clone();
-    let held = tokio::spawn(async move {
+    let task = tokio::spawn(async move {
         db.read(move |_| {
-            let _ = started_tx.send(());
-            let _ = release_rx.recv_timeout(Duration::from_secs(30));
+            held.wait();
             Ok("held")
         })
         .await
     });
-    tokio::task::spawn_blocking(move || started_rx.recv_timeout(Duration::from_secs(10)))
-        .await
-        .expect("join")
-        .expect("the holding job started");
-    (held, release_tx)
+    (task, gate.started().await)
 }
 
 /// A job that records that it ran.

@@ -9,6 +9,7 @@ use futures_util::stream::{FuturesUnordered, StreamExt};
 use lineage::db::models::audit_events::{self, AuditEventRow};
 use lineage::db::{Database, PoolOptions, StoreError};
 
+use super::{Gate, gate};
 use crate::helpers::{Backend, Fixture, TestApp, assert_oauth_error, spawn_app};
 
 fn event(kind: &str) -> AuditEventRow {
@@ -22,32 +23,17 @@ async fn kinds_visible(db: &Database, kind: &'static str) -> usize {
 }
 
 /// A write job that holds the writer (or, on PostgreSQL, one pooled connection) until released.
-fn hold_writer(
-    db: &Database,
-) -> (
-    tokio::task::JoinHandle<Result<(), StoreError>>,
-    std::sync::mpsc::Sender<()>,
-    std::sync::mpsc::Receiver<()>,
-) {
-    let (started_tx, started_rx) = std::sync::mpsc::channel::<()>();
-    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+fn hold_writer(db: &Database) -> (tokio::task::JoinHandle<Result<(), StoreError>>, Gate) {
+    let (gate, held) = gate();
     let db = db.clone();
-    let held = tokio::spawn(async move {
+    let task = tokio::spawn(async move {
         db.write(move |_| {
-            let _ = started_tx.send(());
-            let _ = release_rx.recv_timeout(Duration::from_secs(30));
+            held.wait();
             Ok(())
         })
         .await
     });
-    (held, release_tx, started_rx)
-}
-
-async fn wait_started(started: std::sync::mpsc::Receiver<()>) {
-    tokio::task::spawn_blocking(move || started.recv_timeout(Duration::from_secs(10)))
-        .await
-        .expect("join")
-        .expect("the holding job started");
+    (task, gate)
 }
 
 async fn reopened_sees(app: &TestApp, kind: &'static str) -> usize {
@@ -87,8 +73,8 @@ async fn a_panic_inside_a_group_commit_spares_the_writes_after_it(backend: Backe
     let Some(app) = spawn_app(backend).await else {
         return;
     };
-    let (held, release, started) = hold_writer(&app.db);
-    wait_started(started).await;
+    let (held, gate) = hold_writer(&app.db);
+    let release = gate.started().await;
     // Both queue behind the holding job, so the writer runs them as one group; `join3` polls the
     // panicking job first, so it is queued first.
     let (panicked, after, ()) = join3(
@@ -131,8 +117,8 @@ async fn a_full_writer_queue_answers_503_temporarily_unavailable() {
     for _ in 0..6 {
         tokens.push(fx.start().await.1);
     }
-    let (held, release, started) = hold_writer(&fx.app.db);
-    wait_started(started).await;
+    let (held, gate) = hold_writer(&fx.app.db);
+    let release = gate.started().await;
 
     let mut pending: FuturesUnordered<_> = tokens.iter().map(|t| fx.refresh(t)).collect();
     // Two refreshes wait in the queue; the other four are refused at once.
@@ -160,8 +146,8 @@ async fn a_write_is_reported_committed_exactly_when_it_is() {
     let Some(app) = spawn_app(Backend::Sqlite).await else {
         return;
     };
-    let (held, release, started) = hold_writer(&app.db);
-    wait_started(started).await;
+    let (held, gate) = hold_writer(&app.db);
+    let release = gate.started().await;
     let (first, failing, after, ()) = futures_util::future::join4(
         app.db
             .write(|c| audit_events::insert(c, &event("writer_test_first"))),
@@ -210,21 +196,19 @@ async fn a_write_that_reads_first_survives_another_process_committing() {
     let Some(app) = spawn_app(Backend::Sqlite).await else {
         return;
     };
-    let (read_tx, read_rx) = std::sync::mpsc::channel::<()>();
-    let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+    let (gate, held) = gate();
     let db = app.db.clone();
     let job = tokio::spawn(async move {
         db.write(move |c| {
             c.transaction::<(), StoreError, _>(|c| {
                 audit_events::list_kind(c, "writer_test_read_first")?;
-                let _ = read_tx.send(());
-                let _ = go_rx.recv_timeout(Duration::from_secs(10));
+                held.wait();
                 audit_events::insert(c, &event("writer_test_read_first"))
             })
         })
         .await
     });
-    wait_started(read_rx).await;
+    let go_tx = gate.started().await;
     // Another process writes now (giving up after 200 ms if it has to wait).
     let crate::helpers::TestDatabase::Sqlite { path } = app.database.as_ref() else {
         unreachable!("an SQLite test database");

@@ -581,3 +581,31 @@ fn counted<T, E>(metrics: &metrics::DbMetrics, job: impl FnOnce() -> Result<T, E
 // Lookups use `get_result` on keys, not `first()`: `first()` adds `LIMIT ?`, and SQLite (3.4x)
 // re-prepares a statement every time a parameter that shaped its plan is re-bound — a LIMIT
 // parameter is one — which made every lookup pay for a full SQL parse.
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// SQLite before 3.51.3 (3.50.7 and 3.44.6 on older lines) has a race in which a checkpoint
+    /// that starts while another connection starts the WAL over misses the restart and can later
+    /// skip pages of a committed transaction: the database is corrupt. lineage's background
+    /// checkpointer and its writer hit that window dozens of times a second under load, so the
+    /// bundled library must be a fixed one.
+    #[test]
+    fn the_bundled_sqlite_has_the_wal_reset_fix() {
+        let Ok(conn) = diesel::SqliteConnection::establish(":memory:") else {
+            panic!("an in-memory SQLite database opens");
+        };
+        let mut conn = DbConnection::Sqlite(conn);
+        let version: String = diesel::select(diesel::dsl::sql::<diesel::sql_types::Text>(
+            "sqlite_version()",
+        ))
+        .get_result(&mut conn)
+        .unwrap_or_default();
+        let parts: Vec<u32> = version.split('.').filter_map(|p| p.parse().ok()).collect();
+        assert!(
+            parts.as_slice() >= [3, 51, 3].as_slice(),
+            "SQLite {version} has the WAL-reset race; lineage needs 3.51.3 or later"
+        );
+    }
+}

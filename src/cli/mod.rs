@@ -72,6 +72,12 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Check that the SQLite database file is intact (`PRAGMA integrity_check`, on one snapshot
+    /// while the server runs). Exits 1 and lists what is wrong if it is not.
+    Check {
+        #[arg(long)]
+        json: bool,
+    },
     /// Delete ended families, expired denylist and revocation-feed entries and old audit events
     /// now.
     Gc {
@@ -175,6 +181,7 @@ fn dispatch(command: Command, settings: Settings) -> Result<(), Failure> {
         Command::Token(cmd) => families::mint(cmd, &settings, &open_backend(&settings)?, now),
         Command::Family(cmd) => families::family(cmd, &settings, &open_backend(&settings)?, now),
         Command::Backup { path, json } => backup(&settings, &path, json),
+        Command::Check { json } => check(&settings, json),
         Command::Gc { json } => {
             let backend = open_backend(&settings)?;
             let report = backend
@@ -221,6 +228,41 @@ fn backup(settings: &Settings, path: &std::path::Path, json_out: bool) -> Result
         },
     );
     Ok(())
+}
+
+fn check(settings: &Settings, json_out: bool) -> Result<(), Failure> {
+    if !settings.database_url.is_sqlite() {
+        return Err(Failure {
+            message: "lineage check reads SQLite databases; PostgreSQL checks its own pages \
+                      (data checksums; use pg_amcheck)"
+                .into(),
+            code: 1,
+        });
+    }
+    let db = crate::db::Database::open(&settings.database_url, &Default::default())?;
+    let problems = db.read_sync(crate::db::backup::sqlite_problems)?;
+    let database = settings.database_url.redacted();
+    if problems.is_empty() {
+        print(json_out, json!({"ok": true, "problems": []}), || {
+            format!("{database} is intact (PRAGMA integrity_check)")
+        });
+        return Ok(());
+    }
+    if json_out {
+        println!("{}", json!({"ok": false, "problems": problems}));
+    } else {
+        for problem in &problems {
+            eprintln!("{problem}");
+        }
+    }
+    Err(Failure {
+        message: format!(
+            "{database} is damaged: PRAGMA integrity_check found {} problem(s); restore the last \
+             backup that checks clean",
+            problems.len()
+        ),
+        code: 1,
+    })
 }
 
 fn serve(settings: Settings, demo: bool) -> Result<(), Failure> {

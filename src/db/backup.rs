@@ -1,6 +1,7 @@
 //! Online backups of an SQLite database: `VACUUM INTO` copies one consistent snapshot (a read
 //! transaction, so the running server keeps writing meanwhile) into a new, compact file.
-//! PostgreSQL has `pg_dump` for that (see the README).
+//! PostgreSQL has `pg_dump` for that (see the README). And the check that a database file is
+//! intact (`PRAGMA integrity_check`), also on one snapshot while the server runs.
 
 use std::path::Path;
 
@@ -21,6 +22,26 @@ pub enum BackupError {
     NoDirectory(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// What `PRAGMA integrity_check` found wrong in the database: nothing when it is intact.
+pub fn sqlite_problems(conn: &mut DbConnection) -> Result<Vec<String>, StoreError> {
+    #[derive(diesel::QueryableByName)]
+    struct Line {
+        #[diesel(sql_type = Text)]
+        integrity_check: String,
+    }
+    let DbConnection::Sqlite(c) = conn else {
+        return Err(StoreError::Other(anyhow::anyhow!(
+            "lineage check reads SQLite databases; PostgreSQL checks its own pages (use pg_amcheck)"
+        )));
+    };
+    let lines: Vec<Line> = diesel::sql_query("PRAGMA integrity_check").load(c)?;
+    Ok(lines
+        .into_iter()
+        .map(|l| l.integrity_check)
+        .filter(|l| l != "ok")
+        .collect())
 }
 
 /// Check the target before any work: a new file in an existing directory.

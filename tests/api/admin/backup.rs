@@ -1,5 +1,6 @@
 //! `lineage backup PATH`: an online, consistent copy of the SQLite database, taken while the
-//! server rotates tokens, that a new server starts from and continues refresh chains on.
+//! server rotates tokens, that a new server starts from and continues refresh chains on. And
+//! `lineage check`, which tells an intact database file from a damaged one.
 
 use std::sync::Arc;
 
@@ -7,7 +8,7 @@ use lineage::clock::ManualClock;
 
 use crate::helpers::{
     Backend, CliDir, Fixture, TestDatabase, assert_oauth_error, cli_json, cli_stderr, lineage_cli,
-    refresh_as, refresh_ok, spawn_app_on,
+    lineage_command, refresh_as, refresh_ok, spawn_app_on,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -108,4 +109,54 @@ async fn backup_refuses_an_existing_file_and_postgresql() {
     );
     assert_eq!(out.status.code(), Some(1));
     assert!(cli_stderr(&out).contains("pg_dump"), "{}", cli_stderr(&out));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_passes_a_live_database_and_names_the_damage_in_a_broken_copy() {
+    let Some(fx) = Fixture::new(Backend::Sqlite, |_| {}).await else {
+        return;
+    };
+    let (_, first) = fx.start().await;
+    fx.rotate(&first).await;
+    let dir = CliDir::new();
+    let report = cli_json(&fx.app, &dir, &["check", "--json"]);
+    assert_eq!(report, serde_json::json!({"ok": true, "problems": []}));
+
+    // A copy whose last page (a B-tree page: a fresh copy has no free pages) is overwritten.
+    let copy = dir.0.join("damaged.db");
+    cli_json(
+        &fx.app,
+        &dir,
+        &["backup", &copy.display().to_string(), "--json"],
+    );
+    let mut bytes = std::fs::read(&copy).expect("read the copy");
+    let last = bytes.len() - 4096;
+    bytes[last..last + 8].fill(0xff);
+    std::fs::write(&copy, &bytes).expect("write the copy");
+    let damaged = TestDatabase::Sqlite { path: copy };
+    let out = lineage_command(&dir, &damaged)
+        .args(["check", "--json"])
+        .output()
+        .expect("run lineage");
+    assert_eq!(out.status.code(), Some(1), "{}", cli_stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
+    assert_eq!(report["ok"], false, "{report}");
+    let problems = report["problems"].as_array().map_or(0, Vec::len);
+    assert!(problems > 0, "{report}");
+    assert!(
+        cli_stderr(&out).contains("is damaged"),
+        "{}",
+        cli_stderr(&out)
+    );
+
+    let Some(pg) = Fixture::new(Backend::Postgres, |_| {}).await else {
+        return;
+    };
+    let out = lineage_cli(&pg.app, &dir, &["check"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        cli_stderr(&out).contains("pg_amcheck"),
+        "{}",
+        cli_stderr(&out)
+    );
 }

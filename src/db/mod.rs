@@ -380,7 +380,7 @@ impl Database {
             .await
             .map_err(|e| anyhow::anyhow!("opening the checkpoint connection failed: {e}"))??;
         let alive = std::sync::Arc::downgrade(&self.alive);
-        let writer = writer.clone();
+        let backlog = writer.backlog();
         std::thread::Builder::new()
             .name("sqlite-checkpoint".into())
             .spawn(move || {
@@ -403,13 +403,13 @@ impl Database {
                             busy = wal_frames != Some(done.log) || done.log > done.checkpointed;
                             wal_frames = Some(done.log);
                             let behind = (done.log - done.checkpointed).max(0);
-                            writer.report_backlog(u32::try_from(behind).unwrap_or(0));
+                            backlog.report(u32::try_from(behind).unwrap_or(0));
                         }
                         Err(e) => {
                             tracing::debug!(error = %e, "WAL checkpoint failed; retrying");
                             (wal_frames, busy) = (None, false);
                             // Until it works again, the writer finishes checkpoints itself.
-                            writer.report_backlog(0);
+                            backlog.report(0);
                         }
                     }
                 }

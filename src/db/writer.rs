@@ -68,6 +68,15 @@ pub struct Writer {
     queued: prometheus_client::metrics::gauge::Gauge,
 }
 
+/// The background checkpointer's report to the writer: WAL frames not yet in the database file.
+pub struct Backlog(Arc<AtomicU32>);
+
+impl Backlog {
+    pub fn report(&self, frames: u32) {
+        self.0.store(frames, Ordering::Relaxed);
+    }
+}
+
 /// The writer thread's connection: opened on demand, replaced after a job panics.
 struct WriterConnection {
     open: Box<dyn Fn() -> Result<DbConnection, StoreError> + Send>,
@@ -166,9 +175,10 @@ impl Writer {
         })
     }
 
-    /// For the background checkpointer: the WAL frames it found not yet in the database file.
-    pub fn report_backlog(&self, frames: u32) {
-        self.backlog.store(frames, Ordering::Relaxed);
+    /// Where the background checkpointer reports what it found still to copy (without holding
+    /// the queue, which would keep the writer thread alive).
+    pub fn backlog(&self) -> Backlog {
+        Backlog(Arc::clone(&self.backlog))
     }
 
     fn send(&self, message: Message) -> Result<(), StoreError> {

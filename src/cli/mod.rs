@@ -232,10 +232,9 @@ fn backup(settings: &Settings, path: &std::path::Path, json_out: bool) -> Result
 
 fn check(settings: &Settings, json_out: bool) -> Result<(), Failure> {
     if !settings.database_url.is_sqlite() {
+        // Before opening anything: an unreachable PostgreSQL would hide this answer.
         return Err(Failure {
-            message: "lineage check reads SQLite databases; PostgreSQL checks its own pages \
-                      (data checksums; use pg_amcheck)"
-                .into(),
+            message: crate::db::backup::CHECK_NOT_SQLITE.into(),
             code: 1,
         });
     }

@@ -24,6 +24,10 @@ pub enum BackupError {
     Store(#[from] StoreError),
 }
 
+/// Why `lineage check` does not run on PostgreSQL.
+pub const CHECK_NOT_SQLITE: &str = "lineage check reads SQLite databases; PostgreSQL checks its \
+                                    own pages (data checksums; use pg_amcheck)";
+
 /// What `PRAGMA integrity_check` found wrong in the database: nothing when it is intact.
 pub fn sqlite_problems(conn: &mut DbConnection) -> Result<Vec<String>, StoreError> {
     #[derive(diesel::QueryableByName)]
@@ -32,9 +36,7 @@ pub fn sqlite_problems(conn: &mut DbConnection) -> Result<Vec<String>, StoreErro
         integrity_check: String,
     }
     let DbConnection::Sqlite(c) = conn else {
-        return Err(StoreError::Other(anyhow::anyhow!(
-            "lineage check reads SQLite databases; PostgreSQL checks its own pages (use pg_amcheck)"
-        )));
+        return Err(StoreError::Other(anyhow::anyhow!(CHECK_NOT_SQLITE)));
     };
     let lines: Vec<Line> = diesel::sql_query("PRAGMA integrity_check").load(c)?;
     Ok(lines

@@ -402,8 +402,9 @@ impl Database {
                             // Writes came in since the last look, or some are still to copy.
                             busy = wal_frames != Some(done.log) || done.log > done.checkpointed;
                             wal_frames = Some(done.log);
-                            let behind = (done.log - done.checkpointed).max(0);
-                            backlog.report(u32::try_from(behind).unwrap_or(0));
+                            // Both are -1 when there is no WAL: nothing to copy.
+                            let behind = u32::try_from(done.log - done.checkpointed);
+                            backlog.report(behind.unwrap_or(0));
                         }
                         Err(e) => {
                             tracing::debug!(error = %e, "WAL checkpoint failed; retrying");

@@ -24,6 +24,8 @@ pub mod models;
 pub mod prepared;
 mod runner;
 pub mod schema;
+#[cfg(target_os = "linux")]
+mod writeback;
 mod writer;
 
 use std::fmt;
@@ -381,6 +383,12 @@ impl Database {
             .map_err(|e| anyhow::anyhow!("opening the checkpoint connection failed: {e}"))??;
         let alive = std::sync::Arc::downgrade(&self.alive);
         let backlog = writer.backlog();
+        // Whether writes come in, as the checkpointer last saw; the write-back thread follows it.
+        let writes_coming = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        #[cfg(target_os = "linux")]
+        if let DatabaseUrl::Sqlite { path } = &self.url {
+            writeback::start(path, writes_coming.clone(), alive.clone())?;
+        }
         std::thread::Builder::new()
             .name("sqlite-checkpoint".into())
             .spawn(move || {
@@ -401,6 +409,7 @@ impl Database {
                         Ok(done) => {
                             // Writes came in since the last look, or some are still to copy.
                             busy = wal_frames != Some(done.log) || done.log > done.checkpointed;
+                            writes_coming.store(busy, std::sync::atomic::Ordering::Relaxed);
                             wal_frames = Some(done.log);
                             // Both are -1 when there is no WAL: nothing to copy.
                             let behind = u32::try_from(done.log - done.checkpointed);
@@ -409,6 +418,7 @@ impl Database {
                         Err(e) => {
                             tracing::debug!(error = %e, "WAL checkpoint failed; retrying");
                             (wal_frames, busy) = (None, false);
+                            writes_coming.store(false, std::sync::atomic::Ordering::Relaxed);
                             // Until it works again, the writer finishes checkpoints itself.
                             backlog.report(0);
                         }

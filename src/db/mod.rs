@@ -385,9 +385,12 @@ impl Database {
         let backlog = writer.backlog();
         // Whether writes come in, as the checkpointer last saw; the write-back thread follows it.
         let writes_coming = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        // Without it checkpoints only write more at once; the checkpointer still starts.
         #[cfg(target_os = "linux")]
-        if let DatabaseUrl::Sqlite { path } = &self.url {
-            writeback::start(path, writes_coming.clone(), alive.clone())?;
+        if let DatabaseUrl::Sqlite { path } = &self.url
+            && let Err(e) = writeback::start(path, writes_coming.clone(), alive.clone())
+        {
+            tracing::warn!(error = %e, "could not start the SQLite write-out thread");
         }
         std::thread::Builder::new()
             .name("sqlite-checkpoint".into())

@@ -412,7 +412,6 @@ impl Database {
                         Ok(done) => {
                             // Writes came in since the last look, or some are still to copy.
                             busy = wal_frames != Some(done.log) || done.log > done.checkpointed;
-                            writes_coming.store(busy, std::sync::atomic::Ordering::Relaxed);
                             wal_frames = Some(done.log);
                             // Both are -1 when there is no WAL: nothing to copy.
                             let behind = u32::try_from(done.log - done.checkpointed);
@@ -421,11 +420,11 @@ impl Database {
                         Err(e) => {
                             tracing::debug!(error = %e, "WAL checkpoint failed; retrying");
                             (wal_frames, busy) = (None, false);
-                            writes_coming.store(false, std::sync::atomic::Ordering::Relaxed);
                             // Until it works again, the writer finishes checkpoints itself.
                             backlog.report(0);
                         }
                     }
+                    writes_coming.store(busy, std::sync::atomic::Ordering::Relaxed);
                 }
             })?;
         Ok(())

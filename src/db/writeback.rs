@@ -49,7 +49,7 @@ impl Tracked {
             .as_ref()
             .and_then(|f| f.metadata().ok())
             .map(|m| (m.dev(), m.ino()));
-        if current.is_none() || current != open {
+        if current != open {
             self.file = current.and_then(|_| File::open(&self.path).ok());
         }
     }

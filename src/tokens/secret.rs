@@ -46,12 +46,14 @@ pub struct HashedToken(String);
 
 impl HashedToken {
     pub fn of(bytes: &[u8]) -> Self {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
         let d = digest::digest(&digest::SHA256, bytes);
-        let mut hex = String::with_capacity(64);
-        for b in d.as_ref() {
-            use fmt::Write;
-            let _ = write!(hex, "{b:02x}");
-        }
+        let hex = d
+            .as_ref()
+            .iter()
+            .flat_map(|b| [b >> 4, b & 0x0f])
+            .map(|nibble| char::from(DIGITS[usize::from(nibble)]))
+            .collect();
         Self(hex)
     }
 

@@ -17,11 +17,8 @@ pub async fn grant(
     origin: Origin,
     dpop_jkt: Option<String>,
 ) -> Result<TokenResponse, OAuthError> {
-    let (key, policy, now) = (
-        state.successor_key.clone(),
-        state.refresh_policy,
-        state.now(),
-    );
+    let presented = refresh::Presentation::new(&state.successor_key, &refresh_token);
+    let (policy, now) = (state.refresh_policy, state.now());
     let request = RotateRequest {
         client_id: client.client_id.clone(),
         scope,
@@ -32,7 +29,7 @@ pub async fn grant(
     };
     let rotation = state
         .db
-        .write(move |c| refresh::rotate(c, &key, &refresh_token, &request, &policy, now))
+        .write(move |c| refresh::rotate(c, &presented, &request, &policy, now))
         .await?;
     let rotated = match rotation {
         Rotation::Issued(rotated) => rotated,

@@ -35,7 +35,7 @@ use crate::db::{DbConnection, StoreError};
 pub use crate::domain::Origin;
 use crate::domain::{Scope, Seconds};
 use crate::tokens::keys::derive_key;
-use crate::tokens::secret::PlainToken;
+use crate::tokens::secret::{HashedToken, PlainToken};
 
 /// The lifetime rules, from the settings.
 #[derive(Debug, Clone, Copy)]
@@ -85,6 +85,28 @@ impl SuccessorKey {
                 .into_uuid()
                 .to_string(),
         )
+    }
+}
+
+/// A presented refresh token as its rotation uses it: the hash it is stored under, its successor
+/// and the hash the successor will be stored under. Made before the rotation is queued, so the
+/// hashing and the HMAC run on the HTTP worker that received the request rather than on SQLite's
+/// one writer thread, which every rotation waits for.
+#[derive(Debug)]
+pub struct Presentation {
+    pub(crate) hash: HashedToken,
+    pub(crate) successor: PlainToken,
+    pub(crate) successor_hash: HashedToken,
+}
+
+impl Presentation {
+    pub fn new(key: &SuccessorKey, presented: &PlainToken) -> Self {
+        let successor = key.successor(presented);
+        Self {
+            hash: presented.hash(),
+            successor_hash: successor.hash(),
+            successor,
+        }
     }
 }
 

@@ -6,7 +6,7 @@ use diesel::Connection;
 
 use super::lifetime::{EndReason, end_reason};
 use super::revocation::{RevocationReason, device_of, revoke_one};
-use super::{RefreshPolicy, SuccessorKey};
+use super::{Presentation, RefreshPolicy};
 use crate::db::models::audit_events::{self, AuditEventRow};
 use crate::db::models::refresh_families::{self, FamilyRow};
 use crate::db::models::refresh_tokens::{self, RefreshTokenRow};
@@ -118,6 +118,8 @@ pub(super) struct Presented<'a> {
     pub(super) user: Option<UserRow>,
     /// HMAC(presented): the only successor this token can ever have.
     pub(super) successor: PlainToken,
+    /// The hash the successor is stored under.
+    pub(super) successor_hash: &'a str,
     pub(super) req: &'a RotateRequest,
     pub(super) policy: &'a RefreshPolicy,
     pub(super) now: i64,
@@ -127,16 +129,15 @@ pub(super) struct Presented<'a> {
 /// PostgreSQL runs the same rule as one statement in autocommit (`rotation_pg.rs`).
 pub fn rotate(
     conn: &mut DbConnection,
-    key: &SuccessorKey,
-    presented: &PlainToken,
+    presented: &Presentation,
     req: &RotateRequest,
     policy: &RefreshPolicy,
     now: i64,
 ) -> Result<Rotation, StoreError> {
     if let DbConnection::Postgresql(_) = conn {
-        return super::rotation_pg::rotate(conn, key, presented, req, policy, now);
+        return super::rotation_pg::rotate(conn, presented, req, policy, now);
     }
-    let hash = presented.hash();
+    let hash = &presented.hash;
     let mut unproven = None;
     let result = conn.transaction(|c| {
         let won = refresh_tokens::mark_used(c, hash.as_str(), now)?;
@@ -159,7 +160,8 @@ pub fn rotate(
             token,
             family,
             user,
-            successor: key.successor(presented),
+            successor: presented.successor.clone(),
+            successor_hash: presented.successor_hash.as_str(),
             req,
             policy,
             now,
@@ -244,7 +246,7 @@ fn issue_successor(c: &mut DbConnection, p: Presented<'_>) -> Result<Rotation, A
     let (scope, last) = admit(&p)?;
     if !last {
         let row = RefreshTokenRow {
-            token_hash: p.successor.hash().into_string(),
+            token_hash: p.successor_hash.to_string(),
             family_id: p.family.id.clone(),
             generation: p.token.generation + 1,
             parent_hash: Some(p.hash.to_string()),
@@ -373,7 +375,7 @@ pub(super) fn successor_unused(
     c: &mut DbConnection,
     p: &Presented<'_>,
 ) -> Result<bool, StoreError> {
-    let next = refresh_tokens::find(c, p.successor.hash().as_str())?;
+    let next = refresh_tokens::find(c, p.successor_hash)?;
     Ok(next.is_some_and(|n| n.used_at.is_none()))
 }
 

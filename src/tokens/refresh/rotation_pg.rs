@@ -19,7 +19,7 @@ use super::rotation::{
     key_matches, log_reuse, record_unproven_use, reuse_event, rotated, settle, successor_unused,
     unknown,
 };
-use super::{RefreshPolicy, SuccessorKey};
+use super::{Presentation, RefreshPolicy};
 use crate::db::metrics;
 use crate::db::models::refresh_families::FamilyRow;
 use crate::db::models::refresh_tokens::{self, RefreshTokenRow};
@@ -27,7 +27,6 @@ use crate::db::models::revocation_feed::{self, Kind};
 use crate::db::models::users::UserRow;
 use crate::db::prepared::{Param, Prepared};
 use crate::db::{DbConnection, StoreError};
-use crate::tokens::secret::PlainToken;
 
 /// Spend the presented token at `$now` if its family is live, issued to `$client`, and `$scope` (if
 /// any) is within the family's; then store `$successor` (unless this rotation reaches the cap
@@ -205,15 +204,16 @@ fn pg(conn: &mut DbConnection) -> Result<&mut diesel::PgConnection, StoreError> 
 /// `rotation::rotate` on PostgreSQL: the same rule, the same answers.
 pub(super) fn rotate(
     conn: &mut DbConnection,
-    key: &SuccessorKey,
-    presented: &PlainToken,
+    presented: &Presentation,
     req: &RotateRequest,
     policy: &RefreshPolicy,
     now: i64,
 ) -> Result<Rotation, StoreError> {
-    let hash = presented.hash();
-    let successor = key.successor(presented);
-    let successor_hash = successor.hash();
+    let Presentation {
+        hash,
+        successor,
+        successor_hash,
+    } = presented;
     // An empty requested scope means the family's, as in `granted_scope`.
     let scope: Option<Vec<String>> = req
         .scope
@@ -268,7 +268,8 @@ pub(super) fn rotate(
         token: found.token(hash.as_str()),
         user: found.user(),
         family: found.family,
-        successor,
+        successor: successor.clone(),
+        successor_hash: successor_hash.as_str(),
         req,
         policy,
         now,

@@ -306,7 +306,15 @@ fn rotate(
         bind_on_proof: false,
     };
     let out = db
-        .read_sync(|c| refresh::rotate(c, key, token, &req, policy, now))
+        .read_sync(|c| {
+            refresh::rotate(
+                c,
+                &refresh::Presentation::new(key, token),
+                &req,
+                policy,
+                now,
+            )
+        })
         .map_err(|e| fail(format!("storage error: {e}")))?;
     match out {
         Rotation::Issued(r) => Ok(Ok(*r)),

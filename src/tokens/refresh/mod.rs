@@ -220,3 +220,28 @@ pub fn family_of(
     };
     refresh_families::find(conn, &token.family_id)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_presentation_holds_the_hashes_and_successor_the_rotation_would_derive_and_shows_none() {
+        let key = SuccessorKey::new(&KeySecret::new("0123456789abcdef0123".into()));
+        let presented = new_refresh_token();
+        let p = Presentation::new(&key, &presented);
+        let successor = key.successor(&presented);
+        assert_eq!(p.successor, successor);
+        assert!(p.hash.matches(&presented.hash()));
+        assert!(p.successor_hash.matches(&successor.hash()));
+        let shown = format!("{p:?}");
+        for secret in [
+            presented.expose(),
+            successor.expose(),
+            p.hash.as_str(),
+            p.successor_hash.as_str(),
+        ] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
+    }
+}

@@ -112,14 +112,11 @@ pub(super) fn unknown() -> Refusal {
 
 /// The presented token as found, with everything the steps decide on.
 pub(super) struct Presented<'a> {
-    pub(super) hash: &'a str,
+    /// Its hash, and its successor (HMAC(presented): the only one this token can ever have).
+    pub(super) presented: &'a Presentation,
     pub(super) token: RefreshTokenRow,
     pub(super) family: FamilyRow,
     pub(super) user: Option<UserRow>,
-    /// HMAC(presented): the only successor this token can ever have.
-    pub(super) successor: PlainToken,
-    /// The hash the successor is stored under.
-    pub(super) successor_hash: &'a str,
     pub(super) req: &'a RotateRequest,
     pub(super) policy: &'a RefreshPolicy,
     pub(super) now: i64,
@@ -156,12 +153,10 @@ pub fn rotate(
             return Err(refusal.into());
         }
         let found = Presented {
-            hash: hash.as_str(),
+            presented,
             token,
             family,
             user,
-            successor: presented.successor.clone(),
-            successor_hash: presented.successor_hash.as_str(),
             req,
             policy,
             now,
@@ -246,10 +241,10 @@ fn issue_successor(c: &mut DbConnection, p: Presented<'_>) -> Result<Rotation, A
     let (scope, last) = admit(&p)?;
     if !last {
         let row = RefreshTokenRow {
-            token_hash: p.successor_hash.to_string(),
+            token_hash: p.presented.successor_hash.as_str().to_string(),
             family_id: p.family.id.clone(),
             generation: p.token.generation + 1,
-            parent_hash: Some(p.hash.to_string()),
+            parent_hash: Some(p.presented.hash.as_str().to_string()),
             created_at: p.now,
             used_at: None,
         };
@@ -311,7 +306,7 @@ pub(super) fn rotated(p: Presented<'_>, scope: Scope, last: bool) -> Result<Rota
     Ok(Rotation::Issued(Box::new(Rotated {
         family,
         user,
-        refresh_token: (!last).then_some(p.successor),
+        refresh_token: (!last).then(|| p.presented.successor.clone()),
         scope,
         retried: false,
         retried_elsewhere: false,
@@ -375,7 +370,7 @@ pub(super) fn successor_unused(
     c: &mut DbConnection,
     p: &Presented<'_>,
 ) -> Result<bool, StoreError> {
-    let next = refresh_tokens::find(c, p.successor_hash)?;
+    let next = refresh_tokens::find(c, p.presented.successor_hash.as_str())?;
     Ok(next.is_some_and(|n| n.used_at.is_none()))
 }
 
@@ -391,7 +386,7 @@ pub(super) fn answer_retry(
     Ok(Rotation::Issued(Box::new(Rotated {
         family: p.family,
         user,
-        refresh_token: with_successor.then_some(p.successor),
+        refresh_token: with_successor.then(|| p.presented.successor.clone()),
         scope,
         retried: true,
         retried_elsewhere: elsewhere,

@@ -211,8 +211,8 @@ pub(super) fn rotate(
 ) -> Result<Rotation, StoreError> {
     let Presentation {
         hash,
-        successor,
         successor_hash,
+        ..
     } = presented;
     // An empty requested scope means the family's, as in `granted_scope`.
     let scope: Option<Vec<String>> = req
@@ -264,12 +264,10 @@ pub(super) fn rotate(
     }
     let (won, next_unused) = (found.won, found.successor_unused);
     let p = Presented {
-        hash: hash.as_str(),
+        presented,
         token: found.token(hash.as_str()),
         user: found.user(),
         family: found.family,
-        successor: successor.clone(),
-        successor_hash: successor_hash.as_str(),
         req,
         policy,
         now,

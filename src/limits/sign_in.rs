@@ -16,6 +16,7 @@ use crate::db::{DbConnection, StoreError};
 use crate::domain::Seconds;
 use crate::tokens::keys::derive_key;
 use crate::tokens::refresh::Origin;
+use crate::tokens::secret::hex;
 
 /// Failures older than this no longer count (and housekeeping deletes the row).
 pub const FORGET_AFTER: Seconds = Seconds::new(86_400);
@@ -78,10 +79,6 @@ impl std::fmt::Debug for UsernameKeys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("UsernameKeys([redacted])")
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Record a failed sign-in for `username_key` (and, for a known user, its security event) in one

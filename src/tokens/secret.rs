@@ -39,6 +39,16 @@ impl fmt::Debug for PlainToken {
     }
 }
 
+/// Lowercase hex, two digits a byte.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    bytes
+        .iter()
+        .flat_map(|b| [b >> 4, b & 0x0f])
+        .map(|nibble| char::from(DIGITS[usize::from(nibble)]))
+        .collect()
+}
+
 /// SHA-256 of a secret, hex-encoded: what the database stores. A fast hash is right for
 /// high-entropy random secrets; argon2 is for human passwords.
 #[derive(Clone, PartialEq, Eq)]
@@ -46,15 +56,7 @@ pub struct HashedToken(String);
 
 impl HashedToken {
     pub fn of(bytes: &[u8]) -> Self {
-        const DIGITS: &[u8; 16] = b"0123456789abcdef";
-        let d = digest::digest(&digest::SHA256, bytes);
-        let hex = d
-            .as_ref()
-            .iter()
-            .flat_map(|b| [b >> 4, b & 0x0f])
-            .map(|nibble| char::from(DIGITS[usize::from(nibble)]))
-            .collect();
-        Self(hex)
+        Self(hex(digest::digest(&digest::SHA256, bytes).as_ref()))
     }
 
     pub fn from_stored(hex: String) -> Self {
